@@ -1,0 +1,39 @@
+"""The Typer app. Each command lives in its own module and only parses, calls the core and prints."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from vitcli import __version__
+from vitcli.cli.eval import eval_
+from vitcli.cli.train import train
+
+app = typer.Typer(
+    name="vitcli",
+    help="A command-line lab for Vision Transformers and CNNs on small images.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode="rich",
+)
+app.command()(train)
+app.command("eval")(eval_)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"vitcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    pass
+
+
+def main() -> None:
+    app()

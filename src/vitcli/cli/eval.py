@@ -1,0 +1,32 @@
+"""`vitcli eval`: a checkpoint's accuracy, loss, per-class accuracy and confusion matrix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from vitcli.cli.common import console, user_errors
+from vitcli.report import eval_tables
+from vitcli.run import eval_checkpoint
+
+
+def eval_(
+    checkpoint: Path = typer.Argument(..., help="A model.safetensors written by vitcli (or its run directory)."),
+    dataset: Optional[str] = typer.Option(None, help="Data set to evaluate on. [default: the one it was trained on]"),
+    split: str = typer.Option("test", help="train, val or test."),
+    data_dir: Optional[Path] = typer.Option(None, help="Where the data set is. [default: as in training]"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    batch_size: int = typer.Option(1024, help="Images per forward pass."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+) -> None:
+    """Evaluate a checkpoint; the model is rebuilt from the checkpoint's own metadata."""
+    with user_errors():
+        report = eval_checkpoint(checkpoint, dataset, split, None if data_dir is None else str(data_dir), device, batch_size)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict()))
+        return
+    for table in eval_tables(report):
+        console.print(table)

@@ -1,0 +1,48 @@
+"""Engine events as a rich progress bar and one line per epoch."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from vitcli.engine import EpochMetrics, EpochStart, Event, Status, StepDone
+from vitcli.report import epoch_line
+
+
+class TrainProgress:
+    """A listener for `train_run`: use as `with TrainProgress(console) as listen: train_run(cfg, listen)`."""
+
+    def __init__(self, console: Console):
+        self.progress = Progress(
+            TextColumn("epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]:6.2%}  {task.fields[ips]:,.0f} img/s"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
+        self.task = None
+        self.epochs = 0
+
+    def __enter__(self) -> TrainProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Status):
+            self.progress.console.print(f"[dim]{event.message}[/]")
+        elif isinstance(event, EpochStart):
+            self.epochs = event.epochs
+            label = f"{event.epoch}/{event.epochs}"
+            if self.task is None:
+                self.task = self.progress.add_task("train", total=event.steps, epoch=label, loss=0.0, acc=0.0, ips=0.0)
+            else:
+                self.progress.reset(self.task, total=event.steps, epoch=label, loss=0.0, acc=0.0, ips=0.0)
+        elif isinstance(event, StepDone):
+            self.progress.update(self.task, completed=event.step, loss=event.loss, acc=event.accuracy, ips=event.images_per_s)
+        elif isinstance(event, EpochMetrics):
+            self.progress.console.print(epoch_line(event, self.epochs), highlight=False)

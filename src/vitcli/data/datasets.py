@@ -1,0 +1,264 @@
+"""Data sets as uint8 tensors: which ones exist, where their files are, and how they are split.
+
+Each source is decoded once into (images uint8 (N, C, H, W), labels int64 (N,)) and cached on disk, so
+later runs start in a fraction of a second and training never touches PIL or DataLoader workers.
+MNIST, Fashion-MNIST and CIFAR-10/100 come through torchvision's own dataset classes (which download
+them for users); `folder:PATH` reads an image folder with `train/`, `test/` and optional `val/`
+subfolders of class folders, through torchvision's ImageFolder.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torchvision import datasets as tvd
+
+from vitcli.config import DataConfig
+from vitcli.data import cache
+from vitcli.errors import DataError
+
+
+@dataclass
+class DatasetInfo:
+    """What a model, a checkpoint and the batches need to know about a data set."""
+
+    name: str
+    channels: int
+    height: int
+    width: int
+    classes: list[str]
+    mean: list[float]  # per channel, of pixel values scaled to [0, 1]
+    std: list[float]
+    family: str  # "digits" (translation augmentation) or "natural" (crop with padding and flips)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Split:
+    images: Tensor  # uint8 (N, C, H, W)
+    labels: Tensor  # int64 (N,)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class Splits:
+    info: DatasetInfo
+    train: Split
+    val: Split | None
+    test: Split
+
+    def get(self, name: str) -> Split:
+        split = {"train": self.train, "val": self.val, "test": self.test}.get(name)
+        if split is None:
+            if name == "val":
+                raise DataError("this data set has no validation split (val_size is 0); use --split test")
+            raise DataError(f"unknown split {name!r}; use train, val or test")
+        return split
+
+
+# Normalisation constants are the usual ones for each data set (mean and std of the training pixels).
+_TORCHVISION = {
+    "mnist": ("digits", [0.1307], [0.3081]),
+    "fashion-mnist": ("digits", [0.2860], [0.3530]),
+    "cifar10": ("natural", [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]),
+    "cifar100": ("natural", [0.5071, 0.4865, 0.4409], [0.2673, 0.2564, 0.2762]),
+}
+
+
+def default_data_dir() -> Path:
+    if os.environ.get("VITCLI_DATA_DIR"):
+        return Path(os.environ["VITCLI_DATA_DIR"]).expanduser()
+    return cache.cache_root() / "data"
+
+
+def load_splits(cfg: DataConfig, download: bool = True) -> Splits:
+    """The train / val / test splits for a data config: validation held out of train (seeded, the same
+    for every run with the same val_size), then the training subset if one is asked for."""
+    info, train, val, test = _load_source(cfg.dataset, Path(cfg.data_dir).expanduser() if cfg.data_dir else None, download)
+    if val is None:
+        val_size = default_val_size(len(train)) if cfg.val_size is None else cfg.val_size
+        if val_size >= len(train):
+            raise DataError(
+                f"--val-size {val_size} leaves no training images ({len(train)} in the training set); "
+                "use a smaller --val-size, or 0 to train on every image"
+            )
+        if val_size > 0:
+            # A fixed seed, not the training seed: runs that differ only in --seed see the same split.
+            order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
+            val = Split(train.images[order[:val_size]], train.labels[order[:val_size]])
+            keep = order[val_size:].sort().values
+            train = Split(train.images[keep], train.labels[keep])
+    if cfg.subset is not None:
+        if cfg.subset > len(train):
+            raise DataError(f"--subset {cfg.subset} is more than the {len(train)} training images there are")
+        # The first N of a seeded shuffle, so a subset covers every class.
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(1))[: cfg.subset]
+        train = Split(train.images[order], train.labels[order])
+    return Splits(info, train, val, test)
+
+
+def default_val_size(train_size: int) -> int:
+    """5,000 images for the 50k/60k sets, as is usual; a tenth for smaller sets."""
+    return 5000 if train_size >= 50_000 else train_size // 10
+
+
+def _load_source(dataset: str, data_dir: Path | None, download: bool) -> tuple[DatasetInfo, Split, Split | None, Split]:
+    if dataset.startswith("folder:"):
+        return _load_folder(Path(dataset[len("folder:"):]).expanduser())
+    if dataset not in _TORCHVISION:
+        raise DataError(f"unknown dataset {dataset!r}; use one of {', '.join(_TORCHVISION)} or folder:PATH")
+    return _load_torchvision(dataset, data_dir or default_data_dir(), download)
+
+
+# --- torchvision data sets -------------------------------------------------------------------------
+
+def _load_torchvision(name: str, root: Path, download: bool) -> tuple[DatasetInfo, Split, None, Split]:
+    family, mean, std = _TORCHVISION[name]
+    dataset_cls = _DATASET_CLASSES[name]
+    source_dir = _source_dir(name, root)
+
+    def decode() -> dict:
+        out = {}
+        for split, train in (("train", True), ("test", False)):
+            ds = _open_torchvision(dataset_cls, name, root, source_dir, train, download)
+            images = torch.as_tensor(np.asarray(ds.data))
+            images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)  # to (N, C, H, W)
+            out[f"{split}_images"] = images.contiguous()
+            out[f"{split}_labels"] = torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
+        return {"tensors": out, "classes": list(ds.classes)}
+
+    if not source_dir.is_dir():
+        # First use: let torchvision download before the files are fingerprinted for the cache.
+        _open_torchvision(dataset_cls, name, root, source_dir, False, download)
+    entry = cache.cached(f"{name}", source_dir, decode)
+    t = entry["tensors"]
+    _, channels, height, width = t["train_images"].shape
+    info = DatasetInfo(name, channels, height, width, entry["classes"], mean, std, family)
+    return info, Split(t["train_images"], t["train_labels"]), None, Split(t["test_images"], t["test_labels"])
+
+
+def _source_dir(name: str, root: Path) -> Path:
+    return root / {"mnist": "MNIST", "fashion-mnist": "FashionMNIST",
+                   "cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}[name]
+
+
+def _expected_files(name: str) -> str:
+    if name in ("mnist", "fashion-mnist"):
+        return "raw/train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte"
+    if name == "cifar10":
+        return "data_batch_1..5, test_batch, batches.meta"
+    return "train, test, meta"
+
+
+def _open_torchvision(dataset_cls, name: str, root: Path, source_dir: Path, train: bool, download: bool):
+    try:
+        return dataset_cls(root=str(root), train=train, download=download)
+    except Exception as e:  # noqa: BLE001 - torchvision raises RuntimeError, URLError, OSError, ...
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        how = "download failed" if download else "downloading is off"
+        raise DataError(
+            f"{name} is not in {source_dir} (expected {_expected_files(name)}) and {how} ({reason}); "
+            f"put the files there, or pass --data-dir (or set VITCLI_DATA_DIR) to where they are"
+        ) from None
+
+
+def _trusting(base: type) -> type:
+    """torchvision's CIFAR class `base`, trusting batch files already on disk.
+
+    torchvision checks the MD5 of every batch file before loading, so a copy re-packed by a user (or a
+    test's small file in the same pickle format) would not load. Downloads are still checked: the archive
+    keeps its MD5.
+    """
+    return type(base.__name__, (base,), {
+        "train_list": [[name, None] for name, _ in base.train_list],
+        "test_list": [[name, None] for name, _ in base.test_list],
+        "meta": {**base.meta, "md5": None},
+    })
+
+
+_DATASET_CLASSES = {
+    "mnist": tvd.MNIST,
+    "fashion-mnist": tvd.FashionMNIST,
+    "cifar10": _trusting(tvd.CIFAR10),
+    "cifar100": _trusting(tvd.CIFAR100),
+}
+
+
+# --- image folders ---------------------------------------------------------------------------------
+
+def _load_folder(path: Path) -> tuple[DatasetInfo, Split, Split | None, Split]:
+    if not path.is_dir():
+        raise DataError(f"folder data set {path} does not exist; expected {path}/train/<class>/*.png and {path}/test/<class>/*.png")
+    for required in ("train", "test"):
+        if not (path / required).is_dir():
+            raise DataError(f"folder data set {path} has no {required}/ folder; expected {path}/{required}/<class>/<image files>")
+    names = ["train", "test"] + (["val"] if (path / "val").is_dir() else [])
+
+    def decode() -> dict:
+        tensors, classes, mode = {}, None, None
+        for split in names:
+            images, labels, split_classes, mode = _decode_image_folder(path / split, mode)
+            if classes is None:
+                classes = split_classes
+            elif split_classes != classes:
+                raise DataError(
+                    f"{path}/{split} has classes {split_classes} but {path}/train has {classes}; "
+                    "every split needs the same class folders"
+                )
+            tensors[f"{split}_images"], tensors[f"{split}_labels"] = images, labels
+        return {"tensors": tensors, "classes": classes}
+
+    entry = cache.cached(f"folder-{path.name}", path, decode)
+    t, classes = entry["tensors"], entry["classes"]
+    train = Split(t["train_images"], t["train_labels"])
+    _, channels, height, width = train.images.shape
+    for split in names[1:]:
+        if t[f"{split}_images"].shape[1:] != train.images.shape[1:]:
+            raise DataError(f"images in {path}/{split} are not the size of those in {path}/train ({height}x{width}x{channels})")
+    # No published constants for a user's folder: normalise with its own training pixels.
+    pixels = train.images.float().div_(255)
+    mean = pixels.mean(dim=(0, 2, 3)).tolist()
+    std = pixels.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
+    family = "digits" if channels == 1 else "natural"
+    info = DatasetInfo(f"folder:{path}", channels, height, width, classes, mean, std, family)
+    val = Split(t["val_images"], t["val_labels"]) if "val" in names else None
+    return info, train, val, Split(t["test_images"], t["test_labels"])
+
+
+def _decode_image_folder(path: Path, mode: str | None) -> tuple[Tensor, Tensor, list[str], str]:
+    try:
+        folder = tvd.ImageFolder(str(path))
+    except (FileNotFoundError, RuntimeError) as e:
+        raise DataError(f"{path}: {e}") from None
+    if mode is None:  # grayscale if the first image is; otherwise RGB
+        with Image.open(folder.samples[0][0]) as first:
+            mode = "L" if first.mode in ("L", "1", "I;16", "I") else "RGB"
+    arrays, size = [], None
+    for file, _ in folder.samples:
+        try:
+            with Image.open(file) as image:
+                array = np.asarray(image.convert(mode))
+        except OSError as e:
+            raise DataError(f"cannot read image {file}: {e}") from None
+        if size is None:
+            size = array.shape
+        elif array.shape != size:
+            raise DataError(
+                f"{file} is {array.shape[1]}x{array.shape[0]} but the others are {size[1]}x{size[0]}; "
+                "vitcli needs images of one size: resize the folder first"
+            )
+        arrays.append(array)
+    images = torch.from_numpy(np.stack(arrays))
+    images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)
+    labels = torch.tensor([label for _, label in folder.samples], dtype=torch.int64)
+    return images.contiguous(), labels, list(folder.classes), mode

@@ -1,0 +1,196 @@
+"""The in-house Vision Transformer, built from the parts of Dosovitskiy et al. 2021 (arXiv:2010.11929).
+
+An image is cut into patches by a Conv2d whose kernel and stride are the patch size; each patch becomes
+a token of `embed_dim` numbers. A learnable [CLS] token is put in front, a positional embedding is added,
+and `depth` pre-LayerNorm transformer blocks (attention, then a GELU MLP, each with a residual) mix the
+tokens. The classification head reads the final [CLS] state.
+
+Attention has two paths giving the same result: PyTorch's fused `scaled_dot_product_attention` when the
+weights are not needed (fast, memory-light), and the explicit softmax(Q K^T / sqrt(d)) V when the caller
+asks for the weights, e.g. to draw them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class PatchEmbedding(nn.Module):
+    """(batch, channels, H, W) -> (batch, tokens, embed_dim), one token per non-overlapping patch."""
+
+    def __init__(self, in_channels: int, embed_dim: int, patch_size: int):
+        super().__init__()
+        self.patch_size = patch_size
+        # kernel = stride = patch size: the same linear map applied to each flattened patch.
+        self.proj = nn.Conv2d(in_channels, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.proj(x)  # (B, D, H/p, W/p)
+        return x.flatten(2).transpose(1, 2)  # (B, N, D), patches in row-major order
+
+
+class MLP(nn.Module):
+    """The transformer's feed-forward part: Linear, GELU, Linear (one hidden layer)."""
+
+    def __init__(self, embed_dim: int, hidden_dim: int, dropout: float = 0.0):
+        super().__init__()
+        self.fc1 = nn.Linear(embed_dim, hidden_dim)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_dim, embed_dim)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, need_weights: bool) -> tuple[Tensor, Tensor | None]:
+    """softmax(q k^T / sqrt(d)) v over the last two dims; q, k, v are (..., tokens, head_dim).
+
+    Returns the output and, when `need_weights`, the attention weights (..., tokens, tokens).
+    """
+    if not need_weights:
+        return F.scaled_dot_product_attention(q, k, v), None
+    scores = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
+    weights = scores.softmax(dim=-1)
+    return weights @ v, weights
+
+
+class SelfAttention(nn.Module):
+    """Single-head self-attention: every token attends to every token with one set of weights."""
+
+    def __init__(self, embed_dim: int, dropout: float = 0.0):
+        super().__init__()
+        self.qkv = nn.Linear(embed_dim, 3 * embed_dim)
+        self.proj = nn.Linear(embed_dim, embed_dim)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        q, k, v = self.qkv(x).chunk(3, dim=-1)  # each (B, N, D)
+        out, weights = attend(q, k, v, need_weights)
+        if weights is not None:
+            weights = weights.unsqueeze(1)  # (B, 1, N, N): one head, same shape as the multi-head case
+        return self.drop(self.proj(out)), weights
+
+
+class MultiHeadSelfAttention(nn.Module):
+    """Multi-head self-attention: the embedding is split equally into `heads` heads of
+    `embed_dim // heads` numbers; each head attends on its own, scaled by sqrt(head_dim), and an output
+    projection mixes the heads back together."""
+
+    def __init__(self, embed_dim: int, heads: int, dropout: float = 0.0):
+        super().__init__()
+        if embed_dim % heads:
+            raise ValueError(f"embed_dim {embed_dim} is not divisible by heads {heads}")
+        self.heads = heads
+        self.qkv = nn.Linear(embed_dim, 3 * embed_dim)
+        self.proj = nn.Linear(embed_dim, embed_dim)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        B, N, D = x.shape
+        # (B, N, 3*D) -> (3, B, heads, N, head_dim)
+        qkv = self.qkv(x).reshape(B, N, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+        out, weights = attend(qkv[0], qkv[1], qkv[2], need_weights)
+        out = out.transpose(1, 2).reshape(B, N, D)  # heads side by side again
+        return self.drop(self.proj(out)), weights
+
+
+class TransformerBlock(nn.Module):
+    """Pre-LN block: x + attention(LN(x)), then x + MLP(LN(x))."""
+
+    def __init__(self, embed_dim: int, heads: int, mlp_dim: int, dropout: float = 0.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(embed_dim)
+        if heads == 1:
+            self.attn: nn.Module = SelfAttention(embed_dim, dropout)
+        else:
+            self.attn = MultiHeadSelfAttention(embed_dim, heads, dropout)
+        self.norm2 = nn.LayerNorm(embed_dim)
+        self.mlp = MLP(embed_dim, mlp_dim, dropout)
+
+    def forward(self, x: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        attn_out, weights = self.attn(self.norm1(x), need_weights)
+        x = x + attn_out
+        x = x + self.mlp(self.norm2(x))
+        return x, weights
+
+
+def sinusoidal_embedding(num_positions: int, dim: int) -> Tensor:
+    """PE(k, 2i) = sin(k / 10000^(2i/d)), PE(k, 2i+1) = cos(k / 10000^(2i/d)) (Vaswani et al. 2017)."""
+    position = torch.arange(num_positions, dtype=torch.float64).unsqueeze(1)
+    two_i = torch.arange(0, dim, 2, dtype=torch.float64)
+    angle = position / (10000.0 ** (two_i / dim))  # (positions, ceil(d/2))
+    pe = torch.zeros(num_positions, dim, dtype=torch.float64)
+    pe[:, 0::2] = torch.sin(angle)
+    pe[:, 1::2] = torch.cos(angle[:, : dim // 2])  # an odd dim has one sine column more than cosines
+    return pe.float()
+
+
+class ViT(nn.Module):
+    """Vision Transformer for (batch, channels, height, width) images; height and width must each be
+    divisible by `patch_size` (rectangular images are fine)."""
+
+    def __init__(
+        self,
+        *,
+        image_size: tuple[int, int],
+        in_channels: int,
+        num_classes: int,
+        embed_dim: int = 32,
+        patch_size: int = 7,
+        depth: int = 2,
+        heads: int = 2,
+        mlp_dim: int | None = None,
+        pos_embed: str = "learned",
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        height, width = image_size
+        if height % patch_size or width % patch_size:
+            raise ValueError(f"image {height}x{width} is not divisible by patch size {patch_size}")
+        if pos_embed not in ("learned", "sinusoidal"):
+            raise ValueError(f"pos_embed must be 'learned' or 'sinusoidal', not {pos_embed!r}")
+        self.grid_size = (height // patch_size, width // patch_size)
+        self.num_tokens = self.grid_size[0] * self.grid_size[1] + 1  # patches + [CLS]
+
+        self.patch_embed = PatchEmbedding(in_channels, embed_dim, patch_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        if pos_embed == "learned":
+            self.pos_embed = nn.Parameter(torch.zeros(1, self.num_tokens, embed_dim))
+        else:
+            # Fixed and derivable from the shape, so not saved in checkpoints (persistent=False).
+            table = sinusoidal_embedding(self.num_tokens, embed_dim).unsqueeze(0)
+            self.register_buffer("pos_embed", table, persistent=False)
+        self.pos_drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(embed_dim, heads, mlp_dim or 4 * embed_dim, dropout) for _ in range(depth)
+        )
+        self.norm = nn.LayerNorm(embed_dim)
+        self.head = nn.Linear(embed_dim, num_classes)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        # The usual ViT initialisation (timm's): small truncated normals, zero biases.
+        if isinstance(self.pos_embed, nn.Parameter):
+            nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: Tensor, return_attention: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
+        """Logits (batch, classes); with `return_attention`, also one (batch, heads, tokens, tokens)
+        tensor of attention weights per block, token 0 being [CLS] and then the patches row by row."""
+        x = self.patch_embed(x)
+        cls = self.cls_token.expand(x.shape[0], -1, -1)
+        x = self.pos_drop(torch.cat([cls, x], dim=1) + self.pos_embed)
+        attentions = []
+        for block in self.blocks:
+            x, weights = block(x, need_weights=return_attention)
+            attentions.append(weights)
+        logits = self.head(self.norm(x[:, 0]))
+        return (logits, attentions) if return_attention else logits
+

@@ -1,0 +1,91 @@
+"""Rich tables and lines for runs and evaluations. They build renderables; the CLI prints them."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+
+from vitcli.engine import EpochMetrics
+from vitcli.run import EvalReport, RunResult
+
+
+def fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "n/a"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""  # unreachable
+
+
+def fmt_pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
+def fmt_loss(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
+
+
+def epoch_line(m: EpochMetrics, epochs: int) -> str:
+    """One line per epoch, in rich markup."""
+    width = len(str(epochs))
+    val = "" if m.val_accuracy is None else f"  val loss {m.val_loss:.4f} acc [bold]{fmt_pct(m.val_accuracy)}[/]"
+    return (
+        f"epoch {m.epoch:>{width}}/{epochs}  train loss {m.train_loss:.4f} acc {fmt_pct(m.train_accuracy)}"
+        f"{val}  lr {m.lr:.2e}  {m.seconds:.1f}s  {m.images_per_s:,.0f} img/s"
+    )
+
+
+def run_table(r: RunResult) -> Table:
+    table = Table(title=f"{r.config.model.name} on {r.info.name}: {r.run_dir}", title_justify="left")
+    table.add_column("")
+    table.add_column("accuracy", justify="right")
+    table.add_column("loss", justify="right")
+    best = r.best
+    table.add_row(f"train (epoch {r.best_epoch}, running mean)", fmt_pct(best.train_accuracy), fmt_loss(best.train_loss))
+    if best.val_accuracy is not None:
+        table.add_row(f"val (best, epoch {r.best_epoch})", fmt_pct(best.val_accuracy), fmt_loss(best.val_loss))
+    table.add_row(Text("test", style="bold"), Text(fmt_pct(r.test.accuracy), style="bold"), fmt_loss(r.test.loss))
+    table.add_section()
+    table.add_row("parameters", f"{r.parameters:,}", "")
+    table.add_row("tokens per image", "n/a (CNN)" if r.tokens is None else f"{r.tokens}", "")
+    table.add_row("train time", f"{r.train_seconds:.1f} s", "")
+    table.add_row("total time", f"{r.total_seconds:.1f} s", "")
+    table.add_row("throughput", f"{r.images_per_s:,.0f} img/s", "")
+    memory = "peak GPU memory" if r.device.startswith("cuda") else "peak process memory"
+    table.add_row(memory, fmt_bytes(r.peak_memory), "")
+    table.add_row("device", r.device, "")
+    return table
+
+
+def eval_tables(report: EvalReport) -> list[Table]:
+    r = report.result
+    summary = Table(title=f"{report.checkpoint}: {report.dataset} {report.split} ({r.count:,} images)", title_justify="left")
+    summary.add_column("accuracy", justify="right")
+    summary.add_column("loss", justify="right")
+    summary.add_row(Text(fmt_pct(r.accuracy), style="bold"), fmt_loss(r.loss))
+
+    per_class = Table(title="per class", title_justify="left")
+    per_class.add_column("class")
+    per_class.add_column("images", justify="right")
+    per_class.add_column("accuracy", justify="right")
+    worst = min((a for a in r.per_class_accuracy if a is not None), default=None)
+    for name, row, acc in zip(report.classes, r.confusion, r.per_class_accuracy):
+        style = "red" if acc is not None and acc == worst else ""
+        per_class.add_row(name, f"{sum(row):,}", Text(fmt_pct(acc), style=style))
+
+    confusion = Table(title="confusion (rows: true class, columns: predicted)", title_justify="left")
+    confusion.add_column("")
+    labels = [_short(c) for c in report.classes]
+    for label in labels:
+        confusion.add_column(label, justify="right")
+    for i, (label, row) in enumerate(zip(labels, r.confusion)):
+        cells = [Text(str(v), style="bold green" if i == j else ("red" if v else "dim")) for j, v in enumerate(row)]
+        confusion.add_row(label, *cells)
+    return [summary, per_class, confusion]
+
+
+def _short(name: str) -> str:
+    # MNIST's classes are "0 - zero" ...: the digit alone keeps the confusion matrix narrow.
+    return name.split(" - ")[0] if " - " in name else name[:8]
