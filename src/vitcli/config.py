@@ -177,6 +177,16 @@ def load_config(path: str | Path | None, overrides: dict[str, dict[str, Any]] | 
     return config.merged(overrides or {}).validate()
 
 
+# What an unset (None) value means, written as a comment in TOML files so that every setting shows.
+UNSET_MEANS = {
+    "mlp_dim": "4 x embed_dim",
+    "data_dir": "$VITCLI_DATA_DIR, else ~/.cache/vitcli/data",
+    "val_size": "5000 for the 50k/60k sets, a tenth of smaller ones",
+    "subset": "every training image",
+    "name": "<model>-<dataset>-<date>-<time>",
+}
+
+
 def dump_toml(values: dict[str, dict[str, Any]]) -> str:
     """TOML for our flat sections of str/int/float/bool values; unset (None) values become comments so
     the file still shows every setting."""
@@ -185,7 +195,7 @@ def dump_toml(values: dict[str, dict[str, Any]]) -> str:
         lines.append(f"[{section}]")
         for key, value in items.items():
             if value is None:
-                lines.append(f"# {key} is unset (default)")
+                lines.append(f"# {key} = ...  (unset: {UNSET_MEANS.get(key, 'the default')})")
             else:
                 lines.append(f"{key} = {_toml_value(value)}")
         lines.append("")

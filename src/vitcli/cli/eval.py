@@ -15,9 +15,9 @@ from vitcli.run import eval_checkpoint
 
 def eval_(
     checkpoint: Path = typer.Argument(..., help="A model.safetensors written by vitcli (or its run directory)."),
-    dataset: Optional[str] = typer.Option(None, help="Data set to evaluate on. [default: the one it was trained on]"),
+    dataset: Optional[str] = typer.Option(None, help="Data set to evaluate on. \\[default: the one it was trained on]"),
     split: str = typer.Option("test", help="train, val or test."),
-    data_dir: Optional[Path] = typer.Option(None, help="Where the data set is. [default: as in training]"),
+    data_dir: Optional[Path] = typer.Option(None, help="Where the data set is. \\[default: as in training]"),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     batch_size: int = typer.Option(1024, help="Images per forward pass."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),

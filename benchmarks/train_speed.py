@@ -1,0 +1,158 @@
+"""Training speed and accuracy of vitcli's engine against a plain PyTorch loop, in one process.
+
+Both train the same ViT (same initial weights, optimiser settings and learning-rate schedule) for the
+same epochs on the 60,000 MNIST training images and are scored on the 10,000 test images. They differ
+in the data pipeline and the loop:
+
+  vitcli  uint8 tensors decoded once, batches gathered and normalised as tensor ops, fused AdamW,
+          no per-step host synchronisation (vitcli.engine.fit)
+  plain   torchvision's MNIST with ToTensor + Normalize through a DataLoader (PIL per image),
+          torch.optim.AdamW, loss.item() every step: the loop of most tutorials
+
+Runs alternate (plain, vitcli, plain, vitcli, ...) with --repeats so that a noisy machine affects both.
+Prints a rich table and one JSON object (also written to --json).
+
+    python benchmarks/train_speed.py --data-dir ../shared/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.table import Table
+
+from vitcli.config import load_config
+from vitcli.data import load_splits
+from vitcli.engine import evaluate, fit, resolve_device, warmup_cosine
+from vitcli.models import build_model, count_parameters
+
+
+def plain_loop(cfg, model, data_dir: str, device: torch.device, workers: int) -> dict:
+    from torch.utils.data import DataLoader
+    from torchvision import datasets, transforms
+
+    tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
+    train_set = datasets.MNIST(data_dir, train=True, transform=tf)
+    test_set = datasets.MNIST(data_dir, train=False, transform=tf)
+    loader = DataLoader(train_set, batch_size=cfg.train.batch_size, shuffle=True, drop_last=True,
+                        num_workers=workers, generator=torch.Generator().manual_seed(cfg.train.seed))
+    steps = len(loader)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(round(cfg.train.warmup * steps), cfg.train.epochs * steps))
+    seen, start = 0, time.perf_counter()
+    model.train()
+    for _ in range(cfg.train.epochs):
+        for images, labels in loader:
+            images, labels = images.to(device), labels.to(device)
+            loss = F.cross_entropy(model(images), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            loss.item()  # what a tutorial loop does to log the loss
+            seen += len(labels)
+    seconds = time.perf_counter() - start
+    model.eval()
+    correct = 0
+    with torch.inference_mode():
+        for images, labels in DataLoader(test_set, batch_size=1024):
+            correct += (model(images.to(device)).argmax(1).cpu() == labels).sum().item()
+    return {"seconds": seconds, "images": seen, "images_per_s": seen / seconds, "test_accuracy": correct / len(test_set)}
+
+
+def vitcli_loop(cfg, model, device: torch.device) -> dict:
+    splits = load_splits(cfg.data, download=False)
+    start = time.perf_counter()
+    result = fit(model, splits, cfg.train, device, augment=cfg.data.augment)
+    seconds = time.perf_counter() - start
+    images = sum(m.images_per_s * m.seconds for m in result.history)
+    test = evaluate(model, splits.test, splits.info, device)
+    return {"seconds": seconds, "images": round(images), "images_per_s": images / result.seconds,
+            "test_accuracy": test.accuracy}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", default=os.environ.get("VITCLI_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data")))
+    parser.add_argument("--embed-dim", type=int, default=32)
+    parser.add_argument("--patch-size", type=int, default=7)
+    parser.add_argument("--depth", type=int, default=2)
+    parser.add_argument("--heads", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=1e-2)
+    parser.add_argument("--augment", action="store_true", help="augment on vitcli's side (the plain loop never does)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of the plain loop")
+    parser.add_argument("--json", type=Path, help="also write the JSON result here")
+    args = parser.parse_args()
+
+    cfg = load_config(None, {
+        "model": {"embed_dim": args.embed_dim, "patch_size": args.patch_size, "depth": args.depth, "heads": args.heads},
+        "data": {"dataset": "mnist", "data_dir": args.data_dir, "val_size": 0, "augment": args.augment},
+        "train": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "device": args.device},
+    })
+    device = resolve_device(args.device)
+    info = load_splits(cfg.data, download=False).info  # also fills the tensor cache before timing
+
+    runs: dict[str, list[dict]] = {"plain": [], "vitcli": []}
+    for repeat in range(args.repeats):
+        for name in ("plain", "vitcli"):
+            torch.manual_seed(cfg.train.seed)
+            model = build_model(cfg.model, info).to(device)
+            out = plain_loop(cfg, model, args.data_dir, device, args.workers) if name == "plain" else vitcli_loop(cfg, model, device)
+            runs[name].append(out)
+            print(f"repeat {repeat + 1}/{args.repeats} {name:>6}: {out['images_per_s']:,.0f} img/s, "
+                  f"test {100 * out['test_accuracy']:.2f}%, {out['seconds']:.1f} s", file=sys.stderr)
+
+    summary = {}
+    for name, outs in runs.items():
+        summary[name] = {
+            "images_per_s_median": statistics.median(o["images_per_s"] for o in outs),
+            "test_accuracy_mean": statistics.mean(o["test_accuracy"] for o in outs),
+            "seconds_median": statistics.median(o["seconds"] for o in outs),
+            "runs": outs,
+        }
+    ratio = summary["vitcli"]["images_per_s_median"] / summary["plain"]["images_per_s_median"]
+    result = {
+        "benchmark": "train_speed",
+        "config": {"model": cfg.model.__dict__, "train": cfg.train.__dict__, "augment": args.augment,
+                   "parameters": count_parameters(build_model(cfg.model, info)), "plain_workers": args.workers},
+        "machine": {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+                    "cpus": os.cpu_count(), "python": platform.python_version(),
+                    "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
+        "plain": summary["plain"],
+        "vitcli": summary["vitcli"],
+        "speedup": ratio,
+    }
+
+    table = Table(title=f"MNIST, ViT dim {args.embed_dim} patch {args.patch_size} depth {args.depth}, "
+                        f"{args.epochs} epoch(s), batch {args.batch_size}, {device}, {torch.get_num_threads()} threads")
+    for column in ("loop", "images/s (median)", "test accuracy (mean)", "train seconds (median)", "runs"):
+        table.add_column(column, justify="right")
+    for name in ("plain", "vitcli"):
+        s = summary[name]
+        table.add_row(name, f"{s['images_per_s_median']:,.0f}", f"{100 * s['test_accuracy_mean']:.2f}%",
+                      f"{s['seconds_median']:.1f}", str(len(s["runs"])))
+    table.add_row("vitcli / plain", f"{ratio:.2f}x", "", "", "")
+    Console(stderr=True).print(table)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
