@@ -71,4 +71,4 @@ def test_bad_values_are_refused_with_the_flag_name(overrides, message):
 
 def test_unset_values_are_comments_in_toml():
     text = Config().to_toml()
-    assert "# mlp_dim" in text and "mlp_dim =" not in text
+    assert "# mlp_dim = ...  (unset: 4 x embed_dim)" in text and "\nmlp_dim =" not in text
