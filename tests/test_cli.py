@@ -115,7 +115,7 @@ def test_missing_data_offline_says_where_files_are_expected(tmp_path, monkeypatc
     monkeypatch.setattr("torchvision.datasets.mnist.download_and_extract_archive", offline)
     result = train(tmp_path, tmp_path / "empty")
     assert result.exit_code == 1
-    assert "MNIST (expected raw/train-images-idx3-ubyte" in result.stderr and "--data-dir" in result.stderr
+    assert "MNIST (expected raw/train-images-idx3-ubyte" in result.stderr and "download failed" in result.stderr and "--data-dir" in result.stderr
 
 
 @pytest.mark.parametrize(

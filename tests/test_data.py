@@ -68,7 +68,7 @@ def test_image_folder_without_test_split(tmp_path):
 
 
 def test_missing_data_offline_names_the_expected_files(tmp_path):
-    with pytest.raises(DataError, match=r"mnist is not in .*MNIST \(expected raw/train-images-idx3-ubyte"):
+    with pytest.raises(DataError, match=r"mnist is not in .*MNIST \(expected raw/train-images-idx3-ubyte, raw/train-labels"):
         load_splits(DataConfig(dataset="mnist", data_dir=str(tmp_path)), download=False)
 
 
@@ -150,3 +150,9 @@ def test_drop_last_keeps_shapes_equal_but_never_drops_everything(mnist_dir):
     cpu = torch.device("cpu")
     assert [len(y) for _, y in Batches(splits.train, splits.info, 32, cpu, drop_last=True)] == [32, 32]
     assert [len(y) for _, y in Batches(splits.train, splits.info, 100, cpu, drop_last=True)] == [70]
+
+
+def test_damaged_files_are_not_reported_as_missing(mnist_dir):
+    (mnist_dir / "MNIST" / "raw" / "t10k-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03garbage")
+    with pytest.raises(DataError, match="files in .*MNIST cannot be read"):
+        load_splits(DataConfig(data_dir=str(mnist_dir)), download=False)

@@ -152,12 +152,12 @@ def _source_dir(name: str, root: Path) -> Path:
                    "cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}[name]
 
 
-def _expected_files(name: str) -> str:
-    if name in ("mnist", "fashion-mnist"):
-        return "raw/train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte"
-    if name == "cifar10":
-        return "data_batch_1..5, test_batch, batches.meta"
-    return "train, test, meta"
+_EXPECTED_FILES = {
+    "mnist": ["raw/train-images-idx3-ubyte", "raw/train-labels-idx1-ubyte", "raw/t10k-images-idx3-ubyte", "raw/t10k-labels-idx1-ubyte"],
+    "cifar10": [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"],
+    "cifar100": ["train", "test", "meta"],
+}
+_EXPECTED_FILES["fashion-mnist"] = _EXPECTED_FILES["mnist"]
 
 
 def _open_torchvision(dataset_cls, name: str, root: Path, source_dir: Path, train: bool, download: bool):
@@ -165,10 +165,16 @@ def _open_torchvision(dataset_cls, name: str, root: Path, source_dir: Path, trai
         return dataset_cls(root=str(root), train=train, download=download)
     except Exception as e:  # noqa: BLE001 - torchvision raises RuntimeError, URLError, OSError, ...
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        expected = _EXPECTED_FILES[name]
+        if all((source_dir / f).is_file() for f in expected):
+            raise DataError(
+                f"{name} files in {source_dir} cannot be read ({reason}); replace them with the original "
+                f"files, or delete them so that vitcli downloads them again"
+            ) from None
         how = "download failed" if download else "downloading is off"
         raise DataError(
-            f"{name} is not in {source_dir} (expected {_expected_files(name)}) and {how} ({reason}); "
-            f"put the files there, or pass --data-dir (or set VITCLI_DATA_DIR) to where they are"
+            f"{name} is not in {source_dir} (expected {', '.join(expected)}) and {how} ({reason}); "
+            "put the files there, or pass --data-dir (or set VITCLI_DATA_DIR) to where they are"
         ) from None
 
 
