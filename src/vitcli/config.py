@@ -58,7 +58,7 @@ class DataConfig:
 class TrainConfig:
     epochs: int = 5
     batch_size: int = 128
-    lr: float = 2e-3
+    lr: float = 1e-2  # right for the small default ViT; wider models (dim 256) want ~1e-3
     weight_decay: float = 0.05
     warmup: float = 0.2  # epochs of linear warmup before the cosine decay
     label_smoothing: float = 0.0

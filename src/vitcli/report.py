@@ -38,7 +38,7 @@ def epoch_line(m: EpochMetrics, epochs: int) -> str:
 
 
 def run_table(r: RunResult) -> Table:
-    table = Table(title=f"{r.config.model.name} on {r.info.name}: {r.run_dir}", title_justify="left")
+    table = Table(title=f"{r.config.model.name} on {r.info.name}", title_justify="left")
     table.add_column("")
     table.add_column("accuracy", justify="right")
     table.add_column("loss", justify="right")
@@ -61,10 +61,10 @@ def run_table(r: RunResult) -> Table:
 
 def eval_tables(report: EvalReport) -> list[Table]:
     r = report.result
-    summary = Table(title=f"{report.checkpoint}: {report.dataset} {report.split} ({r.count:,} images)", title_justify="left")
-    summary.add_column("accuracy", justify="right")
-    summary.add_column("loss", justify="right")
-    summary.add_row(Text(fmt_pct(r.accuracy), style="bold"), fmt_loss(r.loss))
+    summary = Table(title=str(report.checkpoint), title_justify="left")
+    for column in ("data set", "split", "images", "accuracy", "loss"):
+        summary.add_column(column, justify="left" if column in ("data set", "split") else "right")
+    summary.add_row(report.dataset, report.split, f"{r.count:,}", Text(fmt_pct(r.accuracy), style="bold"), fmt_loss(r.loss))
 
     per_class = Table(title="per class", title_justify="left")
     per_class.add_column("class")
