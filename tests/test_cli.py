@@ -139,3 +139,23 @@ def test_same_name_twice_is_refused(tmp_path, mnist_dir):
 def test_version():
     result = run("--version")
     assert result.exit_code == 0 and result.output.startswith("vitcli ")
+
+
+def test_eval_on_another_data_set_of_the_same_shape(tmp_path, mnist_dir, cifar10_dir):
+    from fakedata import write_mnist
+
+    assert train(tmp_path, mnist_dir, "--name", "m").exit_code == 0
+    write_mnist(mnist_dir, folder="FashionMNIST")
+    other = run("eval", tmp_path / "runs" / "m", "--dataset", "fashion-mnist", "--data-dir", mnist_dir, "--json")
+    assert other.exit_code == 0, other.output
+    assert json.loads(other.output)["classes"][0] == "T-shirt/top"
+    wrong = run("eval", tmp_path / "runs" / "m", "--dataset", "cifar10", "--data-dir", cifar10_dir)
+    assert wrong.exit_code == 1
+    assert "trained on 28x28x1 images with 10 classes but cifar10 has 32x32x3" in wrong.stderr
+
+
+@pytest.mark.slow
+def test_compiled_training_runs_on_cpu(tmp_path, mnist_dir):
+    result = train(tmp_path, mnist_dir, "--compile", "--name", "compiled")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "runs" / "compiled" / "model.safetensors").is_file()
