@@ -156,3 +156,10 @@ def test_damaged_files_are_not_reported_as_missing(mnist_dir):
     (mnist_dir / "MNIST" / "raw" / "t10k-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03garbage")
     with pytest.raises(DataError, match="files in .*MNIST cannot be read"):
         load_splits(DataConfig(data_dir=str(mnist_dir)), download=False)
+
+
+def test_config_knows_the_same_data_sets_as_the_registry():
+    from vitcli.config import DATASETS
+    from vitcli.data.datasets import TORCHVISION_SOURCES
+
+    assert set(DATASETS) == set(TORCHVISION_SOURCES)

@@ -66,15 +66,6 @@ class Splits:
         return split
 
 
-# Normalisation constants are the usual ones for each data set (mean and std of the training pixels).
-_TORCHVISION = {
-    "mnist": ("digits", [0.1307], [0.3081]),
-    "fashion-mnist": ("digits", [0.2860], [0.3530]),
-    "cifar10": ("natural", [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]),
-    "cifar100": ("natural", [0.5071, 0.4865, 0.4409], [0.2673, 0.2564, 0.2762]),
-}
-
-
 def default_data_dir() -> Path:
     if os.environ.get("VITCLI_DATA_DIR"):
         return Path(os.environ["VITCLI_DATA_DIR"]).expanduser()
@@ -115,68 +106,12 @@ def default_val_size(train_size: int) -> int:
 def _load_source(dataset: str, data_dir: Path | None, download: bool) -> tuple[DatasetInfo, Split, Split | None, Split]:
     if dataset.startswith("folder:"):
         return _load_folder(Path(dataset[len("folder:"):]).expanduser())
-    if dataset not in _TORCHVISION:
-        raise DataError(f"unknown dataset {dataset!r}; use one of {', '.join(_TORCHVISION)} or folder:PATH")
+    if dataset not in TORCHVISION_SOURCES:
+        raise DataError(f"unknown dataset {dataset!r}; use one of {', '.join(TORCHVISION_SOURCES)} or folder:PATH")
     return _load_torchvision(dataset, data_dir or default_data_dir(), download)
 
 
 # --- torchvision data sets -------------------------------------------------------------------------
-
-def _load_torchvision(name: str, root: Path, download: bool) -> tuple[DatasetInfo, Split, None, Split]:
-    family, mean, std = _TORCHVISION[name]
-    dataset_cls = _DATASET_CLASSES[name]
-    source_dir = _source_dir(name, root)
-
-    def decode() -> dict:
-        out = {}
-        for split, train in (("train", True), ("test", False)):
-            ds = _open_torchvision(dataset_cls, name, root, source_dir, train, download)
-            images = torch.as_tensor(np.asarray(ds.data))
-            images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)  # to (N, C, H, W)
-            out[f"{split}_images"] = images.contiguous()
-            out[f"{split}_labels"] = torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
-        return {"tensors": out, "classes": list(ds.classes)}
-
-    if not source_dir.is_dir():
-        # First use: let torchvision download before the files are fingerprinted for the cache.
-        _open_torchvision(dataset_cls, name, root, source_dir, False, download)
-    entry = cache.cached(f"{name}", source_dir, decode)
-    t = entry["tensors"]
-    _, channels, height, width = t["train_images"].shape
-    info = DatasetInfo(name, channels, height, width, entry["classes"], mean, std, family)
-    return info, Split(t["train_images"], t["train_labels"]), None, Split(t["test_images"], t["test_labels"])
-
-
-def _source_dir(name: str, root: Path) -> Path:
-    return root / {"mnist": "MNIST", "fashion-mnist": "FashionMNIST",
-                   "cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}[name]
-
-
-_EXPECTED_FILES = {
-    "mnist": ["raw/train-images-idx3-ubyte", "raw/train-labels-idx1-ubyte", "raw/t10k-images-idx3-ubyte", "raw/t10k-labels-idx1-ubyte"],
-    "cifar10": [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"],
-    "cifar100": ["train", "test", "meta"],
-}
-_EXPECTED_FILES["fashion-mnist"] = _EXPECTED_FILES["mnist"]
-
-
-def _open_torchvision(dataset_cls, name: str, root: Path, source_dir: Path, train: bool, download: bool):
-    try:
-        return dataset_cls(root=str(root), train=train, download=download)
-    except Exception as e:  # noqa: BLE001 - torchvision raises RuntimeError, URLError, OSError, ...
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        expected = _EXPECTED_FILES[name]
-        if all((source_dir / f).is_file() for f in expected):
-            raise DataError(
-                f"{name} files in {source_dir} cannot be read ({reason}); replace them with the original "
-                f"files, or delete them so that vitcli downloads them again"
-            ) from None
-        how = "download failed" if download else "downloading is off"
-        raise DataError(
-            f"{name} is not in {source_dir} (expected {', '.join(expected)}) and {how} ({reason}); "
-            "put the files there, or pass --data-dir (or set VITCLI_DATA_DIR) to where they are"
-        ) from None
-
 
 def _trusting(base: type) -> type:
     """torchvision's CIFAR class `base`, trusting batch files already on disk.
@@ -192,12 +127,75 @@ def _trusting(base: type) -> type:
     })
 
 
-_DATASET_CLASSES = {
-    "mnist": tvd.MNIST,
-    "fashion-mnist": tvd.FashionMNIST,
-    "cifar10": _trusting(tvd.CIFAR10),
-    "cifar100": _trusting(tvd.CIFAR100),
+@dataclass(frozen=True)
+class TorchvisionSource:
+    """A data set that torchvision's own class reads (and downloads) from `root/folder/files`."""
+
+    dataset_class: type
+    folder: str
+    files: tuple[str, ...]
+    family: str
+    mean: tuple[float, ...]  # the usual constants: mean and std of the training pixels
+    std: tuple[float, ...]
+
+
+_IDX = ("raw/train-images-idx3-ubyte", "raw/train-labels-idx1-ubyte", "raw/t10k-images-idx3-ubyte", "raw/t10k-labels-idx1-ubyte")
+TORCHVISION_SOURCES = {
+    "mnist": TorchvisionSource(tvd.MNIST, "MNIST", _IDX, "digits", (0.1307,), (0.3081,)),
+    "fashion-mnist": TorchvisionSource(tvd.FashionMNIST, "FashionMNIST", _IDX, "digits", (0.2860,), (0.3530,)),
+    "cifar10": TorchvisionSource(
+        _trusting(tvd.CIFAR10), "cifar-10-batches-py",
+        tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta"),
+        "natural", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
+    ),
+    "cifar100": TorchvisionSource(
+        _trusting(tvd.CIFAR100), "cifar-100-python", ("train", "test", "meta"),
+        "natural", (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
+    ),
 }
+
+
+def _load_torchvision(name: str, root: Path, download: bool) -> tuple[DatasetInfo, Split, None, Split]:
+    source = TORCHVISION_SOURCES[name]
+    source_dir = root / source.folder
+
+    def decode() -> dict:
+        out = {}
+        for split, train in (("train", True), ("test", False)):
+            ds = _open_torchvision(name, root, train, download)
+            images = torch.as_tensor(np.asarray(ds.data))
+            images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)  # to (N, C, H, W)
+            out[f"{split}_images"] = images.contiguous()
+            out[f"{split}_labels"] = torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
+        return {"tensors": out, "classes": list(ds.classes)}
+
+    if not source_dir.is_dir():
+        # First use: let torchvision download before the files are fingerprinted for the cache.
+        _open_torchvision(name, root, False, download)
+    entry = cache.cached(name, source_dir, decode)
+    t = entry["tensors"]
+    _, channels, height, width = t["train_images"].shape
+    info = DatasetInfo(name, channels, height, width, entry["classes"], list(source.mean), list(source.std), source.family)
+    return info, Split(t["train_images"], t["train_labels"]), None, Split(t["test_images"], t["test_labels"])
+
+
+def _open_torchvision(name: str, root: Path, train: bool, download: bool):
+    source = TORCHVISION_SOURCES[name]
+    try:
+        return source.dataset_class(root=str(root), train=train, download=download)
+    except Exception as e:  # noqa: BLE001 - torchvision raises RuntimeError, URLError, OSError, ...
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        source_dir = root / source.folder
+        if all((source_dir / f).is_file() for f in source.files):
+            raise DataError(
+                f"{name} files in {source_dir} cannot be read ({reason}); replace them with the original "
+                "files, or delete them so that vitcli downloads them again"
+            ) from None
+        how = "download failed" if download else "downloading is off"
+        raise DataError(
+            f"{name} is not in {source_dir} (expected {', '.join(source.files)}) and {how} ({reason}); "
+            "put the files there, or pass --data-dir (or set VITCLI_DATA_DIR) to where they are"
+        ) from None
 
 
 # --- image folders ---------------------------------------------------------------------------------
