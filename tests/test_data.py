@@ -163,3 +163,13 @@ def test_config_knows_the_same_data_sets_as_the_registry():
     from vitcli.data.datasets import TORCHVISION_SOURCES
 
     assert set(DATASETS) == set(TORCHVISION_SOURCES)
+
+
+def test_channel_stats_match_the_direct_computation():
+    from vitcli.data.datasets import channel_stats
+
+    images = torch.randint(0, 256, (50, 3, 5, 7), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    mean, std = channel_stats(images, chunk=8)
+    pixels = images.double() / 255
+    torch.testing.assert_close(torch.tensor(mean, dtype=torch.float64), pixels.mean(dim=(0, 2, 3)))
+    torch.testing.assert_close(torch.tensor(std, dtype=torch.float64), pixels.std(dim=(0, 2, 3), unbiased=False))
