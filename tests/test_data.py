@@ -137,7 +137,8 @@ def test_batches_are_normalised_and_repeatable(mnist_dir):
     def first(seed):
         return next(iter(Batches(splits.train, splits.info, 32, torch.device("cpu"), shuffle=True, augment=True, seed=seed)))
     (x1, y1), (x2, y2), (x3, _) = first(0), first(0), first(1)
-    torch.testing.assert_close(x1, x2) and torch.testing.assert_close(y1, y2)
+    torch.testing.assert_close(x1, x2)
+    torch.testing.assert_close(y1, y2)
     assert not torch.equal(x1, x3)
     plain = Batches(splits.train, splits.info, 1000, torch.device("cpu"))
     x, _ = next(iter(plain))
