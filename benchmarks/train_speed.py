@@ -37,11 +37,11 @@ from vitcli.engine import evaluate, fit, resolve_device, warmup_cosine
 from vitcli.models import build_model, count_parameters
 
 
-def plain_loop(cfg, model, data_dir: str, device: torch.device, workers: int) -> dict:
+def plain_loop(cfg, model, info, data_dir: str, device: torch.device, workers: int) -> dict:
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
 
-    tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
+    tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize(info.mean, info.std)])
     train_set = datasets.MNIST(data_dir, train=True, transform=tf)
     test_set = datasets.MNIST(data_dir, train=False, transform=tf)
     loader = DataLoader(train_set, batch_size=cfg.train.batch_size, shuffle=True, drop_last=True,
@@ -76,9 +76,8 @@ def vitcli_loop(cfg, model, device: torch.device) -> dict:
     start = time.perf_counter()
     result = fit(model, splits, cfg.train, device, augment=cfg.data.augment)
     seconds = time.perf_counter() - start
-    images = sum(m.images_per_s * m.seconds for m in result.history)
     test = evaluate(model, splits.test, splits.info, device)
-    return {"seconds": seconds, "images": round(images), "images_per_s": images / result.seconds,
+    return {"seconds": seconds, "images": result.images, "images_per_s": result.images_per_s,
             "test_accuracy": test.accuracy}
 
 
@@ -112,7 +111,7 @@ def main() -> None:
         for name in ("plain", "vitcli"):
             torch.manual_seed(cfg.train.seed)
             model = build_model(cfg.model, info).to(device)
-            out = plain_loop(cfg, model, args.data_dir, device, args.workers) if name == "plain" else vitcli_loop(cfg, model, device)
+            out = plain_loop(cfg, model, info, args.data_dir, device, args.workers) if name == "plain" else vitcli_loop(cfg, model, device)
             runs[name].append(out)
             print(f"repeat {repeat + 1}/{args.repeats} {name:>6}: {out['images_per_s']:,.0f} img/s, "
                   f"test {100 * out['test_accuracy']:.2f}%, {out['seconds']:.1f} s", file=sys.stderr)

@@ -177,8 +177,12 @@ class FitResult:
     history: list[EpochMetrics]
     best_epoch: int
     seconds: float  # training steps only
-    images_per_s: float
+    images: int  # training images seen, over all epochs
     peak_memory: int | None
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.seconds
 
 
 def fit(
@@ -212,7 +216,7 @@ def fit(
     history: list[EpochMetrics] = []
     best: tuple[float, float] | None = None
     best_state, best_epoch = None, cfg.epochs
-    train_seconds = 0.0
+    train_seconds, train_images = 0.0, 0
     model.train()
     for epoch in range(1, cfg.epochs + 1):
         emit(EpochStart(epoch, cfg.epochs, steps))
@@ -244,6 +248,7 @@ def fit(
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - start
         train_seconds += seconds
+        train_images += seen
         val = evaluate(model, splits.val, splits.info, device) if splits.val is not None and len(splits.val) else None
         metrics = EpochMetrics(
             epoch=epoch,
@@ -262,6 +267,5 @@ def fit(
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if best_state is not None and best_epoch != cfg.epochs:
         model.load_state_dict(best_state)
-    images = sum(m.images_per_s * m.seconds for m in history)
-    return FitResult(history, best_epoch, train_seconds, images / train_seconds, peak_memory_bytes(device))
+    return FitResult(history, best_epoch, train_seconds, train_images, peak_memory_bytes(device))
 
