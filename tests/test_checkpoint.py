@@ -64,3 +64,8 @@ def test_weights_that_do_not_match_the_config(tmp_path):
 def test_a_run_directory_can_be_passed(tmp_path):
     save_checkpoint(tmp_path / "model.safetensors", build_model(Config().model, INFO), Config(), INFO, {})
     assert load_checkpoint(tmp_path).info == INFO
+
+
+def test_a_directory_without_a_checkpoint_says_so(tmp_path):
+    with pytest.raises(CheckpointError, match="is a directory without model.safetensors"):
+        load_checkpoint(tmp_path)

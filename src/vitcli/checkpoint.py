@@ -54,16 +54,21 @@ def save_checkpoint(path: str | Path, model: nn.Module, config: Config, info: Da
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """The header metadata of a vitcli checkpoint; CheckpointError for anything else."""
+def checkpoint_file(path: str | Path) -> Path:
+    """The checkpoint file for `path`: the file itself, or a run directory's model.safetensors."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist; pass a model.safetensors from a run directory")
     if path.is_dir():
-        if (path / "model.safetensors").is_file():
-            path = path / "model.safetensors"
-        else:
+        if not (path / "model.safetensors").is_file():
             raise CheckpointError(f"{path} is a directory without model.safetensors; pass the checkpoint file")
+        path = path / "model.safetensors"
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The header metadata of a vitcli checkpoint; CheckpointError for anything else."""
+    path = checkpoint_file(path)
     try:
         with safe_open(str(path), "pt") as f:
             metadata = f.metadata() or {}
@@ -80,9 +85,7 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Checkpoint:
     from vitcli.models import build_model
 
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.safetensors"
+    path = checkpoint_file(path)
     metadata = read_metadata(path)
     try:
         config = Config.from_dict(json.loads(metadata["config"]), source=f"{path} metadata")
