@@ -7,6 +7,8 @@ from typing import Optional
 import typer
 
 from vitcli import __version__
+from vitcli.cli.attention import attention
+from vitcli.cli.common import multi_value_command
 from vitcli.cli.eval import eval_
 from vitcli.cli.train import train
 
@@ -20,6 +22,7 @@ app = typer.Typer(
 )
 app.command()(train)
 app.command("eval")(eval_)
+app.command(cls=multi_value_command("--index", "--image"))(attention)
 
 
 def _version(value: bool) -> None:

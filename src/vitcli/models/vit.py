@@ -153,7 +153,8 @@ class ViT(nn.Module):
         if pos_embed not in ("learned", "sinusoidal"):
             raise ValueError(f"pos_embed must be 'learned' or 'sinusoidal', not {pos_embed!r}")
         self.grid_size = (height // patch_size, width // patch_size)
-        self.num_tokens = self.grid_size[0] * self.grid_size[1] + 1  # patches + [CLS]
+        self.num_prefix_tokens = 1  # [CLS]; the tokens before the patches, as timm names them
+        self.num_tokens = self.grid_size[0] * self.grid_size[1] + self.num_prefix_tokens
 
         self.patch_embed = PatchEmbedding(in_channels, embed_dim, patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))

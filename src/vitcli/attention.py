@@ -1,0 +1,309 @@
+"""What a ViT's attention looks at: the [CLS] query's weights per block and head, and attention rollout.
+
+Any model that follows the in-house ViT's contract works here, the fine-tuned timm ViTs included:
+
+    model(x, return_attention=True) -> (logits, [one (batch, heads, tokens, tokens) tensor per block])
+    model.grid_size          (rows, cols) of the patch grid
+    model.num_prefix_tokens  tokens before the patches ([CLS], and registers where a model has them)
+
+Rollout follows Abnar & Zuidema 2020 ("Quantifying Attention Flow in Transformers", arXiv:2005.00928):
+each block's heads are fused into one matrix, the identity is added for the residual connection, rows
+are renormalised, and the matrices are multiplied from the first block to the last. The [CLS] row of the
+product says how much each patch fed the token the classifier reads.
+
+Everything here works on tensors; the pictures are in `attention_figure`, the terminal preview in
+`report`, and the command in `cli/attention`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor, nn
+
+from vitcli.checkpoint import Checkpoint
+from vitcli.config import DataConfig
+from vitcli.data import load_splits
+from vitcli.data.datasets import DatasetInfo
+from vitcli.errors import CheckpointError, ConfigError, DataError
+
+HEAD_FUSIONS = ("mean", "max", "min")
+
+
+@dataclass
+class ImageAttention:
+    """One image's prediction and attention maps; maps are on the patch grid, as float32 on the CPU."""
+
+    source: str  # "test[17]" or the file's path
+    image: Tensor  # uint8 (C, H, W): what the model saw, before normalisation
+    label: int | None  # the true class when the image comes from the data set
+    probabilities: Tensor  # (classes,)
+    cls_attention: Tensor  # (blocks, heads, rows, cols): [CLS] query over the patch tokens
+    rollout: Tensor  # (rows, cols): the [CLS] row of the rolled-out attention, over the patches
+
+    @property
+    def prediction(self) -> int:
+        return int(self.probabilities.argmax())
+
+    @property
+    def probability(self) -> float:
+        return float(self.probabilities.max())
+
+
+def require_attention(model: nn.Module) -> None:
+    """A CheckpointError unless `model` follows the attention contract above (the CNN does not)."""
+    if not (hasattr(model, "grid_size") and hasattr(model, "num_tokens")):
+        raise CheckpointError(
+            f"this checkpoint is a {type(model).__name__}, which has no attention to show; "
+            "vitcli attention works on ViT checkpoints (vitcli train --model vit, or vitcli finetune)"
+        )
+
+
+def extract(model: nn.Module, images: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """Logits and the per-block attention weights for a batch of normalised images."""
+    require_attention(model)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        logits, weights = model(images, return_attention=True)
+    model.train(was_training)
+    return logits.float(), [w.float() for w in weights]
+
+
+def cls_attention(weights: list[Tensor], grid_size: tuple[int, int], num_prefix_tokens: int = 1) -> Tensor:
+    """(batch, blocks, heads, rows, cols): row 0 of each block's attention (the [CLS] query), its
+    columns for the patch tokens laid out on the patch grid. The weights the [CLS] query puts on the
+    prefix tokens themselves are left out, so a map sums to 1 minus those."""
+    stacked = torch.stack(weights, dim=1)  # (B, blocks, heads, N, N)
+    return stacked[:, :, :, 0, num_prefix_tokens:].reshape(*stacked.shape[:3], *grid_size)
+
+
+def fuse_heads(weights: Tensor, head_fusion: str) -> Tensor:
+    """(B, heads, N, N) -> (B, N, N) by the mean, max or min over heads."""
+    if head_fusion == "mean":
+        return weights.mean(dim=1)
+    if head_fusion == "max":
+        return weights.amax(dim=1)
+    if head_fusion == "min":
+        return weights.amin(dim=1)
+    raise ConfigError(f"--head-fusion must be one of {', '.join(HEAD_FUSIONS)}, got {head_fusion!r}")
+
+
+def rollout(weights: list[Tensor], head_fusion: str = "mean", discard_ratio: float = 0.0) -> Tensor:
+    """Attention rollout (B, N, N) over all blocks.
+
+    `discard_ratio` zeroes that fraction of the smallest fused weights in each block (never the [CLS]
+    to [CLS] weight) before the identity is added: a way to keep only the strong paths, as in Jacob
+    Gildenblat's widely used implementation of the method.
+    """
+    if not 0 <= discard_ratio < 1:
+        raise ConfigError(f"--discard must be in [0, 1), got {discard_ratio}")
+    B, _, N, _ = weights[0].shape
+    eye = torch.eye(N, dtype=weights[0].dtype, device=weights[0].device)
+    result = eye.expand(B, N, N)
+    for block in weights:
+        fused = fuse_heads(block, head_fusion)
+        drop = int(N * N * discard_ratio)
+        if drop:
+            flat = fused.reshape(B, N * N).clone()
+            lowest = flat.topk(drop, dim=-1, largest=False).indices
+            # Index 0 is [CLS] -> [CLS]; keeping it keeps every row of the product non-empty.
+            flat.scatter_(1, lowest, torch.where(lowest == 0, flat.gather(1, lowest), 0.0))
+            fused = flat.reshape(B, N, N)
+        # The residual stream carries half the signal past attention (the paper's 0.5 A + 0.5 I).
+        a = (fused + eye) / 2
+        a = a / a.sum(dim=-1, keepdim=True)
+        result = a @ result
+    return result
+
+
+def rollout_map(weights: list[Tensor], grid_size: tuple[int, int], num_prefix_tokens: int = 1,
+                head_fusion: str = "mean", discard_ratio: float = 0.0) -> Tensor:
+    """(batch, rows, cols): the [CLS] row of the rollout over the patch tokens."""
+    rolled = rollout(weights, head_fusion, discard_ratio)
+    return rolled[:, 0, num_prefix_tokens:].reshape(-1, *grid_size)
+
+
+def normalise(images: Tensor, info: DatasetInfo) -> Tensor:
+    """uint8 (B, C, H, W) -> float, with the checkpoint's own normalisation, as the batches in training."""
+    mean = torch.tensor(info.mean, device=images.device).view(1, -1, 1, 1)
+    std = torch.tensor(info.std, device=images.device).view(1, -1, 1, 1)
+    return (images.float() / 255 - mean) / std
+
+
+def explain(
+    checkpoint: Checkpoint,
+    images: Tensor,
+    sources: list[str],
+    labels: list[int | None],
+    *,
+    head_fusion: str = "mean",
+    discard_ratio: float = 0.0,
+    batch_size: int = 256,
+) -> list[ImageAttention]:
+    """Predictions, [CLS] maps and rollouts for uint8 images shaped like the checkpoint's data."""
+    model, info = checkpoint.model, checkpoint.info
+    if head_fusion not in HEAD_FUSIONS:
+        raise ConfigError(f"--head-fusion must be one of {', '.join(HEAD_FUSIONS)}, got {head_fusion!r}")
+    device = next(model.parameters()).device
+    grid, prefix = tuple(model.grid_size), getattr(model, "num_prefix_tokens", 1)
+    results = []
+    for start in range(0, len(images), batch_size):
+        batch = images[start:start + batch_size]
+        logits, weights = extract(model, normalise(batch.to(device), info))
+        maps = cls_attention(weights, grid, prefix).cpu()
+        rolled = rollout_map(weights, grid, prefix, head_fusion, discard_ratio).cpu()
+        probabilities = logits.softmax(dim=-1).cpu()
+        for i in range(len(batch)):
+            n = start + i
+            results.append(ImageAttention(sources[n], batch[i], labels[n], probabilities[i], maps[i], rolled[i]))
+    return results
+
+
+# --- choosing images ---------------------------------------------------------------------------------
+
+@dataclass
+class Chosen:
+    images: Tensor  # uint8 (B, C, H, W)
+    sources: list[str]
+    labels: list[int | None]
+
+
+def from_dataset(checkpoint: Checkpoint, split: str, indices: list[int] | None = None, random: int | None = None,
+                 seed: int = 0, data_dir: str | None = None) -> Chosen:
+    """Images of the checkpoint's own data set, split as in training, by index or drawn at random."""
+    trained = checkpoint.config.data
+    data = load_splits(DataConfig(
+        dataset=trained.dataset,
+        data_dir=data_dir if data_dir is not None else trained.data_dir,
+        val_size=trained.val_size,  # the same held-out validation images as in training
+        augment=False,
+    ))
+    images = data.get(split)
+    n = len(images)
+    if random is not None:
+        if not 0 < random <= n:
+            raise ConfigError(f"--random must be between 1 and {n} (the {split} split's size), got {random}")
+        generator = torch.Generator().manual_seed(seed)
+        indices = torch.randperm(n, generator=generator)[:random].tolist()
+    indices = indices or [0]
+    bad = [i for i in indices if not 0 <= i < n]
+    if bad:
+        raise ConfigError(f"--index {bad[0]} is out of range: the {split} split has {n} images (0 to {n - 1})")
+    return Chosen(images.images[indices], [f"{split}[{i}]" for i in indices], [int(images.labels[i]) for i in indices])
+
+
+def from_files(paths: list[Path], info: DatasetInfo) -> Chosen:
+    """Image files converted to the checkpoint's channels and size (bilinear resize when they differ)."""
+    mode = "L" if info.channels == 1 else "RGB"
+    if info.channels not in (1, 3):
+        raise ConfigError(f"--image needs a model trained on 1- or 3-channel images; this one has {info.channels}")
+    arrays = []
+    for path in paths:
+        try:
+            with Image.open(path) as img:
+                img = img.convert(mode)
+                if img.size != (info.width, info.height):
+                    img = img.resize((info.width, info.height), Image.BILINEAR)
+                array = np.asarray(img, dtype=np.uint8)
+        except FileNotFoundError:
+            raise DataError(f"image file {path} does not exist") from None
+        except (UnidentifiedImageError, OSError) as e:
+            raise DataError(f"{path} is not an image PIL can read ({e}); pass a PNG or JPEG file") from None
+        arrays.append(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
+    return Chosen(torch.from_numpy(np.stack(arrays)), [str(p) for p in paths], [None] * len(paths))
+
+
+# --- a checkpoint from start to finish ---------------------------------------------------------------
+
+@dataclass
+class AttentionReport:
+    checkpoint: Path
+    classes: list[str]
+    grid_size: tuple[int, int]
+    head_fusion: str
+    discard_ratio: float
+    images: list[ImageAttention]
+    pictures: list[Path]  # one PNG per image, in the same order
+
+    def to_dict(self) -> dict:
+        """Everything as plain lists, for other tools (`vitcli attention --json`)."""
+        return {
+            "checkpoint": str(self.checkpoint),
+            "classes": self.classes,
+            "grid_size": list(self.grid_size),
+            "head_fusion": self.head_fusion,
+            "discard_ratio": self.discard_ratio,
+            "images": [
+                {
+                    "source": r.source,
+                    "label": r.label,
+                    "prediction": r.prediction,
+                    "probability": r.probability,
+                    "probabilities": r.probabilities.tolist(),
+                    "cls_attention": r.cls_attention.tolist(),  # [block][head][row][col]
+                    "rollout": r.rollout.tolist(),  # [row][col]
+                    "picture": str(picture),
+                }
+                for r, picture in zip(self.images, self.pictures)
+            ],
+        }
+
+
+def explain_checkpoint(
+    path: str | Path,
+    *,
+    indices: list[int] | None = None,
+    files: list[Path] | None = None,
+    random: int | None = None,
+    split: str = "test",
+    seed: int = 0,
+    data_dir: str | None = None,
+    out: str | Path | None = None,
+    head_fusion: str = "mean",
+    discard_ratio: float = 0.0,
+    device: str = "auto",
+) -> AttentionReport:
+    """Attention maps and pictures for images of a checkpoint's data set (`indices` or `random`) or
+    image files; PNGs go to `out` (default: the run directory's `attention/`)."""
+    from vitcli.attention_figure import save_figure
+    from vitcli.checkpoint import checkpoint_file, load_checkpoint
+    from vitcli.engine import resolve_device
+
+    if sum(x is not None and x != [] for x in (indices, files, random)) > 1:
+        raise ConfigError("choose images one way: --index, --image or --random")
+    if head_fusion not in HEAD_FUSIONS:
+        raise ConfigError(f"--head-fusion must be one of {', '.join(HEAD_FUSIONS)}, got {head_fusion!r}")
+    if not 0 <= discard_ratio < 1:
+        raise ConfigError(f"--discard must be in [0, 1), got {discard_ratio}")
+    if split not in ("train", "val", "test"):
+        raise ConfigError(f"--split must be train, val or test, got {split!r}")
+    file = checkpoint_file(path)
+    checkpoint = load_checkpoint(file, resolve_device(device))
+    require_attention(checkpoint.model)
+    chosen = (from_files(files, checkpoint.info) if files
+              else from_dataset(checkpoint, split, indices, random, seed, data_dir))
+    results = explain(checkpoint, chosen.images, chosen.sources, chosen.labels,
+                      head_fusion=head_fusion, discard_ratio=discard_ratio)
+    out_dir = Path(out) if out is not None else file.parent / "attention"
+    pictures = [out_dir / f"{_file_name(r.source)}.png" for r in results]
+    note = f"rollout: {head_fusion} of heads" + (f", discard {discard_ratio:g}" if discard_ratio else "")
+    for result, picture in zip(results, pictures):
+        try:
+            save_figure(result, checkpoint.info.classes, picture, note)
+        except OSError as e:
+            raise ConfigError(f"cannot write {picture}: {e.strerror or e}; choose another --out") from None
+    return AttentionReport(file, checkpoint.info.classes, tuple(checkpoint.model.grid_size), head_fusion,
+                           discard_ratio, results, pictures)
+
+
+def _file_name(source: str) -> str:
+    """"test[17]" -> "test-17"; "photos/seven.png" -> "seven"."""
+    if source.endswith("]") and "[" in source:
+        split, index = source[:-1].split("[")
+        return f"{split}-{index}"
+    return Path(source).stem

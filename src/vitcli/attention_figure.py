@@ -1,0 +1,127 @@
+"""One PNG per image: the input, the rollout, and one row per block of [CLS] attention maps.
+
+    row 0        input | input + rollout | rollout
+    row 1..L     head 1 | ... | head H | mean of the heads      (block 1 at the top)
+
+Every block map uses one colour scale (0 to the largest weight in the figure), so maps can be compared
+across heads and blocks; the colour bar on the right gives it. The rollout is a different quantity and
+is scaled to its own maximum. Maps are drawn with nearest-neighbour upsampling so each patch stays a
+visible square. The figure has a fixed size in pixels, set by the grid alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from vitcli.attention import ImageAttention
+from vitcli.files import atomic_write
+
+CELL_PX = 160  # one map
+COLORBAR_PX = 90
+TITLE_PX = 50
+DPI = 100
+CMAP = "inferno"
+
+
+def grid_shape(blocks: int, heads: int) -> tuple[int, int]:
+    """(rows, columns) of map cells: a header row plus a row per block; heads plus their mean, at
+    least the header's three."""
+    return blocks + 1, max(3, heads + 1)
+
+
+def figure_size_px(blocks: int, heads: int) -> tuple[int, int]:
+    rows, cols = grid_shape(blocks, heads)
+    return cols * CELL_PX + COLORBAR_PX, rows * CELL_PX + TITLE_PX
+
+
+def save_figure(result: ImageAttention, classes: list[str], path: str | Path, note: str = "") -> None:
+    """Write the picture for one image to `path` (PNG, atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window; safe on machines without a display
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import Normalize
+
+    blocks, heads = result.cls_attention.shape[:2]
+    rows, cols = grid_shape(blocks, heads)
+    width, height = figure_size_px(blocks, heads)
+    fig = plt.figure(figsize=(width / DPI, height / DPI), dpi=DPI)
+    grid = fig.add_gridspec(
+        rows, cols + 1,
+        width_ratios=[CELL_PX] * cols + [COLORBAR_PX * 0.25],
+        left=0.02, right=1 - 0.75 * COLORBAR_PX / width, bottom=0.01, top=1 - TITLE_PX / height,
+        wspace=0.08, hspace=0.25,
+    )
+    image = _displayable(result.image)
+    extent = (0, image.shape[1], image.shape[0], 0)
+    maps = result.cls_attention.numpy()
+    means = maps.mean(axis=1)
+    norm = Normalize(0, max(float(maps.max()), float(means.max()), 1e-12))
+
+    def cell(row: int, col: int, title: str):
+        ax = fig.add_subplot(grid[row, col])
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(title, fontsize=8)
+        return ax
+
+    def overlay(ax, attention: np.ndarray, norm_) -> None:
+        ax.imshow(image, cmap="gray", extent=extent, vmin=0, vmax=255)
+        ax.imshow(attention, cmap=CMAP, norm=norm_, alpha=0.6, extent=extent, interpolation="nearest")
+
+    truth = "" if result.label is None else f"  (true: {classes[result.label]})"
+    cell(0, 0, "input" + truth).imshow(image, cmap="gray", extent=extent, vmin=0, vmax=255)
+    rolled = result.rollout.numpy()
+    rollout_norm = Normalize(0, max(float(rolled.max()), 1e-12))
+    overlay(cell(0, 1, "input + rollout"), rolled, rollout_norm)
+    cell(0, 2, "rollout (own scale)").imshow(rolled, cmap=CMAP, norm=rollout_norm, interpolation="nearest")
+    for col in range(3, cols):
+        fig.add_subplot(grid[0, col]).axis("off")
+
+    for b in range(blocks):
+        for h in range(heads):
+            ax = cell(b + 1, h, f"block {b + 1} head {h + 1}" if h == 0 else f"head {h + 1}")
+            overlay(ax, maps[b, h], norm)
+        overlay(cell(b + 1, heads, "mean of heads"), means[b], norm)
+        for col in range(heads + 1, cols):
+            fig.add_subplot(grid[b + 1, col]).axis("off")
+
+    bar = fig.colorbar(
+        plt.cm.ScalarMappable(norm=norm, cmap=CMAP), cax=fig.add_subplot(grid[1:, cols]),
+    )
+    bar.set_label("[CLS] attention weight", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+    title = (f"{result.source}: predicted {classes[result.prediction]} ({100 * result.probability:.1f}%)"
+             f"{'   ' + note if note else ''}")
+    fig.suptitle(title, fontsize=10, y=1 - 0.3 * TITLE_PX / height)
+    # No bbox_inches="tight": the file keeps the size figure_size_px promises.
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
+    plt.close(fig)
+
+
+def _displayable(image) -> np.ndarray:
+    """uint8 (C, H, W) tensor -> (H, W) or (H, W, 3) array for imshow."""
+    array = image.numpy()
+    return array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)
+
+
+def overlay_rgb(result: ImageAttention, max_side: int = 48) -> tuple[np.ndarray, np.ndarray]:
+    """(input, input blended with the rollout) as uint8 (H, W, 3) arrays for a terminal preview,
+    shrunk by an integer factor so neither side exceeds `max_side` pixels."""
+    from matplotlib import colormaps
+
+    image = result.image.float()
+    if image.shape[0] == 1:
+        image = image.expand(3, -1, -1)
+    step = max(1, -(-max(image.shape[1:]) // max_side))
+    image = image[:, ::step, ::step].permute(1, 2, 0).numpy()
+    rolled = result.rollout.numpy()
+    rolled = rolled / max(float(rolled.max()), 1e-12)
+    # Nearest-neighbour upsampling of the patch grid to the image, as in the PNG.
+    rows = np.arange(image.shape[0]) * rolled.shape[0] // image.shape[0]
+    cols = np.arange(image.shape[1]) * rolled.shape[1] // image.shape[1]
+    heat = colormaps[CMAP](rolled[rows][:, cols])[..., :3] * 255
+    blended = 0.4 * image + 0.6 * heat
+    return image.astype(np.uint8), blended.clip(0, 255).astype(np.uint8)
