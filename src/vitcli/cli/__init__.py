@@ -8,6 +8,7 @@ import typer
 
 from vitcli import __version__
 from vitcli.cli.eval import eval_
+from vitcli.cli.sweep import SweepCommand, report, sweep
 from vitcli.cli.train import train
 
 app = typer.Typer(
@@ -20,6 +21,8 @@ app = typer.Typer(
 )
 app.command()(train)
 app.command("eval")(eval_)
+app.command(cls=SweepCommand)(sweep)
+app.command()(report)
 
 
 def _version(value: bool) -> None:
