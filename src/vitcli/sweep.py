@@ -313,31 +313,35 @@ def resume_state(sweep: Sweep) -> Resume:
 def run_sweep(sweep: Sweep, on_event: SweepListener | None = None) -> list[dict[str, Any]]:
     """Train every run not yet recorded; return this sweep's rows (in plan order). A run that fails
     becomes a failed row and the sweep goes on; Ctrl-C stops it with the finished rows already saved."""
-    from vitcli.run import train_run
-
     emit = on_event or (lambda event: None)
     state = resume_state(sweep)
     rows = {row["key"]: row for row in state.rows}
     total = len(sweep.runs)
     for run in state.todo:
         emit(RunStarted(run, total))
-        stale = sweep.dir / run.config.run.name
-        if stale.exists():  # left by an interrupted or failed attempt: results.jsonl is the record
-            shutil.rmtree(stale)
-        try:
-            if run.invalid:
-                raise ConfigError(run.invalid)
-            result = train_run(run.config, on_event=emit)
-            row = _finished_row(sweep, run, result)
-        except (ConfigError, DataError, TrainingDiverged, torch.cuda.OutOfMemoryError, MemoryError) as e:
-            row = _failed_row(sweep, run, e)
-            if isinstance(e, torch.cuda.OutOfMemoryError):
-                torch.cuda.empty_cache()
+        row = _attempt(sweep, run, emit)
         rows.pop(run.key, None)  # a retried run's new row replaces the old one, at the end
         rows[run.key] = row
         write_results(sweep.dir, list(rows.values()))
         emit(RunEnded(run, total, row))
     return [rows[run.key] for run in sweep.runs if run.key in rows]
+
+
+def _attempt(sweep: Sweep, run: PlannedRun, emit: SweepListener) -> dict[str, Any]:
+    """Train one run; its row, finished or failed with the reason."""
+    from vitcli.run import train_run
+
+    if run.invalid:
+        return _failed_row(sweep, run, ConfigError(run.invalid))
+    stale = sweep.dir / run.config.run.name
+    if stale.exists():  # left by an interrupted or failed attempt: results.jsonl is the record
+        shutil.rmtree(stale)
+    try:
+        return _finished_row(sweep, run, train_run(run.config, on_event=emit))
+    except (ConfigError, DataError, TrainingDiverged, torch.cuda.OutOfMemoryError, MemoryError) as e:
+        if isinstance(e, torch.cuda.OutOfMemoryError):
+            torch.cuda.empty_cache()  # so the next, perhaps smaller, run has the memory back
+        return _failed_row(sweep, run, e)
 
 
 def _base_row(sweep: Sweep, run: PlannedRun) -> dict[str, Any]:
@@ -370,7 +374,14 @@ def _finished_row(sweep: Sweep, run: PlannedRun, result) -> dict[str, Any]:
 
 
 def _failed_row(sweep: Sweep, run: PlannedRun, error: BaseException) -> dict[str, Any]:
-    kind = {ConfigError: INVALID, DataError: "data", TrainingDiverged: "diverged"}.get(type(error), "out of memory")
+    if isinstance(error, ConfigError):
+        kind = INVALID
+    elif isinstance(error, DataError):
+        kind = "data"
+    elif isinstance(error, TrainingDiverged):
+        kind = "diverged"
+    else:
+        kind = "out of memory"
     reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
     return {**_base_row(sweep, run), "status": FAILED, "failure": kind, "error": reason}
 

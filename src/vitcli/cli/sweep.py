@@ -50,11 +50,11 @@ def sweep(
         if dry_run_:
             return _print_dry_run(plan, as_json)
         check_data(plan)
+        state = resume_state(plan)
     shown = err_console if as_json else console
-    state = resume_state(plan)
     shown.print(_resume_line(plan, state), highlight=False)
-    try:
-        with user_errors(), TrainProgress(shown) as bar:
+    try:  # every failure of a run becomes its row: only Ctrl-C comes out of run_sweep
+        with TrainProgress(shown) as bar:
             rows = run_sweep(plan, _listener(shown, bar))
     except KeyboardInterrupt:
         err_console.print(f"[yellow]interrupted[/]: finished results are kept in {plan.dir}; run the same command to resume")
