@@ -10,7 +10,7 @@ import inspect
 import json
 from copy import copy
 from pathlib import Path
-from typing import List, Optional, Union, get_args, get_origin
+from typing import List, Optional, get_args
 
 import typer
 from rich.markup import escape
@@ -57,7 +57,7 @@ def sweep(
         with TrainProgress(shown) as bar:
             rows = run_sweep(plan, _listener(shown, bar))
     except KeyboardInterrupt:
-        err_console.print(f"[yellow]interrupted[/]: finished results are kept in {plan.dir}; run the same command to resume")
+        err_console.print(f"[yellow]interrupted[/]: finished results are kept in {escape(str(plan.dir))}; run the same command to resume", highlight=False)
         raise typer.Exit(130) from None
     _print_results(rows, plan.axes, plan.dir, as_json, plot, new_runs=len(state.todo))
 
