@@ -16,7 +16,7 @@ from vitcli.engine import TrainingDiverged
 from vitcli.errors import ConfigError
 from vitcli.plots import write_charts
 from vitcli.report import fmt_pct, sweep_table
-from vitcli.sweep import SWEEPABLE, aggregate, expand, load_results, plan_sweep, run_sweep
+from vitcli.sweep import SWEEPABLE, RunStarted, aggregate, expand, load_results, plan_sweep, run_sweep
 
 runner = CliRunner()
 
@@ -99,7 +99,7 @@ def test_runs_that_failed_for_other_reasons_are_retried(tmp_path, mnist_dir, mon
 
     monkeypatch.setattr(vitcli.run, "train_run", real_train_run)
     started = []
-    rows = run_sweep(plan, on_event=lambda e: started.append(e.run.index) if type(e).__name__ == "RunStarted" else None)
+    rows = run_sweep(plan, on_event=lambda e: started.append(e.run.index) if isinstance(e, RunStarted) else None)
     assert started == [2] and [r["status"] for r in rows] == ["finished", "finished"]
     assert len(load_results(plan.dir)) == 2
 
