@@ -159,6 +159,23 @@ def test_dry_run_prints_sizes_and_writes_nothing(tmp_path, mnist_dir):
     assert not (tmp_path / "sweeps").exists()
 
 
+def test_the_issues_syntax_plans_27_runs(tmp_path, mnist_dir):
+    result = run("sweep", "--embed-dim", 8, 16, 32, "--patch-size", 7, 14, 28, "--depth", 2, 4, 8,
+                 "--data-dir", mnist_dir, "--out", tmp_path, "--dry-run", "--json")
+    assert result.exit_code == 0, result.output
+    planned = json.loads(result.stdout)["planned"]
+    assert len(planned) == 27 and all(p["error"] is None for p in planned)
+    assert {p["values"]["patch_size"]: p["tokens"] for p in planned} == {7: 17, 14: 5, 28: 2}
+
+
+def test_help_lists_train_options_with_types_and_defaults():
+    result = run("sweep", "--help")
+    assert result.exit_code == 0
+    for text in ("--embed-dim", "--patch-size", "--lr", "--model", "--seed", "--augment", "[default: 32]", "float", "--dry-run", "--mode"):
+        assert text in result.output, text
+    assert "--name" in result.output and "--print-config" not in result.output
+
+
 def test_options_given_once_apply_to_every_run(tmp_path):
     plan = plan_sweep({"lr": [1e-3, 3e-3], "epochs": [2], "augment": [False]}, out=tmp_path)
     assert [r.config.train.lr for r in plan.runs] == [1e-3, 3e-3]
