@@ -126,11 +126,11 @@ def test_the_cnn_has_no_attention_to_show():
 
 def test_several_values_after_one_flag_become_repeated_flags():
     args = ["ckpt", "--index", "0", "5", "17", "--out", "x", "--image", "a.png", "b.png", "--seed", "3"]
-    assert spread_values(args, ("--index", "--image")) == [
+    assert spread_values(args, ["index", "image"]) == [
         "ckpt", "--index", "0", "--index", "5", "--index", "17", "--out", "x",
         "--image", "a.png", "--image", "b.png", "--seed", "3",
     ]
-    assert spread_values(["--index", "-1", "2"], ("--index",)) == ["--index", "-1", "--index", "2"]
+    assert spread_values(["--index", "-1", "2"], ["index"]) == ["--index", "-1", "--index", "2"]
 
 
 # --- the command -------------------------------------------------------------------------------------

@@ -118,6 +118,19 @@ class Config:
 
     def validate(self) -> Config:
         """Check every value that can be checked without the data; raise ConfigError on the first."""
+        self.validate_values()
+        m = self.model
+        if m.embed_dim % m.heads:
+            divisors = [h for h in range(1, m.embed_dim + 1) if m.embed_dim % h == 0 and h <= 16]
+            raise ConfigError(
+                f"--embed-dim {m.embed_dim} is not divisible by --heads {m.heads}: each head gets an equal "
+                f"share of the embedding; use heads in {divisors} or change --embed-dim"
+            )
+        return self
+
+    def validate_values(self) -> Config:
+        """Check each value on its own, leaving out how values combine (heads dividing embed_dim): a
+        sweep tells a bad value (an input error) from a bad combination (one failed run) by this."""
         m, d, t = self.model, self.data, self.train
         _one_of("--model", m.name, MODELS)
         _one_of("--pos-embed", m.pos_embed, POS_EMBEDS)
@@ -126,12 +139,6 @@ class Config:
                             ("--epochs", t.epochs), ("--batch-size", t.batch_size), ("--subset", d.subset)]:
             if value is not None and value <= 0:
                 raise ConfigError(f"{flag} must be a positive whole number, got {value}")
-        if m.embed_dim % m.heads:
-            divisors = [h for h in range(1, m.embed_dim + 1) if m.embed_dim % h == 0 and h <= 16]
-            raise ConfigError(
-                f"--embed-dim {m.embed_dim} is not divisible by --heads {m.heads}: each head gets an equal "
-                f"share of the embedding; use heads in {divisors} or change --embed-dim"
-            )
         if not 0 <= m.dropout < 1:
             raise ConfigError(f"--dropout must be in [0, 1), got {m.dropout}")
         if d.dataset not in DATASETS and not d.dataset.startswith("folder:"):

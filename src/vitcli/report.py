@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
 from vitcli.engine import EpochMetrics
 from vitcli.run import EvalReport, RunResult
+from vitcli.sweep import Group, fmt_value
 
 
 def fmt_bytes(n: int | None) -> str:
@@ -109,3 +111,70 @@ def half_blocks(rgb) -> Text:
         if y + 2 < height:
             text.append("\n")
     return text
+
+
+# --- sweeps ------------------------------------------------------------------------------------------
+
+def fmt_mean_std(mean: float | None, std: float | None) -> str:
+    if mean is None:
+        return "n/a"
+    return fmt_pct(mean) if std is None else f"{100 * mean:.2f} ± {100 * std:.2f}%"
+
+
+def sweep_table(groups: list[Group], axes: list[str], title: str) -> Table:
+    """One row per group of runs (the seeds of one setting), best test accuracy first and highlighted."""
+    columns = [a for a in axes if a != "seed"]
+    seeds = any(len(g.seeds) > 1 for g in groups)
+    # No column rules and no edge padding: ten or more columns still fit an 80-column terminal.
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, collapse_padding=True)
+    for name in columns:
+        table.add_column(name, justify="right", no_wrap=True)
+    if seeds:
+        table.add_column("seeds", justify="right")
+    for name in ("params", "tokens", "val acc", "test acc", "train s", "img/s", "peak mem"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("status", no_wrap=True, min_width=6)
+    cpu = False
+    for i, g in enumerate(groups):
+        cpu = cpu or (g.device == "cpu" and g.peak_memory is not None)
+        cells = [fmt_value(g.values.get(a, "")) for a in columns]
+        if seeds:
+            cells.append(",".join(map(str, g.seeds)))
+        cells += [
+            "n/a" if g.parameters is None else f"{g.parameters:,}",
+            "n/a" if g.tokens is None else str(g.tokens),
+            fmt_mean_std(g.val_accuracy, g.val_std),
+            fmt_mean_std(g.test_accuracy, g.test_std),
+            "n/a" if g.train_seconds is None else f"{g.train_seconds:.1f}",
+            "n/a" if g.images_per_s is None else f"{g.images_per_s:,.0f}",
+            fmt_bytes(g.peak_memory),
+            g.status,
+        ]
+        best = i == 0 and g.test_accuracy is not None
+        table.add_row(*cells, style="bold green" if best else ("red" if g.finished == 0 else None))
+    if cpu:
+        table.caption = "peak mem on the CPU: the process's peak so far in the sweep, not each run's own"
+    return table
+
+
+def planned_table(planned: list[dict], axes: list[str], title: str) -> Table:
+    """A dry run: each planned run's size, or why it cannot run."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("#", justify="right")
+    for name in axes:
+        table.add_column(name, justify="right")
+    for name in ("params", "tokens"):
+        table.add_column(name, justify="right")
+    table.add_column("plan")
+    for p in planned:
+        if p["error"]:
+            plan = Text(f"invalid: {p['error']}", style="red")
+        else:
+            plan = {"finished": "done, skipped", "failed": "retried"}.get(p["recorded"], "run")
+        table.add_row(
+            str(p["index"]), *[fmt_value(p["values"][a]) for a in axes],
+            "n/a" if p["parameters"] is None else f"{p['parameters']:,}",
+            "n/a" if p["tokens"] is None else str(p["tokens"]),
+            plan,
+        )
+    return table

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from vitcli.errors import VitcliError
+from vitcli.errors import ConfigError, VitcliError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -28,41 +28,57 @@ def user_errors():
         raise typer.Exit(130) from None
 
 
-def multi_value_command(*names: str) -> type:
-    """A Typer command class whose options `names` take several values after one flag.
+# Typer >= 0.26 vendors click (typer._click), older versions use click itself: take click's UsageError
+# from the class Typer exports, whichever click that is.
+UsageError = typer.BadParameter.__mro__[1]
+
+
+def multi_value_command(multi: list[str] | tuple[str, ...], bool_flags: tuple[str, ...] = ()) -> type:
+    """A Typer command class whose options in `multi` (names without dashes) take several values.
 
     Click options take one value per flag (`--index 0 --index 5`); users write `--index 0 5 17`.
-    Before Click parses, every extra value is given its own copy of the flag, so Click sees the
-    repeated form and converts and checks each value as usual. Values run until the next token that
-    starts with '-' (a negative number counts as a value).
+    Before Click parses, every value gets its own copy of the flag (see `spread_values`), so Click
+    still converts and checks each value and `--help` stays Typer's. Bad input is one `error:` line
+    and exit 1.
     """
     from typer.core import TyperCommand
 
     class MultiValueCommand(TyperCommand):
         def parse_args(self, ctx, args):
-            return super().parse_args(ctx, spread_values(args, names))
+            try:
+                return super().parse_args(ctx, spread_values(args, multi, bool_flags))
+            except (UsageError, VitcliError) as e:
+                message = e.format_message() if isinstance(e, UsageError) else str(e)
+                err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+                ctx.exit(1)
 
     return MultiValueCommand
 
 
-def spread_values(args: list[str], names: tuple[str, ...]) -> list[str]:
-    """['--index', '0', '5'] -> ['--index', '0', '--index', '5'] for the options in `names`."""
-    out: list[str] = []
-    current, seen = None, 0
-    for arg in args:
-        if arg.startswith("-") and not _is_number(arg):
-            current, seen = (arg if arg in names else None), 0
-        elif current is not None:
-            if seen:
-                out.append(current)
-            seen += 1
-        out.append(arg)
-    return out
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+def spread_values(args: list[str], multi, bool_flags=()) -> list[str]:
+    """`--a 1 2 --b x` -> `--a 1 --a 2 --b x` for the options in `multi` (values run until the next
+    token starting with `--`, so negative numbers are values). For the switches in `bool_flags`:
+    `--no-x` -> `--x false` and a bare `--x` -> `--x true`, so that `--x true false` can be swept."""
+    spread, i = [], 0
+    while i < len(args):
+        token = args[i]
+        if token == "--":
+            return spread + args[i:]
+        if token.startswith("--no-") and token[5:] in bool_flags:
+            spread += [f"--{token[5:]}", "false"]
+            i += 1
+            continue
+        if token[2:] not in multi or not token.startswith("--"):
+            spread.append(token)
+            i += 1
+            continue
+        j = i + 1
+        while j < len(args) and not args[j].startswith("--"):
+            j += 1
+        values = args[i + 1:j] or (["true"] if token[2:] in bool_flags else [])
+        if not values:
+            raise ConfigError(f"{token} needs at least one value")
+        for value in values:
+            spread += [token, value]
+        i = j
+    return spread

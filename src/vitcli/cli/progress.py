@@ -32,6 +32,12 @@ class TrainProgress:
     def __exit__(self, *exc) -> None:
         self.progress.stop()
 
+    def new_run(self) -> None:
+        """Drop the current bar, so that the next run's first epoch starts a fresh one (sweeps)."""
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+            self.task = None
+
     def __call__(self, event: Event) -> None:
         if isinstance(event, Status):
             self.progress.console.print(f"[dim]{event.message}[/]")

@@ -1,0 +1,168 @@
+"""`vitcli sweep` and `vitcli report`: parse a grid of train options, run it, print the results table.
+
+The sweepable options are `vitcli train`'s own (same names, help and defaults), each taking one or
+more values: `--embed-dim 8 16 32`. Click takes one value per occurrence of an option, so
+`SweepCommand` (`cli.common.multi_value_command`) spreads `--flag a b c` into `--flag a --flag b
+--flag c` before click parses it, and click then converts and checks every value with the option's type.
+"""
+
+import inspect
+import json
+from copy import copy
+from pathlib import Path
+from typing import List, Optional, get_args
+
+import typer
+from rich.markup import escape
+
+from vitcli.cli.common import console, err_console, multi_value_command, user_errors
+from vitcli.cli.progress import TrainProgress
+from vitcli.cli.train import train
+from vitcli.engine import EpochStart, StepDone
+from vitcli.errors import ConfigError
+from vitcli.report import fmt_pct, planned_table, sweep_table
+from vitcli.sweep import (FAILED, SWEEPABLE, RunEnded, RunStarted, aggregate, check_data, describe, dry_run, load_results,
+                          plan_sweep, resume_state, run_sweep)
+
+BOOL_FLAGS = ("augment", "compile")  # train's --x/--no-x switches; here --x true false, --no-x, --x
+
+
+def sweep(
+    mode: str = typer.Option("grid", help="grid: every combination of the swept values; zip: the value lists walked in step (same lengths).", rich_help_panel="Sweep"),
+    name: Optional[str] = typer.Option(None, help="Sweep directory name. \\[default: the swept options and a hash of the runs, so the same command resumes]", rich_help_panel="Sweep"),
+    out: Path = typer.Option(Path("sweeps"), help="Folder for sweep directories.", rich_help_panel="Sweep"),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file: a \\[grid] table of lists, and shared settings in \\[model], \\[data], \\[train].", rich_help_panel="Sweep"),
+    dry_run_: bool = typer.Option(False, "--dry-run", help="Print the planned runs, their parameters and tokens, and train nothing.", rich_help_panel="Sweep"),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout instead of the table (progress goes to stderr).", rich_help_panel="Sweep"),
+    plot: bool = typer.Option(False, "--plot", help="Also write PNG charts into the sweep directory.", rich_help_panel="Sweep"),
+    **options,
+) -> None:
+    """Train every combination of the given values and print one results table; re-running resumes.
+
+    Every train option takes one or more values: [bold]vitcli sweep --embed-dim 8 16 32 --depth 2 4[/]. Options with one value apply to every run.
+
+    Finished runs are skipped on re-run; runs that failed for a reason other than an invalid combination are retried.
+    """
+    given = {key: [_plain(v) for v in values] for key, values in options.items() if values}
+    with user_errors():
+        plan = plan_sweep(given, config, mode, name, out)
+        if dry_run_:
+            return _print_dry_run(plan, as_json)
+        check_data(plan)
+        state = resume_state(plan)
+    shown = err_console if as_json else console
+    shown.print(_resume_line(plan, state), highlight=False)
+    try:  # every failure of a run becomes its row: only Ctrl-C comes out of run_sweep
+        with TrainProgress(shown) as bar:
+            rows = run_sweep(plan, _listener(shown, bar))
+    except KeyboardInterrupt:
+        err_console.print(f"[yellow]interrupted[/]: finished results are kept in {escape(str(plan.dir))}; run the same command to resume", highlight=False)
+        raise typer.Exit(130) from None
+    _print_results(rows, plan.axes, plan.dir, as_json, plot, new_runs=len(state.todo))
+
+
+def report(
+    sweep_dir: Path = typer.Argument(..., help="A sweep directory (holding results.jsonl)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON instead of the table."),
+    plot: bool = typer.Option(False, "--plot", help="Write PNG charts into the sweep directory."),
+) -> None:
+    """Print a sweep's results table again from its results.jsonl, and optionally chart it."""
+    with user_errors():
+        rows = load_results(sweep_dir)
+        if not rows:
+            raise ConfigError(f"{sweep_dir} holds no sweep results (results.jsonl); pass a directory written by vitcli sweep")
+    axes = list(dict.fromkeys(k for row in rows for k in row["axes"]))
+    _print_results(rows, axes, sweep_dir, as_json, plot)
+
+
+# --- the options, derived from vitcli train's --------------------------------------------------------
+
+def _sweep_options() -> list[inspect.Parameter]:
+    """train's parameters for every sweepable setting, as lists: same help, panel and value type."""
+    params = []
+    for p in inspect.signature(train, eval_str=True).parameters.values():
+        if p.name not in SWEEPABLE:
+            continue
+        info = copy(p.default)
+        info.param_decls = (f"--{p.name.replace('_', '-')}",)  # drops train's --x/--no-x pairs
+        value_type = next(t for t in get_args(p.annotation) if t is not type(None))
+        params.append(p.replace(kind=inspect.Parameter.KEYWORD_ONLY, default=info, annotation=Optional[List[value_type]]))
+    return params
+
+
+_own = [p for p in inspect.signature(sweep, eval_str=True).parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
+sweep.__signature__ = inspect.Signature([*(p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in _own), *_sweep_options()])
+
+
+# Several values after one option; train's switches swept as `--augment true false`.
+SweepCommand = multi_value_command([k.replace("_", "-") for k in SWEEPABLE], BOOL_FLAGS)
+
+
+def _plain(value):
+    return str(value) if isinstance(value, Path) else value
+
+
+# --- printing ----------------------------------------------------------------------------------------
+
+def _listener(shown, bar: TrainProgress):
+    """One line per finished run; train's progress bar (without its epoch lines) for the current run."""
+
+    def listen(event) -> None:
+        if isinstance(event, RunStarted):
+            bar.new_run()
+        elif isinstance(event, RunEnded):
+            shown.print(_run_line(event), highlight=False)
+        elif isinstance(event, (EpochStart, StepDone)):
+            bar(event)
+
+    return listen
+
+
+def _run_line(event: RunEnded) -> str:
+    row, width = event.row, len(str(event.total))
+    head = f"[{event.run.index:>{width}}/{event.total}] {escape(event.run.label)}"
+    if row["status"] == FAILED:
+        return f"{escape(head)}  [red]failed ({row['failure']})[/]: {escape(row['error'])}"
+    return f"{escape(head)}  [bold]{fmt_pct(row['test_accuracy'])}[/] test, {row['train_seconds']:.0f} s"
+
+
+def _resume_line(plan, state) -> str:
+    line = f"sweep {plan.dir}: {len(plan.runs)} runs, {len(state.todo)} to run"
+    if state.skipped:
+        line += f", {state.skipped} already recorded (finished or invalid) and skipped"
+    if state.retried:
+        line += f", {state.retried} that failed before retried"
+    return line
+
+
+def _print_dry_run(plan, as_json: bool) -> None:
+    planned = dry_run(plan)
+    if as_json:
+        typer.echo(json.dumps({"sweep": str(plan.dir), "mode": plan.mode, "axes": plan.axes, "planned": planned}))
+        return
+    console.print(planned_table(planned, plan.axes, f"{len(planned)} planned runs ({plan.mode}) in {plan.dir}"))
+    console.print("dry run: nothing was trained or written")
+
+
+def _print_results(rows, axes, sweep_dir, as_json: bool, plot: bool, new_runs: int | None = None) -> None:
+    groups = aggregate(rows, axes)
+    charts, notes = [], []
+    if plot:
+        from vitcli.plots import write_charts
+
+        charts, notes = write_charts(rows, axes, sweep_dir)
+    if as_json:
+        result = {"sweep": str(sweep_dir), "axes": axes, "runs": rows, "groups": [g.to_dict() for g in groups],
+                  "charts": [str(c) for c in charts]}
+        if new_runs is not None:
+            result["new_runs"] = new_runs
+        typer.echo(json.dumps(result))
+        return
+    console.print(sweep_table(groups, axes, f"{len(rows)} runs in {sweep_dir}"))
+    for group in groups:
+        for error in group.errors:
+            console.print(f"[red]failed[/] {escape(describe(group.values))}: {escape(error)}", highlight=False)
+    for note in notes:
+        console.print(f"[dim]{escape(note)}[/]")
+    for chart in charts:
+        console.print(f"wrote [bold]{chart}[/]", highlight=False)

@@ -1,0 +1,488 @@
+"""Hyperparameter sweeps: a grid of train settings, one run directory per run, one results table.
+
+    sweep = plan_sweep({"embed_dim": [8, 16, 32], "depth": [2, 4]}, out="sweeps")
+    rows = run_sweep(sweep, on_event=print)
+    groups = aggregate(rows, sweep.axes)
+
+A sweep directory `sweeps/<name>/` holds one run directory per run (as `vitcli train` writes them) and
+    results.jsonl   one JSON object per run: status, swept values, full config, metrics or failure reason
+    results.csv     the same rows, flat, for spreadsheets
+Both are rewritten atomically after every run.
+
+Identity and resume: a run's key is a hash of its full resolved config without output paths, so the same
+settings always get the same key and run directory. Re-running a sweep skips runs recorded as finished
+and runs recorded as invalid (a bad combination of values fails the same way every time); runs that
+failed for another reason (diverged, out of memory, data) are retried.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import itertools
+import json
+import re
+import shutil
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vitcli.config import Config, DataConfig, load_toml
+from vitcli.engine import Event, TrainingDiverged, resolve_device
+from vitcli.errors import ConfigError, DataError
+from vitcli.files import atomic_write_text
+
+MODES = ("grid", "zip")
+FINISHED, FAILED = "finished", "failed"
+INVALID = "invalid"  # the kind of failure that is not retried
+
+
+def _sweepable() -> dict[str, tuple[str, str]]:
+    """Option name (as in `[grid]`, snake case) -> (Config section, field), for every train setting.
+
+    The output settings ([run]) belong to the sweep itself. [model] name is the option `--model`.
+    """
+    options = {}
+    for section in ("model", "data", "train"):
+        for f in dataclasses.fields(getattr(Config(), section)):
+            options["model" if (section, f.name) == ("model", "name") else f.name] = (section, f.name)
+    return options
+
+
+SWEEPABLE = _sweepable()
+
+
+@dataclass
+class PlannedRun:
+    index: int  # 1-based, in plan order
+    values: dict[str, Any]  # the swept values of this run
+    config: Config  # resolved, output paths set to the sweep's directory
+    key: str
+    invalid: str | None  # why the combination cannot run, when that is known without the data
+
+    @property
+    def label(self) -> str:
+        return describe(self.values)
+
+
+@dataclass
+class Sweep:
+    name: str
+    dir: Path
+    mode: str
+    axes: list[str]
+    runs: list[PlannedRun]
+
+
+# --- planning ----------------------------------------------------------------------------------------
+
+def plan_sweep(
+    options: dict[str, list[Any]] | None = None,
+    config_path: str | Path | None = None,
+    mode: str = "grid",
+    name: str | None = None,
+    out: str | Path = "sweeps",
+) -> Sweep:
+    """The runs of a sweep. `options` maps option names (SWEEPABLE) to their command-line values: one
+    value is shared by every run, several are swept. A `[grid]` table in the TOML file adds swept lists,
+    its other sections the shared settings; the command line overrides both. Bad input raises
+    ConfigError before anything is written."""
+    if mode not in MODES:
+        raise ConfigError(f"--mode must be grid or zip, got {mode!r}")
+    base, grid = _read_config(config_path)
+    for key, values in (options or {}).items():
+        if key not in SWEEPABLE:
+            raise ConfigError(f"{key} cannot be swept; the options are {', '.join(SWEEPABLE)}")
+        if not values:
+            raise ConfigError(f"--{_flag(key)} needs at least one value")
+        grid[key] = list(values)
+    shared = {k: v[0] for k, v in grid.items() if len(v) == 1}
+    base = base.merged(_nest(shared))
+    axes = {k: v for k, v in grid.items() if len(v) > 1}
+    axes = {k: axes[k] for k in SWEEPABLE if k in axes}  # one column order, whatever the input order
+    _check_values(base, axes)
+    combos = expand(axes, mode)
+    configs = [base.merged(_nest(values)) for values in combos]
+    keys = [run_key(c) for c in configs]
+    _check_distinct(combos, keys)
+    name = name or default_name(list(axes), mode, keys)
+    if not name or "/" in name or name in (".", ".."):
+        raise ConfigError(f"--name must be a plain folder name, got {name!r}")
+    sweep_dir = Path(out).expanduser() / name
+    runs = []
+    for index, (values, config, key) in enumerate(zip(combos, configs, keys), start=1):
+        config.run.out, config.run.name = str(sweep_dir), run_dir_name(values, key)
+        runs.append(PlannedRun(index, values, config, key, _combination_error(config)))
+    return Sweep(name, sweep_dir, mode, list(axes), runs)
+
+
+def expand(axes: dict[str, list[Any]], mode: str = "grid") -> list[dict[str, Any]]:
+    """Swept values per run: the cartesian product (first option slowest) or the lists walked in step."""
+    names = list(axes)
+    if mode == "zip":
+        lengths = {k: len(v) for k, v in axes.items()}
+        if len(set(lengths.values())) > 1:
+            listed = ", ".join(f"--{_flag(k)} {n}" for k, n in lengths.items())
+            raise ConfigError(f"--mode zip needs lists of the same length; got {listed} values")
+        rows = zip(*axes.values())
+    else:
+        rows = itertools.product(*axes.values())
+    return [dict(zip(names, row)) for row in rows]
+
+
+def run_key(config: Config) -> str:
+    """A short stable hash of everything that decides the run's result (not where it is written)."""
+    settings = {k: v for k, v in config.to_dict().items() if k != "run"}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def run_dir_name(values: dict[str, Any], key: str) -> str:
+    readable = "-".join(f"{k}={fmt_value(v)}" for k, v in values.items())
+    readable = re.sub(r"[^A-Za-z0-9.=_+-]", "_", readable)[:120]
+    return f"{readable}-{key}" if readable else key
+
+
+def default_name(axes: list[str], mode: str, keys: list[str]) -> str:
+    """The same swept options and runs always give the same name, so the same command resumes."""
+    digest = hashlib.sha256(json.dumps([mode, keys]).encode()).hexdigest()[:8]
+    return f"{'-'.join(axes) or 'single'}-{digest}"
+
+
+def _read_config(path: str | Path | None) -> tuple[Config, dict[str, list[Any]]]:
+    if not path:
+        return Config(), {}
+    values = load_toml(path)
+    grid = values.pop("grid", {})
+    if "run" in values:
+        raise ConfigError(f"{path}: [run] does not apply to sweeps; use --out and --name")
+    base = Config.from_dict(values, source=str(path))
+    if not isinstance(grid, dict):
+        raise ConfigError(f"{path}: 'grid' must be a table ([grid]) of lists")
+    for key, listed in grid.items():
+        if key not in SWEEPABLE:
+            raise ConfigError(f"{path}: [grid] unknown option {key!r}; the options are {', '.join(SWEEPABLE)}")
+        if not isinstance(listed, list) or not listed:
+            raise ConfigError(f"{path}: [grid] {key} must be a non-empty list, e.g. {key} = [1, 2]")
+        for value in listed:  # the same type checks as the other sections
+            Config.from_dict(_nest({key: value}), source=f"{path}: [grid] {key}")
+    return base, dict(grid)
+
+
+def _check_values(base: Config, axes: dict[str, list[Any]]) -> None:
+    """Each value on its own must be valid; only combinations of valid values may fail as runs."""
+    base.validate_values()
+    resolve_device(base.train.device)
+    for key, values in axes.items():
+        for value in values:
+            config = base.merged(_nest({key: value})).validate_values()
+            if key == "device":
+                resolve_device(config.train.device)
+
+
+def _check_distinct(combos: list[dict[str, Any]], keys: list[str]) -> None:
+    first: dict[str, int] = {}
+    for i, key in enumerate(keys):
+        if key in first:
+            j = first[key]
+            raise ConfigError(
+                f"runs {j + 1} and {i + 1} are the same run ({describe(combos[j])}); remove the repeated values"
+            )
+        first[key] = i
+
+
+def _combination_error(config: Config) -> str | None:
+    try:
+        config.validate()
+    except ConfigError as e:
+        return str(e)
+    return None
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    nested: dict[str, dict[str, Any]] = {}
+    for key, value in flat.items():
+        section, name = SWEEPABLE[key]
+        nested.setdefault(section, {})[name] = value
+    return nested
+
+
+def _flag(key: str) -> str:
+    return key.replace("_", "-")
+
+
+def fmt_value(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def describe(values: dict[str, Any]) -> str:
+    """`embed_dim=32 lr=0.001`: swept values as the run lines and messages show them."""
+    return " ".join(f"{k}={fmt_value(v)}" for k, v in values.items()) or "no swept values"
+
+
+# --- dry run: sizes without training -----------------------------------------------------------------
+
+def dry_run(sweep: Sweep) -> list[dict[str, Any]]:
+    """Each planned run with its parameter count and tokens per image (models built on the meta device,
+    so nothing is allocated), or why it cannot run; and whether its result is already recorded."""
+    from vitcli.models import build_model, count_parameters, num_tokens
+
+    done = {row["key"]: row for row in load_results(sweep.dir)}
+    infos: dict[tuple[str, str | None], Any] = {}
+    planned = []
+    for run in sweep.runs:
+        row = {"index": run.index, "values": run.values, "key": run.key, "parameters": None, "tokens": None,
+               "recorded": done.get(run.key, {}).get("status"), "error": run.invalid}
+        if run.invalid is None:
+            info = _dataset_info(run.config.data, infos)
+            try:
+                with torch.device("meta"):
+                    model = build_model(run.config.model, info)
+            except ConfigError as e:
+                row["error"] = str(e)
+            else:
+                row["parameters"], row["tokens"] = count_parameters(model), num_tokens(model)
+        planned.append(row)
+    return planned
+
+
+def check_data(sweep: Sweep) -> None:
+    """Load each data set the runs use once, so that missing data is one input error before anything is
+    written, not a failed row per run."""
+    infos: dict = {}
+    for run in sweep.runs:
+        _dataset_info(run.config.data, infos)
+
+
+def _dataset_info(data: DataConfig, cache: dict) -> Any:
+    from vitcli.data import load_splits
+
+    where = (data.dataset, data.data_dir)
+    if where not in cache:
+        cache[where] = load_splits(DataConfig(dataset=data.dataset, data_dir=data.data_dir, val_size=0)).info
+    return cache[where]
+
+
+# --- running -----------------------------------------------------------------------------------------
+
+@dataclass
+class RunStarted:
+    run: PlannedRun
+    total: int
+
+
+@dataclass
+class RunEnded:
+    run: PlannedRun
+    total: int
+    row: dict[str, Any]
+
+
+SweepEvent = RunStarted | RunEnded
+SweepListener = Callable[[SweepEvent | Event], None]
+
+
+@dataclass
+class Resume:
+    rows: list[dict[str, Any]]  # recorded results, from earlier invocations
+    todo: list[PlannedRun]
+    skipped: int  # recorded as finished or invalid
+    retried: int  # recorded as failed for another reason, run again
+
+
+def resume_state(sweep: Sweep) -> Resume:
+    rows = load_results(sweep.dir)
+    recorded = {row["key"]: row for row in rows}
+    todo, skipped, retried = [], 0, 0
+    for run in sweep.runs:
+        row = recorded.get(run.key)
+        if row is not None and (row["status"] == FINISHED or row.get("failure") == INVALID):
+            skipped += 1
+            continue
+        retried += row is not None
+        todo.append(run)
+    return Resume(rows, todo, skipped, retried)
+
+
+def run_sweep(sweep: Sweep, on_event: SweepListener | None = None) -> list[dict[str, Any]]:
+    """Train every run not yet recorded; return this sweep's rows (in plan order). A run that fails
+    becomes a failed row and the sweep goes on; Ctrl-C stops it with the finished rows already saved."""
+    emit = on_event or (lambda event: None)
+    state = resume_state(sweep)
+    rows = {row["key"]: row for row in state.rows}
+    total = len(sweep.runs)
+    for run in state.todo:
+        emit(RunStarted(run, total))
+        row = _attempt(sweep, run, emit)
+        rows.pop(run.key, None)  # a retried run's new row replaces the old one, at the end
+        rows[run.key] = row
+        write_results(sweep.dir, list(rows.values()))
+        emit(RunEnded(run, total, row))
+    return [rows[run.key] for run in sweep.runs if run.key in rows]
+
+
+def _attempt(sweep: Sweep, run: PlannedRun, emit: SweepListener) -> dict[str, Any]:
+    """Train one run; its row, finished or failed with the reason."""
+    from vitcli.run import train_run
+
+    if run.invalid:
+        return _failed_row(sweep, run, ConfigError(run.invalid))
+    stale = sweep.dir / run.config.run.name
+    if stale.exists():  # left by an interrupted or failed attempt: results.jsonl is the record
+        shutil.rmtree(stale)
+    try:
+        return _finished_row(sweep, run, train_run(run.config, on_event=emit))
+    except (ConfigError, DataError, TrainingDiverged, torch.cuda.OutOfMemoryError, MemoryError) as e:
+        if isinstance(e, torch.cuda.OutOfMemoryError):
+            torch.cuda.empty_cache()  # so the next, perhaps smaller, run has the memory back
+        return _failed_row(sweep, run, e)
+
+
+def _base_row(sweep: Sweep, run: PlannedRun) -> dict[str, Any]:
+    return {
+        "key": run.key,
+        "run": run.config.run.name,
+        "index": run.index,
+        "values": run.values,
+        "axes": sweep.axes,
+        "config": {k: v for k, v in run.config.to_dict().items() if k != "run"},
+        "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def _finished_row(sweep: Sweep, run: PlannedRun, result) -> dict[str, Any]:
+    return {
+        **_base_row(sweep, run),
+        "status": FINISHED,
+        "parameters": result.parameters,
+        "tokens": result.tokens,
+        "best_epoch": result.best_epoch,
+        "val_accuracy": result.best.val_accuracy,
+        "test_accuracy": result.test.accuracy,
+        "test_loss": result.test.loss,
+        "train_seconds": result.train_seconds,
+        "images_per_s": result.images_per_s,
+        "peak_memory": result.peak_memory,
+        "device": result.device,
+    }
+
+
+def _failed_row(sweep: Sweep, run: PlannedRun, error: BaseException) -> dict[str, Any]:
+    if isinstance(error, ConfigError):
+        kind = INVALID
+    elif isinstance(error, DataError):
+        kind = "data"
+    elif isinstance(error, TrainingDiverged):
+        kind = "diverged"
+    else:
+        kind = "out of memory"
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return {**_base_row(sweep, run), "status": FAILED, "failure": kind, "error": reason}
+
+
+# --- results files -----------------------------------------------------------------------------------
+
+RESULTS_JSONL, RESULTS_CSV = "results.jsonl", "results.csv"
+CSV_METRICS = ["parameters", "tokens", "best_epoch", "val_accuracy", "test_accuracy", "test_loss",
+               "train_seconds", "images_per_s", "peak_memory", "device", "failure", "error"]
+
+
+def load_results(sweep_dir: str | Path) -> list[dict[str, Any]]:
+    path = Path(sweep_dir) / RESULTS_JSONL
+    if not path.exists():
+        return []
+    try:
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path} cannot be read ({e}); move it away to start the sweep afresh") from None
+
+
+def write_results(sweep_dir: str | Path, rows: list[dict[str, Any]]) -> None:
+    sweep_dir = Path(sweep_dir)
+    atomic_write_text(sweep_dir / RESULTS_JSONL, "".join(json.dumps(row) + "\n" for row in rows))
+    atomic_write_text(sweep_dir / RESULTS_CSV, results_csv(rows))
+
+
+def results_csv(rows: list[dict[str, Any]]) -> str:
+    """One line per run: key, run directory, status, the swept values (a column per option), metrics."""
+    axes = list(dict.fromkeys(k for row in rows for k in row["values"]))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, ["key", "run", "status", *axes, *CSV_METRICS], extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, **row["values"]})
+    return out.getvalue()
+
+
+# --- aggregation -------------------------------------------------------------------------------------
+
+@dataclass
+class Group:
+    """The runs that differ only in their seed, summarised."""
+
+    values: dict[str, Any]  # swept values other than the seed
+    runs: int
+    finished: int
+    seeds: list[int]
+    parameters: int | None = None
+    tokens: int | None = None
+    val_accuracy: float | None = None  # means over the finished runs
+    val_std: float | None = None  # sample standard deviation; None for a single run
+    test_accuracy: float | None = None
+    test_std: float | None = None
+    train_seconds: float | None = None
+    images_per_s: float | None = None
+    peak_memory: int | None = None  # the largest
+    device: str | None = None
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        if self.finished == self.runs:
+            return FINISHED
+        return FAILED if self.finished == 0 else f"{self.finished}/{self.runs} {FINISHED}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "status": self.status}
+
+
+def aggregate(rows: list[dict[str, Any]], axes: list[str] | None = None) -> list[Group]:
+    """Rows grouped by their swept values other than the seed, best mean test accuracy first, groups
+    with no finished run last. `axes` defaults to the swept options recorded in the rows."""
+    if axes is None:
+        axes = list(dict.fromkeys(k for row in rows for k in row.get("axes", row["values"])))
+    by_values: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        values = {k: row["values"][k] for k in axes if k != "seed" and k in row["values"]}
+        by_values.setdefault(json.dumps(values, sort_keys=True), []).append(row)
+    groups = [_summarise(json.loads(k), members) for k, members in by_values.items()]
+    return sorted(groups, key=lambda g: (g.test_accuracy is None, -(g.test_accuracy or 0.0)))
+
+
+def _summarise(values: dict[str, Any], rows: list[dict[str, Any]]) -> Group:
+    done = [r for r in rows if r["status"] == FINISHED]
+    group = Group(values, len(rows), len(done), sorted(r["config"]["train"]["seed"] for r in rows),
+                  errors=[r["error"] for r in rows if r["status"] == FAILED])
+    if not done:
+        return group
+    group.parameters, group.tokens, group.device = done[0]["parameters"], done[0]["tokens"], done[0]["device"]
+    group.val_accuracy, group.val_std = _mean_std([r["val_accuracy"] for r in done])
+    group.test_accuracy, group.test_std = _mean_std([r["test_accuracy"] for r in done])
+    group.train_seconds = statistics.fmean(r["train_seconds"] for r in done)
+    group.images_per_s = statistics.fmean(r["images_per_s"] for r in done)
+    memory = [r["peak_memory"] for r in done if r["peak_memory"] is not None]
+    group.peak_memory = max(memory) if memory else None
+    return group
+
+
+def _mean_std(xs: list[float | None]) -> tuple[float | None, float | None]:
+    known = [x for x in xs if x is not None]
+    if not known:
+        return None, None
+    return statistics.fmean(known), statistics.stdev(known) if len(known) > 1 else None
