@@ -8,6 +8,7 @@ import typer
 
 from vitcli import __version__
 from vitcli.cli.eval import eval_
+from vitcli.cli.finetune import finetune
 from vitcli.cli.train import train
 
 app = typer.Typer(
@@ -20,6 +21,7 @@ app = typer.Typer(
 )
 app.command()(train)
 app.command("eval")(eval_)
+app.command()(finetune)
 
 
 def _version(value: bool) -> None:
