@@ -201,7 +201,7 @@ def test_no_adapt_explains_in_one_paragraph_why_28x28_gray_cannot_run(tmp_path, 
     text = error_line(result.output)
     for phrase in ("224x224 image with 3 channels", "16x16 patches", "196 patches", "197 tokens",
                    "28x28 with 1 channel", "28x28 is not a multiple of 16", "input conv expects 3 channels",
-                   "--img-size", "--patch-size", "--channels repeat"):
+                   "--img-size 28 --patch-size 4 gives a 7x7 grid", "--channels repeat", "new head"):
         assert phrase in text, phrase
     assert not (tmp_path / "runs").exists()
 

@@ -87,7 +87,8 @@ def _download(tag: str) -> dict[str, Tensor]:
         # HF_HUB_OFFLINE and custom formats exactly as for any timm user.
         return timm.create_model(tag, pretrained=True).state_dict()
     except Exception as e:  # noqa: BLE001 - no network, no cache, a proxy: all mean "could not fetch"
-        reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:160]
+        first = (str(e).strip().splitlines() or [""])[0].split(". ")[0]  # hub errors run to paragraphs
+        reason = f"{type(e).__name__}: {first[:150]}" if first else type(e).__name__
         raise WeightsError(
             f"could not fetch timm's {tag} weights ({reason}); without internet pass a local state dict of "
             f"{tag.split('.')[0]} with --pretrained FILE (.safetensors, .pth or .bin), or fill the Hugging Face "
@@ -226,6 +227,10 @@ def no_adapt_explanation(native: Native, info: DatasetInfo) -> str | None:
         problems.append(f"{cut}, so the patch grid and the {rows}-row position table do not fit")
     if info.channels != c:
         problems.append(f"the input conv expects {c} channels where {info.name} has {info.channels}")
+    small = next((d for d in range(2, H + 1) if H == W and H % d == 0 and H // d <= 8), None)
+    fast = f" (--img-size {H} --patch-size {small} gives a {H // small}x{H // small} grid, the fast setting for {info.name})" if small else ""
+    gray = ("; --channels adapt sums the input conv's RGB weights into one gray channel, or --channels repeat "
+            "copies gray to RGB") if info.channels == 1 else ""
     return (
         f"--no-adapt uses {native.name} exactly as pretrained, and {info.name} cannot go through it unchanged. "
         f"The model cuts a {S}x{S} image with {c} channels into {p}x{p} patches: a {grid}x{grid} grid of "
@@ -234,8 +239,6 @@ def no_adapt_explanation(native: Native, info: DatasetInfo) -> str | None:
         f"channels. {info.name}'s images are {H}x{W} with {info.channels} channel{'s' if info.channels != 1 else ''}: "
         f"{'; and '.join(problems)}. Leave out --no-adapt and vitcli adapts the model with timm's own functions: "
         f"--img-size resizes the images on the device and resamples the position table to the new grid (default "
-        f"{S}, the pretrained resolution); --patch-size N resamples the patch embedding to NxN patches (--img-size 28 "
-        f"--patch-size 4 gives a 7x7 grid, the fast setting for small images); --channels adapt sums the input "
-        f"conv's RGB weights into one gray channel, or --channels repeat copies gray to RGB; and a new head is made "
-        f"for {info.name}'s {len(info.classes)} classes."
+        f"{S}, the pretrained resolution); --patch-size N resamples the patch embedding to NxN patches{fast}{gray}; "
+        f"and a new head is made for {info.name}'s {len(info.classes)} classes."
     )
