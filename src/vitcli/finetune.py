@@ -42,8 +42,10 @@ def setup(config: Config, info: DatasetInfo, emit: Callable[[Status], None]) -> 
     config = dataclasses.replace(config, finetune=cfg).validate()
     if not cfg.adapt:
         _refuse_adaptation(cfg, model_native, info)
-    if cfg.pretrained != "none":
-        emit(Status(f"loading the {cfg.pretrained} weights of {cfg.model}"))
+    if cfg.pretrained in ("imagenet", "dino"):
+        emit(Status(f"loading timm's {cfg.pretrained} weights of {cfg.model} (Hugging Face hub or its cache)"))
+    elif cfg.pretrained != "none":
+        emit(Status(f"reading weights from {cfg.pretrained}"))
     weights = fetch(cfg)
     vit = build_timm_vit(cfg, info)
     if weights.state is None:

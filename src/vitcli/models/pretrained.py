@@ -15,6 +15,7 @@ the checkpoint. A test holds the result equal to timm's own path.
 
 from __future__ import annotations
 
+import logging
 import math
 import pickle
 from dataclasses import dataclass
@@ -82,6 +83,11 @@ def fetch(cfg: FinetuneConfig) -> Weights:
 def _download(tag: str) -> dict[str, Tensor]:
     import timm
 
+    # Without a network the hub retries each file for about half a minute and logs a warning per try;
+    # the one line below says what matters, so its retry warnings are held back.
+    hub_logger = logging.getLogger("huggingface_hub")
+    level = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)
     try:
         # The model as published (224x224 RGB, its own head): timm resolves the hub, its cache,
         # HF_HUB_OFFLINE and custom formats exactly as for any timm user.
@@ -94,6 +100,8 @@ def _download(tag: str) -> dict[str, Tensor]:
             f"{tag.split('.')[0]} with --pretrained FILE (.safetensors, .pth or .bin), or fill the Hugging Face "
             "cache on a connected machine and set HF_HUB_OFFLINE=1"
         ) from None
+    finally:
+        hub_logger.setLevel(level)
 
 
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
