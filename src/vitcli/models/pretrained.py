@@ -142,12 +142,14 @@ def load(vit: TimmViT, weights: Weights, where: str) -> None:
     expected = model.state_dict()
     try:
         state = checkpoint_filter(model)(dict(weights.state), model)
-        if PATCH_WEIGHT in state and state[PATCH_WEIGHT].ndim == 4:
+        conv = state.get(PATCH_WEIGHT)
+        if conv is not None and conv.ndim == 4 and conv.shape[1] != expected[PATCH_WEIGHT].shape[1]:
             from timm.models import adapt_input_conv
 
             state[PATCH_WEIGHT] = adapt_input_conv(expected[PATCH_WEIGHT].shape[1], state[PATCH_WEIGHT])
     except (RuntimeError, ValueError, KeyError, IndexError, AssertionError, NotImplementedError) as e:
-        raise WeightsError(f"{where} cannot be adapted to {vit_name(vit)} ({type(e).__name__}: {e}); is it a state dict of that model? (--model)") from None
+        reason = (str(e).strip().splitlines() or [""])[0][:150]
+        raise WeightsError(f"{where} cannot be adapted to {vit_name(vit)} ({type(e).__name__}: {reason}); is it a state dict of that model? (--model)") from None
     heads = classifier_names(model)
     state = {k: v for k, v in state.items() if k.split(".")[0] not in heads}
     for name, tensor in expected.items():
