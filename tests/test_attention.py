@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from fakedata import write_mnist
 from vitcli.attention import ImageAttention, cls_attention, extract, fuse_heads, rollout, rollout_map
 from vitcli.attention_figure import CELL_PX, COLORBAR_PX, TITLE_PX, figure_size_px, grid_shape, save_figure
 from vitcli.cli import app
@@ -219,3 +220,22 @@ def test_cnn_checkpoint_gets_a_clear_message(tmp_path, mnist_dir):
     assert trained.exit_code == 0, trained.output
     result = run("attention", tmp_path / "runs" / "cnn")
     assert result.exit_code == 1 and "no attention to show" in result.output
+
+
+def test_a_fine_tuned_timm_vit_works_unchanged(tmp_path):
+    """timm's tiny test_vit (6 blocks, 2 heads), fine-tuned from scratch on 28x28 gray images resized
+    to 32x32 with 8x8 patches: its maps come out of timm's own attention code."""
+    data_dir = write_mnist(tmp_path / "data", train=96, test=16)
+    tuned = run("finetune", "--model", "test_vit", "--pretrained", "none", "--data-dir", data_dir,
+                "--img-size", 32, "--patch-size", 8, "--subset", 32, "--val-size", 16, "--epochs", 1,
+                "--batch-size", 16, "--device", "cpu", "--out", tmp_path / "runs", "--name", "timm")
+    assert tuned.exit_code == 0, tuned.output
+    out = tmp_path / "p"
+    result = run("attention", tmp_path / "runs" / "timm", "--index", 0, 3, "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["grid_size"] == [4, 4]
+    maps = torch.tensor(report["images"][1]["cls_attention"])
+    assert maps.shape == (6, 2, 4, 4) and (maps >= 0).all() and (maps.sum(dim=(-1, -2)) <= 1 + 1e-5).all()
+    with Image.open(out / "test-3.png") as png:
+        assert png.size == figure_size_px(blocks=6, heads=2)

@@ -7,6 +7,7 @@ The tensors are the model's state dict; the safetensors header's metadata (strin
     config          the full Config as JSON (model, data, train, run)
     dataset         the DatasetInfo as JSON: shape, class names, normalisation, augmentation family
     metrics         final metrics as JSON
+    adaptation      (finetune runs) the pretrained weights and each change made to fit them, as JSON
 
 so `load_checkpoint` rebuilds the model from the file alone. Writes are atomic.
 """
@@ -14,7 +15,7 @@ so `load_checkpoint` rebuilds the model from the file alone. Writes are atomic.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +40,17 @@ class Checkpoint:
     info: DatasetInfo
     metrics: dict[str, Any]
     vitcli_version: str
+    adaptation: list[dict[str, str]] = field(default_factory=list)  # finetune: {part, change} rows
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, config: Config, info: DatasetInfo, metrics: dict[str, Any]) -> None:
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    config: Config,
+    info: DatasetInfo,
+    metrics: dict[str, Any],
+    adaptation: list[dict[str, str]] | None = None,
+) -> None:
     # Detached, contiguous CPU copies: what safetensors can write, whatever device trained the model.
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     metadata = {
@@ -51,6 +60,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, config: Config, info: Da
         "dataset": json.dumps(info.to_dict()),
         "metrics": json.dumps(metrics),
     }
+    if adaptation:
+        metadata["adaptation"] = json.dumps(adaptation)
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
@@ -91,13 +102,14 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Che
         config = Config.from_dict(json.loads(metadata["config"]), source=f"{path} metadata")
         info = DatasetInfo(**json.loads(metadata["dataset"]))
         metrics = json.loads(metadata.get("metrics", "{}"))
+        adaptation = json.loads(metadata.get("adaptation", "[]"))
     except (KeyError, TypeError, json.JSONDecodeError, VitcliError) as e:
         raise CheckpointError(f"{path} has damaged vitcli metadata ({e}); retrain or use another checkpoint") from None
-    model = build_model(config.model, info)
+    model = build_model(config.model, info, config.finetune)
     state = load_file(str(path))
     _check_shapes(path, model, state)
     model.load_state_dict(state)
-    return Checkpoint(model.to(device).eval(), config, info, metrics, metadata.get("vitcli_version", "?"))
+    return Checkpoint(model.to(device).eval(), config, info, metrics, metadata.get("vitcli_version", "?"), adaptation)
 
 
 def _check_shapes(path: Path, model: nn.Module, state: dict[str, torch.Tensor]) -> None:

@@ -8,6 +8,8 @@ same names are used everywhere: `embed_dim` here, `--embed-dim` on the command l
     [data]   dataset, data_dir, val_size, subset, augment
     [train]  epochs, batch_size, lr, weight_decay, warmup, label_smoothing, seed, device, compile
     [run]    out, name
+    [finetune]  model, pretrained, img_size, patch_size, channels, adapt, freeze, layer_decay
+             (only for `vitcli finetune`, where [model] name is "timm"; absent otherwise)
 """
 
 from __future__ import annotations
@@ -28,14 +30,16 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-MODELS = ("vit", "cnn")
+MODELS = ("vit", "cnn", "timm")  # timm: a timm ViT described by the [finetune] section
 POS_EMBEDS = ("learned", "sinusoidal")
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "cifar100")  # and folder:PATH
+PRETRAINED = ("none", "imagenet", "dino")  # or the path of a .safetensors, .pth or .bin state dict
+CHANNELS = ("adapt", "repeat")
 
 
 @dataclass
 class ModelConfig:
-    name: str = "vit"  # vit | cnn
+    name: str = "vit"  # vit | cnn | timm (finetune's model; the fields below are the in-house ViT's)
     embed_dim: int = 32
     patch_size: int = 7
     depth: int = 2
@@ -74,14 +78,33 @@ class RunConfig:
 
 
 @dataclass
+class FinetuneConfig:
+    model: str = "vit_small_patch16_224"  # a timm Vision Transformer
+    pretrained: str = "imagenet"  # none | imagenet | dino | path of a .safetensors / .pth / .bin state dict
+    img_size: int | None = None  # unset: the model's pretrained resolution (224 for vit_small_patch16_224)
+    patch_size: int | None = None  # unset: the model's own (16 for vit_small_patch16_224)
+    channels: str = "adapt"  # gray input: adapt (input conv summed over RGB) | repeat (gray copied to RGB)
+    adapt: bool = True  # false: the model exactly as pretrained, and data that does not fit is refused
+    freeze: str = "none"  # none | backbone (linear probe) | N (patch embedding, positions and first N blocks)
+    layer_decay: float | None = None  # unset: one learning rate for all layers
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    finetune: FinetuneConfig | None = None  # set by `vitcli finetune` only
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        if self.finetune is None:
+            del values["finetune"]  # train's config.toml and metadata stay as they were
+        if self.model.name == "timm":
+            # The in-house ViT's settings mean nothing for a timm model; showing them would mislead.
+            values["model"] = {"name": "timm"}
+        return values
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -100,6 +123,8 @@ class Config:
             )
         parts = {}
         for section, section_cls in sections.items():
+            if section in OPTIONAL_SECTIONS and section not in values:
+                continue
             given = values.get(section, {})
             if not isinstance(given, dict):
                 raise ConfigError(f"{source}: '{section}' must be a table ([{section}])")
@@ -159,6 +184,13 @@ class Config:
             raise ConfigError(f"--label-smoothing must be in [0, 1), got {t.label_smoothing}")
         if not (t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:")):
             raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {t.device!r}")
+        if (m.name == "timm") != (self.finetune is not None):
+            raise ConfigError(
+                "timm models are trained with `vitcli finetune` (a [finetune] section with [model] name = \"timm\"); "
+                "`vitcli train` trains vit or cnn"
+            )
+        if self.finetune is not None:
+            _validate_finetune(self.finetune)
         return self
 
 
@@ -178,9 +210,49 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} cannot be read: {e}") from None
 
 
-def load_config(path: str | Path | None, overrides: dict[str, dict[str, Any]] | None = None) -> Config:
-    """Defaults, then the TOML file (if any), then `overrides`; validated."""
-    config = Config.from_dict(load_toml(path), source=str(path)) if path else Config()
+def _validate_finetune(f: FinetuneConfig) -> None:
+    if not f.model:
+        raise ConfigError("--model must name a timm ViT, e.g. vit_small_patch16_224")
+    if not f.pretrained:
+        raise ConfigError(f"--pretrained must be {', '.join(PRETRAINED)} or a weights file")
+    _one_of("--channels", f.channels, CHANNELS)
+    for flag, value in [("--img-size", f.img_size), ("--patch-size", f.patch_size)]:
+        if value is not None and value <= 0:
+            raise ConfigError(f"{flag} must be a positive whole number, got {value}")
+    if f.img_size and f.patch_size and f.img_size % f.patch_size:
+        raise ConfigError(
+            f"--img-size {f.img_size} is not a multiple of --patch-size {f.patch_size}: the image is cut into "
+            f"whole patches; use a patch size that divides {f.img_size}, such as "
+            + ", ".join(str(p) for p in range(2, f.img_size + 1) if f.img_size % p == 0)
+        )
+    if f.freeze not in ("none", "backbone") and not f.freeze.isdigit():
+        raise ConfigError(f"--freeze must be none, backbone or a number of blocks, got {f.freeze!r}")
+    if f.layer_decay is not None and not 0 < f.layer_decay <= 1:
+        raise ConfigError(f"--layer-decay must be in (0, 1], e.g. 0.75, got {f.layer_decay}")
+
+
+def finetune_defaults() -> Config:
+    """The defaults of `vitcli finetune`: a timm ViT-S, and a learning rate for pretrained weights.
+
+    lr 1e-4: DeiT's rule, 5e-4 x batch / 512, gives 1.25e-4 at batch 128. The train default (1e-2, right
+    for the width-32 teaching ViT) would throw pretrained weights far from where they were learned.
+    """
+    return Config(model=ModelConfig(name="timm"), train=TrainConfig(lr=1e-4), finetune=FinetuneConfig())
+
+
+def load_config(
+    path: str | Path | None,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    defaults: Config | None = None,
+) -> Config:
+    """`defaults` (Config() unless given), then the TOML file (if any), then `overrides`; validated."""
+    config = defaults or Config()
+    if path:
+        values = config.to_dict()
+        for section, items in load_toml(path).items():
+            merged = {**values[section], **items} if isinstance(items, dict) and section in values else items
+            values[section] = merged
+        config = Config.from_dict(values, source=str(path))
     return config.merged(overrides or {}).validate()
 
 
@@ -191,6 +263,9 @@ UNSET_MEANS = {
     "val_size": "5000 for the 50k/60k sets, a tenth of smaller ones",
     "subset": "every training image",
     "name": "<model>-<dataset>-<date>-<time>",
+    "img_size": "the model's pretrained resolution",
+    "patch_size": "the model's own",
+    "layer_decay": "off, one learning rate for all layers",
 }
 
 
@@ -219,8 +294,14 @@ def _toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
 
 
+OPTIONAL_SECTIONS = ("finetune",)  # absent from a file or dict: None
+
+
 def _sections() -> dict[str, type]:
-    return {f.name: typing.get_type_hints(Config)[f.name] for f in dataclasses.fields(Config)}
+    hints = typing.get_type_hints(Config)
+    # `FinetuneConfig | None` -> FinetuneConfig
+    return {f.name: next(k for k in typing.get_args(hints[f.name]) or (hints[f.name],) if k is not type(None))
+            for f in dataclasses.fields(Config)}
 
 
 def _build_section(section_cls: type, given: dict[str, Any], where: str) -> Any:

@@ -54,7 +54,7 @@ class EpochMetrics:
     train_accuracy: float
     val_loss: float | None
     val_accuracy: float | None
-    lr: float  # at the end of the epoch
+    lr: float  # at the end of the epoch (of the group with the highest, with layer decay)
     seconds: float  # training steps only, without validation
     images_per_s: float
 
@@ -86,16 +86,23 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    # Weight decay on weight matrices and conv kernels only: decaying biases, norms, the [CLS] token
-    # or the positional embedding pulls them towards zero for no gain (as in timm and nanoGPT).
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        plain = p.ndim < 2 or name.endswith(("pos_embed", "cls_token"))
-        (no_decay if plain else decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+def make_optimizer(
+    model: nn.Module, cfg: TrainConfig, device: torch.device, param_groups: list[dict] | None = None
+) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters; `param_groups` (e.g. timm's layer-decay groups) replace the
+    default two groups, each at cfg.lr times its "lr_scale", which the schedule then scales as a whole."""
+    if param_groups is None:
+        # Weight decay on weight matrices and conv kernels only: decaying biases, norms, the [CLS] token
+        # or the positional embedding pulls them towards zero for no gain (as in timm and nanoGPT).
+        decay, no_decay = [], []
+        for name, p in model.named_parameters():
+            if not p.requires_grad:
+                continue
+            plain = p.ndim < 2 or name.endswith(("pos_embed", "cls_token"))
+            (no_decay if plain else decay).append(p)
+        param_groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    # LambdaLR multiplies each group's own starting lr, so the per-group scale survives the schedule.
+    groups = [{**g, "lr": cfg.lr * g.get("lr_scale", 1.0)} for g in param_groups]
     try:
         return torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
     except (RuntimeError, TypeError):  # older PyTorch: no fused AdamW on this device
@@ -192,16 +199,18 @@ def fit(
     device: torch.device,
     augment: bool = True,
     on_event: Listener | None = None,
+    param_groups: list[dict] | None = None,
 ) -> FitResult:
     """Train `model` on splits.train; after each epoch measure splits.val. At the end the model holds the
-    weights of the best validation epoch (the last epoch when there is no validation split)."""
+    weights of the best validation epoch (the last epoch when there is no validation split).
+    `param_groups`: optimiser groups with an optional "lr_scale" each, instead of the default ones."""
     emit = on_event or (lambda event: None)
     train_batches = Batches(
         splits.train, splits.info, cfg.batch_size, device,
         shuffle=True, augment=augment, drop_last=True, seed=cfg.seed,
     )
     steps = len(train_batches)
-    optimizer = make_optimizer(model, cfg, device)
+    optimizer = make_optimizer(model, cfg, device, param_groups)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(round(cfg.warmup * steps), cfg.epochs * steps)
     )
@@ -256,7 +265,7 @@ def fit(
             train_accuracy=correct.item() / seen,
             val_loss=val.loss if val else None,
             val_accuracy=val.accuracy if val else None,
-            lr=optimizer.param_groups[0]["lr"],
+            lr=max(g["lr"] for g in optimizer.param_groups),  # the peak group's, with layer decay
             seconds=seconds,
             images_per_s=seen / seconds,
         )

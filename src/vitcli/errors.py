@@ -18,3 +18,7 @@ class DataError(VitcliError):
 
 class CheckpointError(VitcliError):
     """A checkpoint file that is missing, not safetensors, or not vitcli's."""
+
+
+class WeightsError(VitcliError):
+    """Pretrained weights that cannot be fetched or read, or that do not fit the model."""

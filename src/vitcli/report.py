@@ -42,7 +42,8 @@ def epoch_line(m: EpochMetrics, epochs: int) -> str:
 
 
 def run_table(r: RunResult) -> Table:
-    table = Table(title=f"{r.config.model.name} on {r.info.name}", title_justify="left")
+    model = r.config.finetune.model if r.config.finetune else r.config.model.name
+    table = Table(title=f"{model} on {r.info.name}", title_justify="left")
     table.add_column("")
     table.add_column("accuracy", justify="right")
     table.add_column("loss", justify="right")
@@ -60,6 +61,10 @@ def run_table(r: RunResult) -> Table:
     memory = "peak GPU memory" if r.device.startswith("cuda") else "peak process memory"
     table.add_row(memory, fmt_bytes(r.peak_memory), "")
     table.add_row("device", r.device, "")
+    if r.adaptation:  # finetune: where the weights came from and what was changed to fit the data
+        table.add_section()
+        for step in r.adaptation:
+            table.add_row(step["part"], Text(step["change"], justify="left"), "")
     return table
 
 

@@ -13,9 +13,10 @@ A run directory holds
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -45,6 +46,7 @@ class RunResult:
     total_seconds: float
     images_per_s: float
     peak_memory: int | None
+    adaptation: list[dict[str, str]] = field(default_factory=list)  # finetune: {part, change} rows
 
     @property
     def best(self) -> EpochMetrics:
@@ -70,8 +72,9 @@ class RunResult:
 
 
 def train_run(config: Config, on_event: Listener | None = None) -> RunResult:
-    """Train the model `config` describes and write its run directory. Every check of the input
-    (config, data, model shape) happens before the run directory is made."""
+    """Train the model `config` describes (for `vitcli finetune`, a timm ViT with pretrained weights
+    adapted to the data) and write its run directory. Every check of the input (config, data, model
+    shape, weights) happens before the run directory is made."""
     emit = on_event or (lambda event: None)
     started = time.perf_counter()
     config.validate()
@@ -80,7 +83,16 @@ def train_run(config: Config, on_event: Listener | None = None) -> RunResult:
     splits = load_splits(config.data)
     # The seed fixes the initial weights and, through the batches' generator, order and augmentation.
     torch.manual_seed(config.train.seed)
-    model = build_model(config.model, splits.info).to(device)
+    param_groups, adaptation = None, []
+    if config.finetune is None:
+        model = build_model(config.model, splits.info)
+    else:
+        from vitcli.finetune import setup  # imports timm, which train does not need
+
+        prepared = setup(config, splits.info, emit)
+        config, model, param_groups, adaptation = prepared.config, prepared.model, prepared.param_groups, prepared.adaptation
+        splits = dataclasses.replace(splits, info=prepared.info)  # the weights' normalisation
+    model = model.to(device)
     run_dir = _new_run_dir(config, splits.info)
 
     atomic_write_text(run_dir / "config.toml", config.to_toml())
@@ -93,7 +105,8 @@ def train_run(config: Config, on_event: Listener | None = None) -> RunResult:
         emit(event)
 
     with metrics_file:
-        fitted = fit(model, splits, config.train, device, augment=config.data.augment, on_event=record)
+        fitted = fit(model, splits, config.train, device, augment=config.data.augment, on_event=record,
+                     param_groups=param_groups)
     emit(Status("evaluating the best epoch on the test set"))
     result = RunResult(
         run_dir=run_dir,
@@ -109,8 +122,9 @@ def train_run(config: Config, on_event: Listener | None = None) -> RunResult:
         total_seconds=0.0,
         images_per_s=fitted.images_per_s,
         peak_memory=fitted.peak_memory,
+        adaptation=adaptation,
     )
-    save_checkpoint(run_dir / "model.safetensors", model, config, splits.info, result.metrics())
+    save_checkpoint(run_dir / "model.safetensors", model, config, splits.info, result.metrics(), adaptation)
     result.total_seconds = time.perf_counter() - started
     return result
 

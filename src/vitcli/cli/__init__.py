@@ -10,6 +10,7 @@ from vitcli import __version__
 from vitcli.cli.attention import attention
 from vitcli.cli.common import multi_value_command
 from vitcli.cli.eval import eval_
+from vitcli.cli.finetune import finetune
 from vitcli.cli.sweep import SweepCommand, report, sweep
 from vitcli.cli.train import train
 
@@ -23,9 +24,10 @@ app = typer.Typer(
 )
 app.command()(train)
 app.command("eval")(eval_)
-app.command(cls=multi_value_command(["index", "image"]))(attention)
+app.command()(finetune)
 app.command(cls=SweepCommand)(sweep)
 app.command()(report)
+app.command(cls=multi_value_command(["index", "image"]))(attention)
 
 
 def _version(value: bool) -> None:

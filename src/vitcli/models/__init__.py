@@ -4,16 +4,23 @@ from __future__ import annotations
 
 from torch import nn
 
-from vitcli.config import ModelConfig
+from vitcli.config import FinetuneConfig, ModelConfig
 from vitcli.data.datasets import DatasetInfo
 from vitcli.errors import ConfigError
 from vitcli.models.cnn import CNN
 from vitcli.models.vit import ViT
 
 
-def build_model(cfg: ModelConfig, info: DatasetInfo) -> nn.Module:
-    """The model for `cfg` on images shaped like `info`; a ConfigError if they do not fit."""
+def build_model(cfg: ModelConfig, info: DatasetInfo, finetune: FinetuneConfig | None = None) -> nn.Module:
+    """The model for `cfg` on images shaped like `info`; a ConfigError if they do not fit. A timm model
+    (name "timm") is described by `finetune` and built with random weights, never fetched."""
     size = (info.height, info.width)
+    if cfg.name == "timm":
+        if finetune is None:
+            raise ConfigError("a timm model needs its [finetune] settings (the config's finetune section)")
+        from vitcli.models.timm_vit import build_timm_vit  # timm is imported only for timm models
+
+        return build_timm_vit(finetune, info)
     if cfg.name == "cnn":
         if min(size) < 8:
             raise ConfigError(f"the CNN needs images of at least 8x8 pixels; {info.name} has {info.height}x{info.width}")
@@ -43,7 +50,7 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def num_tokens(model: nn.Module) -> int | None:
-    """Tokens per image (patches + [CLS]) for a ViT; None for the CNN."""
+    """Tokens per image (patches + prefix tokens such as [CLS]) for a ViT; None for the CNN."""
     return getattr(model, "num_tokens", None)
 
 

@@ -1,0 +1,151 @@
+"""Training speed of `vitcli finetune`'s step against a plain timm loop, in one process.
+
+Both train the same timm model (vit_small_patch16_224 by default, random weights: pretrained ones do
+not change the speed) on synthetic images already on the device, with AdamW and, on CUDA, bfloat16
+autocast, for --steps steps of --batch-size images of --img-size pixels:
+
+  plain   timm.create_model + torch.optim.AdamW + autocast, one float batch reused: the loop of timm's
+          examples, with nothing vitcli adds
+  vitcli  the model `vitcli finetune --pretrained none` builds (vitcli.finetune.setup), trained by
+          vitcli.engine.fit: uint8 images gathered and normalised on the device each step, fused AdamW,
+          warmup-cosine schedule, running loss and accuracy kept on the device
+
+Each loop runs once untimed (CUDA kernels, allocator), then runs alternate (plain, vitcli, ...)
+--repeats times so that a noisy machine affects both. Prints a rich table and one JSON object (also
+written to --json).
+
+    python benchmarks/finetune_speed.py --device cuda                      # batch 256, 224x224
+    python benchmarks/finetune_speed.py --device cpu --batch-size 4 --steps 2 --img-size 32 --repeats 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import timm
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.table import Table
+
+from vitcli.config import finetune_defaults, load_config
+from vitcli.data.datasets import DatasetInfo, Split, Splits
+from vitcli.engine import autocast, fit, resolve_device
+from vitcli.finetune import setup
+
+CLASSES = 10
+
+
+def synthetic(args, device: torch.device) -> Splits:
+    n = args.steps * args.batch_size
+    generator = torch.Generator(device=device).manual_seed(0)
+    images = torch.randint(0, 256, (n, 3, args.img_size, args.img_size), dtype=torch.uint8, device=device, generator=generator)
+    labels = torch.randint(0, CLASSES, (n,), device=device, generator=generator)
+    info = DatasetInfo(name="synthetic", channels=3, height=args.img_size, width=args.img_size,
+                       classes=[str(i) for i in range(CLASSES)], mean=[0.5] * 3, std=[0.5] * 3, family="natural")
+    return Splits(info, Split(images, labels), None, Split(images[:1], labels[:1]))
+
+
+def plain_loop(args, device: torch.device, steps: int) -> dict:
+    model = timm.create_model(args.model, num_classes=CLASSES, img_size=args.img_size, patch_size=args.patch_size).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
+    images = torch.randn(args.batch_size, 3, args.img_size, args.img_size, device=device)
+    labels = torch.randint(0, CLASSES, (args.batch_size,), device=device)
+    model.train()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        with autocast(device):  # bfloat16 on CUDA, float32 on the CPU, as in vitcli
+            loss = F.cross_entropy(model(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    _sync(device)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "images": steps * args.batch_size, "images_per_s": steps * args.batch_size / seconds}
+
+
+def vitcli_loop(args, device: torch.device, splits: Splits) -> dict:
+    cfg = load_config(None, {
+        "finetune": {"model": args.model, "pretrained": "none", "img_size": args.img_size, "patch_size": args.patch_size},
+        "data": {"augment": False},
+        "train": {"epochs": 1, "batch_size": args.batch_size, "lr": args.lr, "device": str(device)},
+    }, defaults=finetune_defaults())
+    prepared = setup(cfg, splits.info, lambda event: None)
+    model = prepared.model.to(device)
+    result = fit(model, splits, prepared.config.train, device, augment=False, param_groups=prepared.param_groups)
+    return {"seconds": result.seconds, "images": result.images, "images_per_s": result.images_per_s}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="vit_small_patch16_224")
+    parser.add_argument("--img-size", type=int, default=224)
+    parser.add_argument("--patch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=100, help="timed steps per run (vitcli reads its loss back every steps/50)")
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="also write the JSON result here")
+    args = parser.parse_args()
+
+    device = resolve_device(args.device)
+    splits = synthetic(args, device)
+    warm = argparse.Namespace(**{**vars(args), "steps": min(args.steps, 5)})
+    plain_loop(warm, device, warm.steps)  # untimed: kernels, autotuning, allocator
+    vitcli_loop(warm, device, synthetic(warm, device))
+
+    runs: dict[str, list[dict]] = {"plain": [], "vitcli": []}
+    for repeat in range(args.repeats):
+        for name in ("plain", "vitcli"):
+            torch.manual_seed(0)
+            out = plain_loop(args, device, args.steps) if name == "plain" else vitcli_loop(args, device, splits)
+            runs[name].append(out)
+            print(f"repeat {repeat + 1}/{args.repeats} {name:>6}: {out['images_per_s']:,.0f} img/s, {out['seconds']:.2f} s",
+                  file=sys.stderr)
+
+    summary = {name: {"images_per_s_median": statistics.median(o["images_per_s"] for o in outs), "runs": outs}
+               for name, outs in runs.items()}
+    ratio = summary["vitcli"]["images_per_s_median"] / summary["plain"]["images_per_s_median"]
+    result = {
+        "benchmark": "finetune_speed",
+        "config": {"model": args.model, "img_size": args.img_size, "patch_size": args.patch_size,
+                   "batch_size": args.batch_size, "steps": args.steps,
+                   "dtype": "bfloat16 autocast" if device.type == "cuda" else "float32"},
+        "machine": {"device": str(device), "torch": torch.__version__, "timm": timm.__version__,
+                    "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "python": platform.python_version(),
+                    "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
+        "plain": summary["plain"],
+        "vitcli": summary["vitcli"],
+        "speedup": ratio,
+    }
+
+    table = Table(title=f"{args.model} training, {args.img_size}x{args.img_size}, batch {args.batch_size}, "
+                        f"{args.steps} steps, {result['config']['dtype']}, {device}")
+    for column in ("loop", "images/s (median)", "runs"):
+        table.add_column(column, justify="right")
+    for name in ("plain", "vitcli"):
+        table.add_row(name, f"{summary[name]['images_per_s_median']:,.0f}", str(len(runs[name])))
+    table.add_row("vitcli / plain", f"{ratio:.2f}x", "")
+    Console(stderr=True).print(table)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

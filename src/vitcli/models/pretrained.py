@@ -1,0 +1,254 @@
+"""Pretrained weights for timm ViTs: where they come from, and how they are adapted to other images.
+
+`--pretrained imagenet|dino` names a timm pretrained tag, fetched by timm as it always does (the Hugging
+Face hub, its cache, HF_HUB_OFFLINE); `--pretrained FILE` reads a local state dict in timm's key names.
+
+The adaptation runs the functions timm's `load_pretrained` runs, in the same order: the model module's
+`checkpoint_filter_fn` (which calls `resample_patch_embed` and `resample_abs_pos_embed`), then
+`adapt_input_conv`, then the classifier is dropped. We call them one by one instead of
+`timm.create_model(pretrained=True, pretrained_cfg_overlay=dict(file=...))` for two reasons: that path
+loads with strict=False as soon as the head changes, so a file of another model would leave random
+weights without a word; and it reports what it changed only in log lines. Here every tensor the model
+has (but the head) must come from the weights, and each change is recorded for the summary table and
+the checkpoint. A test holds the result equal to timm's own path.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from vitcli.config import FinetuneConfig
+from vitcli.data.datasets import DatasetInfo
+from vitcli.errors import ConfigError, WeightsError
+from vitcli.models.timm_vit import Native, TimmViT, checkpoint_filter, classifier_names
+
+SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+PATCH_WEIGHT = "patch_embed.proj.weight"
+
+
+@dataclass
+class Weights:
+    label: str  # for the summary: the timm tag, the file, or "none"
+    state: dict[str, Tensor] | None  # in timm's key names as published; None: random initialisation
+    mean: tuple[float, ...] | None  # the normalisation the weights were trained with; None: the data's
+    std: tuple[float, ...] | None
+
+
+def hub_tag(model: str, pretrained: str) -> str:
+    """The timm pretrained tag `imagenet` or `dino` means for `model`: for vit_small_patch16_224,
+    vit_small_patch16_224.augreg_in21k_ft_in1k (timm's default: ImageNet-21k, fine-tuned on ImageNet-1k)
+    and vit_small_patch16_224.dino (self-supervised DINO, no classifier)."""
+    import timm
+    from timm.models import get_pretrained_cfg
+
+    tags = [name.split(".", 1)[1] for name in timm.list_pretrained(f"{model}.*")]
+    if pretrained == "dino":
+        wanted = [t for t in tags if t == "dino"]
+    else:
+        # timm's default tag when it is ImageNet-1k classification weights, else the first that is.
+        default = get_pretrained_cfg(model).tag if tags else None
+        wanted = [default] if default and default.endswith("in1k") else [t for t in tags if t.endswith("in1k")]
+    if not wanted:
+        have = ", ".join(tags) or "none"
+        raise ConfigError(
+            f"timm has no {pretrained} weights for {model} (its pretrained tags: {have}); "
+            "pass a local state dict with --pretrained FILE, or --pretrained none"
+        )
+    return f"{model}.{wanted[0]}"
+
+
+def fetch(cfg: FinetuneConfig) -> Weights:
+    """The weights `cfg.pretrained` names, read or downloaded; a one-line error when they cannot be."""
+    from timm.models import get_pretrained_cfg
+
+    if cfg.pretrained == "none":
+        return Weights("none (random initialisation)", None, None, None)
+    if cfg.pretrained in ("imagenet", "dino"):
+        tag = hub_tag(cfg.model, cfg.pretrained)
+        pretrained_cfg = get_pretrained_cfg(tag)
+        return Weights(f"{tag} (timm)", _download(tag), pretrained_cfg.mean, pretrained_cfg.std)
+    # A file carries no normalisation; the model's default pretrained weights' is the best guess.
+    default = get_pretrained_cfg(cfg.model)
+    mean, std = (default.mean, default.std) if default else (None, None)
+    return Weights(f"file {Path(cfg.pretrained).name}", read_state_dict(cfg.pretrained), mean, std)
+
+
+def _download(tag: str) -> dict[str, Tensor]:
+    import timm
+
+    # Without a network the hub retries each file for about half a minute and logs a warning per try;
+    # the one line below says what matters, so its retry warnings are held back.
+    hub_logger = logging.getLogger("huggingface_hub")
+    level = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)
+    try:
+        # The model as published (224x224 RGB, its own head): timm resolves the hub, its cache,
+        # HF_HUB_OFFLINE and custom formats exactly as for any timm user.
+        return timm.create_model(tag, pretrained=True).state_dict()
+    except Exception as e:  # noqa: BLE001 - no network, no cache, a proxy: all mean "could not fetch"
+        first = (str(e).strip().splitlines() or [""])[0].split(". ")[0]  # hub errors run to paragraphs
+        reason = f"{type(e).__name__}: {first[:150]}" if first else type(e).__name__
+        raise WeightsError(
+            f"could not fetch timm's {tag} weights ({reason}); without internet pass a local state dict of "
+            f"{tag.split('.')[0]} with --pretrained FILE (.safetensors, .pth or .bin), or fill the Hugging Face "
+            "cache on a connected machine and set HF_HUB_OFFLINE=1"
+        ) from None
+    finally:
+        hub_logger.setLevel(level)
+
+
+def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """A state dict from a .safetensors file, or a .pth/.bin file read with weights_only=True (no
+    arbitrary unpickling); one nested under "state_dict" or "model" and DDP's "module." prefix are fine."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise WeightsError(
+            f"--pretrained {path}: no such file; use none, imagenet, dino or a {', '.join(SUFFIXES)} state dict"
+        )
+    if path.suffix.lower() not in SUFFIXES:
+        raise WeightsError(f"--pretrained {path}: not a {', '.join(SUFFIXES)} file")
+    try:
+        if path.suffix.lower() == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - a damaged file fails in many ways; each is the same to the user
+        if isinstance(e, pickle.UnpicklingError) and "unsupported global" in str(e).lower():
+            raise WeightsError(
+                f"--pretrained {path} holds Python objects besides tensors, and vitcli reads .pth/.bin files with "
+                "weights_only=True; save just the weights: torch.save(model.state_dict(), PATH)"
+            ) from None
+        raise WeightsError(f"--pretrained {path} cannot be read ({type(e).__name__}); is it a complete weights file?") from None
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not state or not all(isinstance(v, Tensor) for v in state.values()):
+        raise WeightsError(f"--pretrained {path} is not a state dict (a dict of parameter names to tensors)")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def load(vit: TimmViT, weights: Weights, where: str) -> None:
+    """Adapt `weights` to `vit` with timm's functions and load them; every tensor but the head must fit."""
+    model = vit.model
+    expected = model.state_dict()
+    try:
+        state = checkpoint_filter(model)(dict(weights.state), model)
+        conv = state.get(PATCH_WEIGHT)
+        if conv is not None and conv.ndim == 4 and conv.shape[1] != expected[PATCH_WEIGHT].shape[1]:
+            from timm.models import adapt_input_conv
+
+            state[PATCH_WEIGHT] = adapt_input_conv(expected[PATCH_WEIGHT].shape[1], state[PATCH_WEIGHT])
+    except (RuntimeError, ValueError, KeyError, IndexError, AssertionError, NotImplementedError) as e:
+        reason = (str(e).strip().splitlines() or [""])[0][:150]
+        raise WeightsError(f"{where} cannot be adapted to {vit_name(vit)} ({type(e).__name__}: {reason}); is it a state dict of that model? (--model)") from None
+    heads = classifier_names(model)
+    state = {k: v for k, v in state.items() if k.split(".")[0] not in heads}
+    for name, tensor in expected.items():
+        if name.split(".")[0] in heads:
+            continue
+        if name not in state:
+            raise WeightsError(f"{where} lacks {name!r} that {vit_name(vit)} has; it holds another model's weights (choose it with --model)")
+        if state[name].shape != tensor.shape:
+            raise WeightsError(
+                f"{where}: {name!r} is {tuple(state[name].shape)} where {vit_name(vit)} has {tuple(tensor.shape)}; "
+                "it holds another model's weights (choose it with --model)"
+            )
+    extra = sorted(set(state) - set(expected))
+    if extra:
+        raise WeightsError(f"{where} has {extra[0]!r} that {vit_name(vit)} does not; it holds another model's weights (choose it with --model)")
+    model.load_state_dict(state, strict=False)  # strict but for the head, checked above
+
+
+def vit_name(vit: TimmViT) -> str:
+    return vit.model.pretrained_cfg.get("architecture", type(vit.model).__name__)
+
+
+# --- what changed, for the summary table and the checkpoint ------------------------------------------
+
+def adaptation(source: dict[str, torch.Size], vit: TimmViT, info: DatasetInfo, loaded: bool) -> list[dict[str, str]]:
+    """One {part, change} per part of the model that differs from `source` (the shapes of the
+    published model, or of the file), saying how it was made to fit."""
+    model = vit.model
+    target = {k: v.shape for k, v in model.state_dict().items()}
+
+    def how(done: str) -> str:  # with random weights a changed part is simply built new
+        return done if loaded else "new, random"
+
+    same = "as pretrained" if loaded else "as timm builds it"
+
+    steps = []
+    size = f"{info.height}x{info.width}"
+    resized = (info.height, info.width) != vit.img_size
+    steps.append(("images", f"{size} -> {vit.img_size[0]}x{vit.img_size[1]}, resized on the device (bilinear)" if resized else f"{size}, as they are"))
+
+    was, now = source.get(PATCH_WEIGHT), target[PATCH_WEIGHT]
+    if vit.repeat:
+        steps.append(("channels", f"1 -> 3, gray repeated to RGB on the device; input conv {now[1]} channels, {same}"))
+    elif was is not None and was[1] != now[1]:
+        steps.append(("channels", f"{was[1]} -> {now[1]}, input conv " + how("summed over RGB (timm adapt_input_conv)" if now[1] == 1 else "adapted (timm adapt_input_conv)")))
+    else:
+        steps.append(("channels", f"{now[1]}, {same}"))
+    if was is not None and was[-2:] != now[-2:]:
+        steps.append(("patches", f"{was[-2]}x{was[-1]} -> {now[-2]}x{now[-1]} px, patch embedding " + how("resampled (timm resample_patch_embed)")))
+    else:
+        steps.append(("patches", f"{now[-2]}x{now[-1]} px, {same}"))
+
+    prefix = vit.num_prefix_tokens
+    rows_was = source["pos_embed"][1] if "pos_embed" in source else None
+    grid_now = f"{vit.grid_size[0]}x{vit.grid_size[1]} + {prefix}"
+    if rows_was is not None and rows_was != target["pos_embed"][1]:
+        side = math.isqrt(rows_was - prefix)
+        grid_was = f"{side}x{side} + {prefix}" if side * side == rows_was - prefix else f"{rows_was} rows"
+        steps.append(("positions", f"{grid_was} -> {grid_now}, position table " + how("resampled (timm resample_abs_pos_embed)")))
+    else:
+        steps.append(("positions", f"{grid_now}, {same}"))
+
+    heads = classifier_names(model)
+    classes_was = source[f"{heads[0]}.weight"][0] if f"{heads[0]}.weight" in source else None
+    steps.append(("head", f"{classes_was if classes_was is not None else 'none'} -> {len(info.classes)} classes, new"))
+    return [{"part": part, "change": change} for part, change in steps]
+
+
+def no_adapt_explanation(native: Native, info: DatasetInfo) -> str | None:
+    """Why data shaped like `info` cannot go through the model as pretrained, in one paragraph; None when it can."""
+    S, p, c = native.img_size, native.patch_size, native.in_chans
+    H, W = info.height, info.width
+    if (H, W, info.channels) == (S, S, c):
+        return None
+    grid, prefix = S // p, native.num_prefix_tokens
+    prefix_words = "[CLS]" if prefix == 1 else f"{prefix} prefix tokens ([CLS] and others)"
+    rows = grid * grid + prefix
+    problems = []
+    if (H, W) != (S, S):
+        patches = (H // p) * (W // p)
+        if H % p or W % p:
+            cut = f"{H}x{W} is not a multiple of {p} (it holds {patches} whole patch{'es' if patches != 1 else ''}, not {grid * grid})"
+        else:
+            cut = f"{H}x{W} gives {H // p}x{W // p} = {patches} patches, not {grid * grid}"
+        problems.append(f"{cut}, so the patch grid and the {rows}-row position table do not fit")
+    if info.channels != c:
+        problems.append(f"the input conv expects {c} channels where {info.name} has {info.channels}")
+    small = next((d for d in range(2, H + 1) if H == W and H % d == 0 and H // d <= 8), None)
+    fast = f" (--img-size {H} --patch-size {small} gives a {H // small}x{H // small} grid, the fast setting for {info.name})" if small else ""
+    gray = ("; --channels adapt sums the input conv's RGB weights into one gray channel, or --channels repeat "
+            "copies gray to RGB") if info.channels == 1 else ""
+    return (
+        f"--no-adapt uses {native.name} exactly as pretrained, and {info.name} cannot go through it unchanged. "
+        f"The model cuts a {S}x{S} image with {c} channels into {p}x{p} patches: a {grid}x{grid} grid of "
+        f"{grid * grid} patches, plus {prefix_words} makes {rows} tokens, and each token position has its own row "
+        f"in a learned position table of {rows} rows; the patch embedding is a {p}x{p} convolution over {c} input "
+        f"channels. {info.name}'s images are {H}x{W} with {info.channels} channel{'s' if info.channels != 1 else ''}: "
+        f"{'; and '.join(problems)}. Leave out --no-adapt and vitcli adapts the model with timm's own functions: "
+        f"--img-size resizes the images on the device and resamples the position table to the new grid (default "
+        f"{S}, the pretrained resolution); --patch-size N resamples the patch embedding to NxN patches{fast}{gray}; "
+        f"and a new head is made for {info.name}'s {len(info.classes)} classes."
+    )
