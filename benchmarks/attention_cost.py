@@ -59,6 +59,7 @@ from vitcli.models import ViT, count_parameters
 
 PATHS = ("fused", "explicit")
 DEFAULT_SIZES = "28:14,28:7,28:4,32:4,28:2,64:4,96:4,128:4"
+WIDE = 200  # rich's width when stderr is a file or a pipe, where it would cut the wide table to 80 columns
 
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:
@@ -206,7 +207,7 @@ def print_table(mode: str, rows: list[dict], title: str) -> None:
                       f"{r['time_ms']['explicit']:.2f}", f"{r['time_ratio']:.2f}x", fmt(r["time_slope"]["fused"], ".2f"),
                       fmt(r["time_slope"]["explicit"], ".2f"), mb(r["attention_matrix_bytes"]), mb(r["peak_bytes"]["fused"]),
                       mb(r["peak_bytes"]["explicit"]), fmt(r["memory_ratio"], ".2f"))
-    Console(stderr=True).print(table)
+    Console(stderr=True, width=None if sys.stderr.isatty() else WIDE).print(table)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

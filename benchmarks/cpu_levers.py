@@ -58,6 +58,7 @@ from vitcli.models.vit import PatchEmbedding, ViT
 
 SKIP_EVENTS = 2  # progress events left out of the steady rate: the first ~4% of the epoch
 FUSED_ADAMW = torch.optim.AdamW  # the class itself, before the foreach lever patches the name
+WIDE = 200  # rich's width when stderr is a file or a pipe, where it would cut the wide table to 80 columns
 
 
 class MatmulPatchEmbedding(PatchEmbedding):
@@ -158,7 +159,7 @@ def print_table(summary: dict, title: str) -> None:
         table.add_row(name, f"{s['epoch_images_per_s_median']:,.0f}", f"{s['epoch_ratio']:.2f}x",
                       f"{s['steady_images_per_s_median']:,.0f}", f"{s['steady_ratio']:.2f}x",
                       f"{s['startup_s_median']:.1f}", f"{100 * s['test_accuracy_median']:.2f}%")
-    Console(stderr=True).print(table)
+    Console(stderr=True, width=None if sys.stderr.isatty() else WIDE).print(table)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

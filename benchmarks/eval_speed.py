@@ -59,6 +59,7 @@ MODELS = {
     "classic": (ModelConfig(embed_dim=32, patch_size=7, depth=2, heads=2), MNIST, 1e-2),
     "cifar": (ModelConfig(embed_dim=256, mlp_dim=1024, patch_size=4, depth=6, heads=8), CIFAR10, 1e-3),
 }
+WIDE = 200  # rich's width when stderr is a file or a pipe, where it would cut the tables to 80 columns
 
 
 def random_split(info: DatasetInfo, n: int, seed: int) -> Split:
@@ -183,7 +184,7 @@ def profile(args, name: str, device: torch.device) -> dict[str, list[dict]]:
 
 
 def print_tables(results: dict, args, device: torch.device) -> None:
-    console = Console(stderr=True)
+    console = Console(stderr=True, width=None if sys.stderr.isatty() else WIDE)
     for name, r in results.items():
         table = Table(title=f"{name} ViT ({r['parameters']:,} parameters, {r['tokens']} tokens), {device}, "
                             f"{torch.get_num_threads()} threads, median of {args.repeats}")
