@@ -33,8 +33,9 @@ the N^2 attention term takes over (below 1 where fixed per-step overheads domina
 
 Prints a rich table and one JSON object (also written to --json).
 
-    python benchmarks/attention_cost.py                    # CPU, a few minutes
-    python benchmarks/attention_cost.py --device cuda --batch-size 64 --sizes 32:8,32:4,32:2,64:4,64:2,128:4,128:2,224:4
+    python benchmarks/attention_cost.py --forward --threads 1     # CPU, about 5 minutes
+    python benchmarks/attention_cost.py --device cuda --forward --batch-size 64 \
+        --sizes 28:14,28:7,28:4,32:4,28:2,64:4,96:4,128:4,224:8,224:4
 """
 
 from __future__ import annotations
