@@ -1,0 +1,88 @@
+"""Smoke tests of the benchmarks in benchmarks/: tiny options on the CPU, so that the scripts keep
+running and their JSON keeps its shape. The figures themselves are measured by hand (docs/performance.md)."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from vitcli.models.vit import PatchEmbedding
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_attention_cost_sweeps_tokens(tmp_path):
+    out = tmp_path / "attention.json"
+    result = load("attention_cost").main([
+        "--sizes", "28:14,28:7,28:4", "--embed-dim", "8", "--heads", "2", "--depth", "1", "--batch-size", "2",
+        "--steps", "2", "--warmup", "0", "--forward", "--no-memory", "--json", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    assert set(result["results"]) == {"train", "forward"}
+    for rows in result["results"].values():
+        assert [r["tokens"] for r in rows] == [5, 17, 50]
+        assert [r["attention_matrix_bytes"] for r in rows] == [2 * 2 * n * n * 4 for n in (5, 17, 50)]
+        for r in rows:
+            assert r["time_ms"]["fused"] > 0 and r["time_ms"]["explicit"] > 0
+            assert r["time_ratio"] == pytest.approx(r["time_ms"]["explicit"] / r["time_ms"]["fused"])
+        assert rows[0]["time_slope"]["fused"] is None and isinstance(rows[1]["time_slope"]["explicit"], float)
+
+
+def test_attention_cost_memory_probe_sees_the_attention_matrices():
+    bench = load("attention_cost")
+    args = bench.parse_args(["--embed-dim", "8", "--heads", "2", "--depth", "1", "--batch-size", "16"])
+    # 28 px, patch 2: 197 tokens, so one attention matrix is 16 x 2 x 197^2 x 4 bytes = 4.7 MiB, kept for backward.
+    explicit = bench.peak_bytes(args, 28, 2, "explicit", "train", torch.device("cpu"))
+    assert explicit >= 16 * 2 * 197 ** 2 * 4
+
+
+def test_eval_speed_measures_every_task(tmp_path):
+    result = load("eval_speed").main([
+        "--train-steps", "2", "--batch-size", "8", "--eval-images", "64", "--eval-batch-sizes", "16,64",
+        "--forward-batch", "32", "--attention-images", "16", "--attention-batch", "8", "--repeats", "1",
+        "--warmup-rounds", "0", "--profile", "--profile-ops", "3", "--profile-calls", "1",
+        "--json", str(tmp_path / "eval.json")])
+    classic = result["models"]["classic"]
+    tasks = {"train", "eval b16", "eval b64", "forward no_grad b32", "forward inference_mode b32", "extract", "explain"}
+    assert set(classic["images_per_s_median"]) == tasks
+    assert set(classic["ratio_to_train"]) == tasks - {"train"}
+    assert all(rate > 0 for rate in classic["images_per_s_median"].values())
+    assert classic["tokens"] == 17 and classic["parameters"] == 27_978
+    for ops in classic["profile"].values():
+        assert len(ops) == 4 and ops[-1]["op"] == "total"
+        assert sum(op["share"] for op in ops[:-1]) <= 1.0 + 1e-9
+
+
+def test_cpu_levers_against_the_baseline(mnist_dir, tmp_path):
+    result = load("cpu_levers").main([
+        "--data-dir", str(mnist_dir), "--levers", "matmul patches,explicit attention", "--batch-size", "32",
+        "--repeats", "1", "--json", str(tmp_path / "levers.json")])
+    levers = result["levers"]
+    assert list(levers) == ["baseline", "matmul patches", "explicit attention"]
+    assert levers["baseline"]["epoch_ratio"] == 1.0
+    for lever in levers.values():
+        assert lever["epoch_images_per_s_median"] > 0 and lever["steady_images_per_s_median"] > 0
+        assert 0 <= lever["test_accuracy_median"] <= 1
+    # Both levers compute the same function as the baseline, so they learn the same digits.
+    for name in ("matmul patches", "explicit attention"):
+        assert levers[name]["test_accuracy_median"] == pytest.approx(levers["baseline"]["test_accuracy_median"], abs=0.02)
+
+
+@pytest.mark.parametrize("channels,patch", [(1, 7), (3, 4)])
+def test_matmul_patch_embedding_is_the_convolution(channels, patch):
+    conv = PatchEmbedding(channels, 16, patch)
+    matmul = PatchEmbedding(channels, 16, patch)
+    matmul.load_state_dict(conv.state_dict())
+    matmul.__class__ = load("cpu_levers").MatmulPatchEmbedding
+    x = torch.randn(3, channels, 28, 28)
+    torch.testing.assert_close(matmul(x), conv(x))
