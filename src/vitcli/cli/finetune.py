@@ -60,8 +60,11 @@ def finetune(
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file of settings; options given here override it.", rich_help_panel="Output"),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config as TOML and exit.", rich_help_panel="Output"),
 ) -> None:
-    """Fine-tune a timm ViT (default ViT-S/16), pretrained or not, adapted to the data's image size,
-    patch grid, channels and classes; the summary shows each adaptation."""
+    """Fine-tune a timm ViT (default ViT-S/16), pretrained or not, adapted to small or gray images.
+
+    The image size, patch grid, channels and classes are adapted with timm's own functions; the summary
+    shows each adaptation.
+    """
     overrides = {
         "model": dict(name="timm"),
         "finetune": dict(model=model, pretrained=pretrained, img_size=img_size, patch_size=patch_size,
