@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from vitcli.checkpoint import Checkpoint
 from vitcli.config import DataConfig
 from vitcli.data import load_splits
+from vitcli.data.batches import normalise, normaliser
 from vitcli.data.datasets import DatasetInfo
 from vitcli.errors import CheckpointError, ConfigError, DataError
 
@@ -128,13 +129,6 @@ def rollout_map(weights: list[Tensor], grid_size: tuple[int, int], num_prefix_to
     return rolled[:, 0, num_prefix_tokens:].reshape(-1, *grid_size)
 
 
-def normalise(images: Tensor, info: DatasetInfo) -> Tensor:
-    """uint8 (B, C, H, W) -> float, with the checkpoint's own normalisation, as the batches in training."""
-    mean = torch.tensor(info.mean, device=images.device).view(1, -1, 1, 1)
-    std = torch.tensor(info.std, device=images.device).view(1, -1, 1, 1)
-    return (images.float() / 255 - mean) / std
-
-
 def explain(
     checkpoint: Checkpoint,
     images: Tensor,
@@ -154,7 +148,7 @@ def explain(
     results = []
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size]
-        logits, weights = extract(model, normalise(batch.to(device), info))
+        logits, weights = extract(model, normalise(batch.to(device), *normaliser(info, device)))
         maps = cls_attention(weights, grid, prefix).cpu()
         rolled = rollout_map(weights, grid, prefix, head_fusion, discard_ratio).cpu()
         probabilities = logits.softmax(dim=-1).cpu()

@@ -45,6 +45,18 @@ def augment(images: Tensor, family: str, generator: torch.Generator) -> Tensor:
     return random_flip(random_translate(images, NATURAL_PADDING, generator), generator)
 
 
+def normaliser(info: DatasetInfo, device: torch.device | str) -> tuple[Tensor, Tensor]:
+    """(scale, shift) with (x / 255 - mean) / std = x * scale + shift: one fused op per batch."""
+    std = torch.tensor(info.std, device=device).view(1, -1, 1, 1)
+    mean = torch.tensor(info.mean, device=device).view(1, -1, 1, 1)
+    return 1 / (255 * std), -mean / std
+
+
+def normalise(images: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
+    """uint8 images to the float inputs every model sees, in training, evaluation and attention alike."""
+    return torch.addcmul(shift, images.float(), scale)
+
+
 class Batches:
     """Iterate over (normalised float images (B, C, H, W), labels (B,)) on `device`.
 
@@ -72,10 +84,7 @@ class Batches:
         # Never drop everything: a subset smaller than one batch still trains.
         self.drop_last = drop_last and len(self.labels) >= batch_size
         self.generator = torch.Generator(device=device).manual_seed(seed)
-        # x_normalised = (x / 255 - mean) / std = x * scale + shift, one fused op per batch.
-        std = torch.tensor(info.std, device=device).view(1, -1, 1, 1)
-        mean = torch.tensor(info.mean, device=device).view(1, -1, 1, 1)
-        self.scale, self.shift = 1 / (255 * std), -mean / std
+        self.scale, self.shift = normaliser(info, device)
 
     def __len__(self) -> int:
         n = len(self.labels)
@@ -91,4 +100,4 @@ class Batches:
             images = self.images[index]
             if self.augment:
                 images = augment(images, self.family, self.generator)
-            yield torch.addcmul(self.shift, images.float(), self.scale), self.labels[index]
+            yield normalise(images, self.scale, self.shift), self.labels[index]
