@@ -44,7 +44,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -53,14 +52,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from rich.console import Console
 from rich.table import Table
 
 from vitcli.models import ViT, count_parameters
 
+from common import Machine, argument_parser, console, emit, sync  # benchmarks/common.py
+
 PATHS = ("fused", "explicit")
 DEFAULT_SIZES = "28:14,28:7,28:4,32:4,28:2,64:4,96:4,128:4"
-WIDE = 200  # rich's width when stderr is a file or a pipe, where it would cut the wide table to 80 columns
 
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:
@@ -94,11 +93,6 @@ def step(model: ViT, images: torch.Tensor, labels: torch.Tensor, path: str, mode
     logits = out[0] if explicit else out
     model.zero_grad(set_to_none=True)
     F.cross_entropy(logits, labels).backward()
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def time_paths(model, images, labels, mode: str, steps: int, warmup: int, device) -> dict[str, float]:
@@ -208,11 +202,11 @@ def print_table(mode: str, rows: list[dict], title: str) -> None:
                       f"{r['time_ms']['explicit']:.2f}", f"{r['time_ratio']:.2f}x", fmt(r["time_slope"]["fused"], ".2f"),
                       fmt(r["time_slope"]["explicit"], ".2f"), mb(r["attention_matrix_bytes"]), mb(r["peak_bytes"]["fused"]),
                       mb(r["peak_bytes"]["explicit"]), fmt(r["memory_ratio"], ".2f"))
-    Console(stderr=True, width=None if sys.stderr.isatty() else WIDE).print(table)
+    console().print(table)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--sizes", default=DEFAULT_SIZES, help="image:patch pairs, square images (default: %(default)s)")
     parser.add_argument("--embed-dim", type=int, default=64)
     parser.add_argument("--heads", type=int, default=4)
@@ -226,7 +220,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-memory", action="store_true", help="time only (no peak-memory processes)")
     parser.add_argument("--device", default="cpu", help="auto | cpu | cuda")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads (default: %(default)s)")
-    parser.add_argument("--json", type=Path, help="also write the JSON result here")
     parser.add_argument("--probe", help=argparse.SUPPRESS)  # internal: one CPU memory measurement
     return parser.parse_args(argv)
 
@@ -240,7 +233,7 @@ def main(argv: list[str] | None = None) -> dict:
     device = resolve_device(args.device)
     torch.set_num_threads(args.threads)
     modes = ["train", "forward"] if args.forward else ["train"]
-    load_before, started = os.getloadavg()[0], time.strftime("%Y-%m-%d %H:%M %Z")
+    machine = Machine(device)
     results = {mode: measure(args, device, mode) for mode in modes}
     probe_model = ViT(image_size=(28, 28), in_channels=args.channels, num_classes=10, embed_dim=args.embed_dim,
                       patch_size=7, depth=args.depth, heads=args.heads)
@@ -252,21 +245,14 @@ def main(argv: list[str] | None = None) -> dict:
                    "parameters_at_28px_patch_7": count_parameters(probe_model),
                    "memory_measure": None if args.no_memory else "cuda max_memory_allocated growth"
                    if device.type == "cuda" else "peak RSS growth in a fresh process per (size, path, mode)"},
-        "machine": {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-                    "cpus": os.cpu_count(), "python": platform.python_version(),
-                    "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-                    "started": started, "load_average_1min": [load_before, os.getloadavg()[0]]},
+        "machine": machine.describe(),
         "results": results,
     }
     title = (f"ViT dim {args.embed_dim}, {args.heads} heads, {args.depth} blocks, batch {args.batch_size}, "
              f"{device}, {torch.get_num_threads()} threads")
     for mode, rows in results.items():
         print_table(mode, rows, title)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
-    return result
+    return emit(result, args.json)
 
 
 if __name__ == "__main__":

@@ -32,20 +32,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import os
-import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from unittest import mock
 
 import torch
 import torch.nn.functional as F
-from rich.console import Console
 from rich.table import Table
 from torch import Tensor, nn
 
@@ -56,9 +50,10 @@ from vitcli.engine import StepDone, evaluate, fit, resolve_device
 from vitcli.models import build_model
 from vitcli.models.vit import PatchEmbedding, ViT
 
+from common import DATA_DIR, Machine, alternate, argument_parser, console, emit  # benchmarks/common.py
+
 SKIP_EVENTS = 2  # progress events left out of the steady rate: the first ~4% of the epoch
 FUSED_ADAMW = torch.optim.AdamW  # the class itself, before the foreach lever patches the name
-WIDE = 200  # rich's width when stderr is a file or a pipe, where it would cut the wide table to 80 columns
 
 
 class MatmulPatchEmbedding(PatchEmbedding):
@@ -159,19 +154,18 @@ def print_table(summary: dict, title: str) -> None:
         table.add_row(name, f"{s['epoch_images_per_s_median']:,.0f}", f"{s['epoch_ratio']:.2f}x",
                       f"{s['steady_images_per_s_median']:,.0f}", f"{s['steady_ratio']:.2f}x",
                       f"{s['startup_s_median']:.1f}", f"{100 * s['test_accuracy_median']:.2f}%")
-    Console(stderr=True, width=None if sys.stderr.isatty() else WIDE).print(table)
+    console().print(table)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", default=os.environ.get("VITCLI_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data")))
+    parser = argument_parser(__doc__)
+    parser.add_argument("--data-dir", default=DATA_DIR)
     parser.add_argument("--subset", type=int, help="train on only this many images (default: all 60,000)")
     parser.add_argument("--levers", default=",".join(LEVERS), help="comma-separated, from: %(default)s")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--json", type=Path, help="also write the JSON result here")
     args = parser.parse_args(argv)
     args.levers = ["baseline"] + [name for name in args.levers.split(",") if name != "baseline"]
     unknown = set(args.levers) - set(LEVERS)
@@ -187,32 +181,22 @@ def main(argv: list[str] | None = None) -> dict:
     train_cfg = TrainConfig(epochs=1, batch_size=args.batch_size, lr=args.lr, device=str(device))
     splits = load_splits(DataConfig(dataset="mnist", data_dir=args.data_dir, val_size=0, subset=args.subset,
                                     augment=False), download=False)
-    load_before, started = os.getloadavg()[0], time.strftime("%Y-%m-%d %H:%M %Z")
-    runs: dict[str, list[dict]] = {name: [] for name in args.levers}
-    for repeat in range(args.repeats):
-        for name in args.levers:
-            out = run_lever(LEVERS[name], model_cfg, train_cfg, splits, device)
-            runs[name].append(out)
-            print(f"repeat {repeat + 1}/{args.repeats} {name}: epoch {out['epoch_images_per_s']:,.0f} img/s, "
-                  f"steady {out['steady_images_per_s']:,.0f} img/s, start-up {out['startup_s']:.1f} s, "
-                  f"test {100 * out['test_accuracy']:.2f}%", file=sys.stderr)
+    machine = Machine(device)
+    runs = alternate(args.repeats, {
+        name: lambda lever=LEVERS[name]: run_lever(lever, model_cfg, train_cfg, splits, device) for name in args.levers
+    }, lambda out: f"epoch {out['epoch_images_per_s']:,.0f} img/s, steady {out['steady_images_per_s']:,.0f} img/s, "
+                   f"start-up {out['startup_s']:.1f} s, test {100 * out['test_accuracy']:.2f}%")
     summary = summarise(runs)
     result = {
         "benchmark": "cpu_levers",
         "config": {"model": model_cfg.__dict__, "train": train_cfg.__dict__, "train_images": len(splits.train),
                    "repeats": args.repeats},
-        "machine": {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-                    "cpus": os.cpu_count(), "python": platform.python_version(), "started": started,
-                    "load_average_1min": [load_before, os.getloadavg()[0]]},
+        "machine": machine.describe(),
         "levers": summary,
     }
     print_table(summary, f"classic MNIST ViT, {len(splits.train):,} images, batch {args.batch_size} (baseline), "
                          f"{device}, {torch.get_num_threads()} threads, medians of {args.repeats}")
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
-    return result
+    return emit(result, args.json)
 
 
 if __name__ == "__main__":

@@ -30,18 +30,13 @@ Prints rich tables and one JSON object (also written to --json).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from rich.console import Console
 from rich.table import Table
 
 from vitcli import __version__
@@ -53,13 +48,14 @@ from vitcli.data.datasets import DatasetInfo, Split, Splits
 from vitcli.engine import evaluate, fit, make_optimizer, resolve_device
 from vitcli.models import build_model, count_parameters
 
+from common import Machine, argument_parser, console, emit, sync  # benchmarks/common.py
+
 MNIST = DatasetInfo("mnist", 1, 28, 28, [str(i) for i in range(10)], [0.1307], [0.3081], "digits")
 CIFAR10 = DatasetInfo("cifar10", 3, 32, 32, [str(i) for i in range(10)], [0.49, 0.48, 0.45], [0.25, 0.24, 0.26], "natural")
 MODELS = {
     "classic": (ModelConfig(embed_dim=32, patch_size=7, depth=2, heads=2), MNIST, 1e-2),
     "cifar": (ModelConfig(embed_dim=256, mlp_dim=1024, patch_size=4, depth=6, heads=8), CIFAR10, 1e-3),
 }
-WIDE = 200  # rich's width when stderr is a file or a pipe, where it would cut the tables to 80 columns
 
 
 def random_split(info: DatasetInfo, n: int, seed: int) -> Split:
@@ -70,12 +66,10 @@ def random_split(info: DatasetInfo, n: int, seed: int) -> Split:
 
 def timed(fn: Callable[[], int], device: torch.device) -> float:
     """Images per second of fn, which returns how many images it processed."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    sync(device)
     start = time.perf_counter()
     images = fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    sync(device)
     return images / (time.perf_counter() - start)
 
 
@@ -184,7 +178,7 @@ def profile(args, name: str, device: torch.device) -> dict[str, list[dict]]:
 
 
 def print_tables(results: dict, args, device: torch.device) -> None:
-    console = Console(stderr=True, width=None if sys.stderr.isatty() else WIDE)
+    shown = console()
     for name, r in results.items():
         table = Table(title=f"{name} ViT ({r['parameters']:,} parameters, {r['tokens']} tokens), {device}, "
                             f"{torch.get_num_threads()} threads, median of {args.repeats}")
@@ -193,18 +187,18 @@ def print_tables(results: dict, args, device: torch.device) -> None:
         for task, rate in r["images_per_s_median"].items():
             ratio = r["ratio_to_train"].get(task)
             table.add_row(task, f"{rate:,.0f}", "" if ratio is None else f"{ratio:.2f}x")
-        console.print(table)
+        shown.print(table)
         for what, ops in r.get("profile", {}).items():
             table = Table(title=f"{name}: {what}, self CPU time by operator")
             for column in ("operator", "share", "ms", "calls"):
                 table.add_column(column, justify="right")
             for op in ops:
                 table.add_row(op["op"], f"{100 * op['share']:.1f}%", f"{op['ms']:.2f}", str(op["calls"] or ""))
-            console.print(table)
+            shown.print(table)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--models", default="classic", help="comma-separated: classic, cifar")
     parser.add_argument("--batch-size", type=int, default=128, help="training batch")
     parser.add_argument("--train-steps", type=int, default=100)
@@ -220,7 +214,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile-ops", type=int, default=8, help="operators listed per profile")
     parser.add_argument("--profile-calls", type=int, default=5, help="calls profiled per kind")
     parser.add_argument("--device", default="cpu", help="auto | cpu | cuda")
-    parser.add_argument("--json", type=Path, help="also write the JSON result here")
     args = parser.parse_args(argv)
     args.models = args.models.split(",")
     args.eval_batch_sizes = [int(b) for b in args.eval_batch_sizes.split(",")]
@@ -233,24 +226,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     device = resolve_device(args.device)
-    load_before = os.getloadavg()[0]
-    started = time.strftime("%Y-%m-%d %H:%M %Z")
+    machine = Machine(device)
     results = {name: measure(args, name, device) for name in args.models}
     result = {
         "benchmark": "eval_speed",
         "config": {k: v for k, v in vars(args).items() if k != "json"},
-        "machine": {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-                    "cpus": os.cpu_count(), "python": platform.python_version(),
-                    "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-                    "started": started, "load_average_1min": [load_before, os.getloadavg()[0]]},
+        "machine": machine.describe(),
         "models": results,
     }
     print_tables(results, args, device)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
-    return result
+    return emit(result, args.json)
 
 
 if __name__ == "__main__":

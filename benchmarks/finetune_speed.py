@@ -21,24 +21,20 @@ written to --json).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import timm
 import torch
 import torch.nn.functional as F
-from rich.console import Console
 from rich.table import Table
 
 from vitcli.config import finetune_defaults, load_config
 from vitcli.data.datasets import DatasetInfo, Split, Splits
 from vitcli.engine import autocast, fit, resolve_device
 from vitcli.finetune import setup
+
+from common import Machine, alternate, argument_parser, console, emit, sync  # benchmarks/common.py
 
 CLASSES = 10
 
@@ -59,7 +55,7 @@ def plain_loop(args, device: torch.device, steps: int) -> dict:
     images = torch.randn(args.batch_size, 3, args.img_size, args.img_size, device=device)
     labels = torch.randint(0, CLASSES, (args.batch_size,), device=device)
     model.train()
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     for _ in range(steps):
         with autocast(device):  # bfloat16 on CUDA, float32 on the CPU, as in vitcli
@@ -67,7 +63,7 @@ def plain_loop(args, device: torch.device, steps: int) -> dict:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    _sync(device)
+    sync(device)
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "images": steps * args.batch_size, "images_per_s": steps * args.batch_size / seconds}
 
@@ -84,13 +80,8 @@ def vitcli_loop(args, device: torch.device, splits: Splits) -> dict:
     return {"seconds": result.seconds, "images": result.images, "images_per_s": result.images_per_s}
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--model", default="vit_small_patch16_224")
     parser.add_argument("--img-size", type=int, default=224)
     parser.add_argument("--patch-size", type=int, default=16)
@@ -99,23 +90,19 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--json", type=Path, help="also write the JSON result here")
     args = parser.parse_args()
 
     device = resolve_device(args.device)
+    machine = Machine(device)
     splits = synthetic(args, device)
     warm = argparse.Namespace(**{**vars(args), "steps": min(args.steps, 5)})
     plain_loop(warm, device, warm.steps)  # untimed: kernels, autotuning, allocator
     vitcli_loop(warm, device, synthetic(warm, device))
 
-    runs: dict[str, list[dict]] = {"plain": [], "vitcli": []}
-    for repeat in range(args.repeats):
-        for name in ("plain", "vitcli"):
-            torch.manual_seed(0)
-            out = plain_loop(args, device, args.steps) if name == "plain" else vitcli_loop(args, device, splits)
-            runs[name].append(out)
-            print(f"repeat {repeat + 1}/{args.repeats} {name:>6}: {out['images_per_s']:,.0f} img/s, {out['seconds']:.2f} s",
-                  file=sys.stderr)
+    runs = alternate(args.repeats, {
+        "plain": lambda: plain_loop(args, device, args.steps),
+        "vitcli": lambda: vitcli_loop(args, device, splits),
+    }, lambda out: f"{out['images_per_s']:,.0f} img/s, {out['seconds']:.2f} s", seed=0)
 
     summary = {name: {"images_per_s_median": statistics.median(o["images_per_s"] for o in outs), "runs": outs}
                for name, outs in runs.items()}
@@ -125,9 +112,7 @@ def main() -> None:
         "config": {"model": args.model, "img_size": args.img_size, "patch_size": args.patch_size,
                    "batch_size": args.batch_size, "steps": args.steps,
                    "dtype": "bfloat16 autocast" if device.type == "cuda" else "float32"},
-        "machine": {"device": str(device), "torch": torch.__version__, "timm": timm.__version__,
-                    "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                    "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
+        "machine": machine.describe(timm=timm.__version__),
         "plain": summary["plain"],
         "vitcli": summary["vitcli"],
         "speedup": ratio,
@@ -140,12 +125,8 @@ def main() -> None:
     for name in ("plain", "vitcli"):
         table.add_row(name, f"{summary[name]['images_per_s_median']:,.0f}", str(len(runs[name])))
     table.add_row("vitcli / plain", f"{ratio:.2f}x", "")
-    Console(stderr=True).print(table)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
-
+    console().print(table)
+    emit(result, args.json)
 
 if __name__ == "__main__":
     main()

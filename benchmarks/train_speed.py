@@ -17,24 +17,19 @@ Prints a rich table and one JSON object (also written to --json).
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from rich.console import Console
 from rich.table import Table
 
 from vitcli.config import load_config
 from vitcli.data import load_splits
 from vitcli.engine import evaluate, fit, resolve_device, warmup_cosine
 from vitcli.models import build_model, count_parameters
+
+from common import DATA_DIR, Machine, alternate, argument_parser, console, emit  # benchmarks/common.py
 
 
 def plain_loop(cfg, model, info, data_dir: str, device: torch.device, workers: int) -> dict:
@@ -82,8 +77,8 @@ def vitcli_loop(cfg, model, device: torch.device) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", default=os.environ.get("VITCLI_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data")))
+    parser = argument_parser(__doc__)
+    parser.add_argument("--data-dir", default=DATA_DIR)
     parser.add_argument("--embed-dim", type=int, default=32)
     parser.add_argument("--patch-size", type=int, default=7)
     parser.add_argument("--depth", type=int, default=2)
@@ -95,7 +90,6 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of the plain loop")
-    parser.add_argument("--json", type=Path, help="also write the JSON result here")
     args = parser.parse_args()
 
     cfg = load_config(None, {
@@ -104,17 +98,17 @@ def main() -> None:
         "train": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "device": args.device},
     })
     device = resolve_device(args.device)
+    machine = Machine(device)
     info = load_splits(cfg.data, download=False).info  # also fills the tensor cache before timing
 
-    runs: dict[str, list[dict]] = {"plain": [], "vitcli": []}
-    for repeat in range(args.repeats):
-        for name in ("plain", "vitcli"):
-            torch.manual_seed(cfg.train.seed)
-            model = build_model(cfg.model, info).to(device)
-            out = plain_loop(cfg, model, info, args.data_dir, device, args.workers) if name == "plain" else vitcli_loop(cfg, model, device)
-            runs[name].append(out)
-            print(f"repeat {repeat + 1}/{args.repeats} {name:>6}: {out['images_per_s']:,.0f} img/s, "
-                  f"test {100 * out['test_accuracy']:.2f}%, {out['seconds']:.1f} s", file=sys.stderr)
+    def fresh_model():
+        return build_model(cfg.model, info).to(device)
+
+    runs = alternate(args.repeats, {
+        "plain": lambda: plain_loop(cfg, fresh_model(), info, args.data_dir, device, args.workers),
+        "vitcli": lambda: vitcli_loop(cfg, fresh_model(), device),
+    }, lambda out: f"{out['images_per_s']:,.0f} img/s, test {100 * out['test_accuracy']:.2f}%, {out['seconds']:.1f} s",
+        seed=cfg.train.seed)
 
     summary = {}
     for name, outs in runs.items():
@@ -129,9 +123,7 @@ def main() -> None:
         "benchmark": "train_speed",
         "config": {"model": cfg.model.__dict__, "train": cfg.train.__dict__, "augment": args.augment,
                    "parameters": count_parameters(build_model(cfg.model, info)), "plain_workers": args.workers},
-        "machine": {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-                    "cpus": os.cpu_count(), "python": platform.python_version(),
-                    "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
+        "machine": machine.describe(),
         "plain": summary["plain"],
         "vitcli": summary["vitcli"],
         "speedup": ratio,
@@ -146,12 +138,8 @@ def main() -> None:
         table.add_row(name, f"{s['images_per_s_median']:,.0f}", f"{100 * s['test_accuracy_mean']:.2f}%",
                       f"{s['seconds_median']:.1f}", str(len(s["runs"])))
     table.add_row("vitcli / plain", f"{ratio:.2f}x", "", "", "")
-    Console(stderr=True).print(table)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
-
+    console().print(table)
+    emit(result, args.json)
 
 if __name__ == "__main__":
     main()

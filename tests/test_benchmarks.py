@@ -12,6 +12,7 @@ import torch
 from vitcli.models.vit import PatchEmbedding
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))  # as `python benchmarks/x.py` does: the scripts import common.py from there
 
 
 def load(name: str):

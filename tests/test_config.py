@@ -1,6 +1,6 @@
 import pytest
 
-from vitcli.config import Config, load_config, load_toml
+from vitcli.config import Config, DataConfig, load_config, load_toml
 from vitcli.errors import ConfigError
 
 
@@ -72,3 +72,9 @@ def test_bad_values_are_refused_with_the_flag_name(overrides, message):
 def test_unset_values_are_comments_in_toml():
     text = Config().to_toml()
     assert "# mlp_dim = ...  (unset: 4 x embed_dim)" in text and "\nmlp_dim =" not in text
+
+
+def test_evaluation_data_keeps_the_validation_hold_out_and_drops_subset_and_augmentation():
+    trained = DataConfig(dataset="mnist", data_dir="/data", val_size=1000, subset=500, augment=True)
+    assert trained.for_evaluation() == DataConfig(dataset="mnist", data_dir="/data", val_size=1000, augment=False)
+    assert trained.for_evaluation("fashion-mnist", "/other") == DataConfig("fashion-mnist", "/other", 1000, None, False)

@@ -7,6 +7,7 @@ into 8x8 patches: a 4x4 grid, 17 tokens.
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -270,6 +271,19 @@ def test_train_configs_stay_without_a_finetune_section():
     assert Config.from_dict(Config().to_dict()).finetune is None
     with pytest.raises(ConfigError, match="trained with `vitcli finetune`"):
         load_config(None, {"model": {"name": "timm"}})
+
+
+def test_help_shows_finetunes_own_defaults_and_the_options_shared_with_train():
+    # The shared options (cli/options.py) quote Config()'s defaults: finetune's must be the same but lr's.
+    train, tuned = Config(), finetune_defaults()
+    assert (tuned.data, tuned.run) == (train.data, train.run)
+    assert tuned.train == dataclasses.replace(train.train, lr=tuned.train.lr) and tuned.train.lr != train.train.lr
+    result = runner.invoke(app, ["finetune", "--help"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0
+    for text in ("--dataset", "--val-size", "--no-augment", "--weight-decay", "--no-compile", "--print-config",
+                 "[default: 0.0001]", "[default: 128]", "[default: runs]", "[default: timm-DATASET-DATE-TIME]"):
+        assert text in result.output, text
+    assert "[default: 0.01]" not in result.output
 
 
 def test_return_attention_gives_the_in_house_vit_interface(data_dir):

@@ -26,7 +26,6 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 
 from vitcli.checkpoint import Checkpoint
-from vitcli.config import DataConfig
 from vitcli.data import load_splits
 from vitcli.data.batches import normalise, normaliser
 from vitcli.data.datasets import DatasetInfo
@@ -170,13 +169,7 @@ class Chosen:
 def from_dataset(checkpoint: Checkpoint, split: str, indices: list[int] | None = None, random: int | None = None,
                  seed: int = 0, data_dir: str | None = None) -> Chosen:
     """Images of the checkpoint's own data set, split as in training, by index or drawn at random."""
-    trained = checkpoint.config.data
-    data = load_splits(DataConfig(
-        dataset=trained.dataset,
-        data_dir=data_dir if data_dir is not None else trained.data_dir,
-        val_size=trained.val_size,  # the same held-out validation images as in training
-        augment=False,
-    ))
+    data = load_splits(checkpoint.config.data.for_evaluation(data_dir=data_dir))
     images = data.get(split)
     n = len(images)
     if random is not None:

@@ -57,6 +57,13 @@ class DataConfig:
     subset: int | None = None  # train on only this many training images
     augment: bool = True
 
+    def for_evaluation(self, dataset: str | None = None, data_dir: str | None = None) -> DataConfig:
+        """The data a checkpoint trained on these settings is evaluated on: the same held-out validation
+        images, no augmentation, and every training image (a subset only shrinks training). `dataset`
+        and `data_dir` replace the trained ones when given."""
+        return DataConfig(dataset=dataset or self.dataset, data_dir=self.data_dir if data_dir is None else data_dir,
+                          val_size=self.val_size, augment=False)
+
 
 @dataclass
 class TrainConfig:

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from vitcli.checkpoint import load_checkpoint, save_checkpoint
-from vitcli.config import Config, DataConfig
+from vitcli.config import Config
 from vitcli.data import load_splits
 from vitcli.data.datasets import DatasetInfo
 from vitcli.engine import EpochMetrics, EvalResult, Listener, Status, evaluate, fit, resolve_device
@@ -190,13 +190,7 @@ def eval_checkpoint(
     torch_device = resolve_device(device)
     checkpoint = load_checkpoint(path, torch_device)
     trained = checkpoint.config.data
-    data_cfg = DataConfig(
-        dataset=dataset or trained.dataset,
-        data_dir=data_dir if data_dir is not None else trained.data_dir,
-        # The same held-out split as in training; subsets only shrink the training images.
-        val_size=trained.val_size,
-        augment=False,
-    )
+    data_cfg = trained.for_evaluation(dataset, data_dir)
     splits = load_splits(data_cfg)
     info, trained_info = splits.info, checkpoint.info
     shape, trained_shape = (info.channels, info.height, info.width), (trained_info.channels, trained_info.height, trained_info.width)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -26,6 +27,11 @@ def user_errors():
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]: no checkpoint was written")
         raise typer.Exit(130) from None
+
+
+def optional_str(path: Path | None) -> str | None:
+    """A path option as the config's string (None stays "not given")."""
+    return None if path is None else str(path)
 
 
 # Typer >= 0.26 vendors click (typer._click), older versions use click itself: take click's UsageError

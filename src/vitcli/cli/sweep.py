@@ -83,9 +83,12 @@ def _sweep_options() -> list[inspect.Parameter]:
     for p in inspect.signature(train, eval_str=True).parameters.values():
         if p.name not in SWEEPABLE:
             continue
-        info = copy(p.default)
-        info.param_decls = (f"--{p.name.replace('_', '-')}",)  # drops train's --x/--no-x pairs
-        value_type = next(t for t in get_args(p.annotation) if t is not type(None))
+        optional_type, info = get_args(p.annotation)[:2]  # train's are Annotated[Optional[T], typer.Option(...)]
+        info = copy(info)
+        # In Annotated, Option's first argument is a flag ("--augment/--no-augment"), not the default: one
+        # flag per option here, which drops train's --x/--no-x pairs.
+        info.default, info.param_decls = None, (f"--{p.name.replace('_', '-')}",)
+        value_type = next(t for t in get_args(optional_type) if t is not type(None))
         params.append(p.replace(kind=inspect.Parameter.KEYWORD_ONLY, default=info, annotation=Optional[List[value_type]]))
     return params
 
