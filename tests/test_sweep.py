@@ -311,3 +311,22 @@ def test_charts_are_pngs_and_gpu_memory_is_charted_only_when_measured(tmp_path):
 def test_no_charts_without_finished_runs(tmp_path):
     assert write_charts([fake_row(8, 0, 0, status="failed")], ["embed_dim"], tmp_path) == ([], ["no finished runs to chart"])
     assert not list(tmp_path.iterdir())
+
+
+def test_an_out_folder_that_cannot_be_made_is_one_line(tmp_path, mnist_dir):
+    (tmp_path / "afile").write_text("not a folder")
+    result = run("sweep", "--data-dir", mnist_dir, "--epochs", 1, "--subset", 64, "--device", "cpu",
+                 "--out", tmp_path / "afile" / "sweeps", "--embed-dim", 8, 16)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "cannot create sweep directory" in result.stderr and "--out" in result.stderr
+
+
+def test_a_chart_that_cannot_be_written_is_one_line(tmp_path):
+    from vitcli.sweep import write_results
+
+    sweep_dir = tmp_path / "done"
+    write_results(sweep_dir, [fake_row(8, 0, 0.9), fake_row(16, 0, 0.95)])
+    (sweep_dir / "accuracy.png").mkdir()  # where the chart should go
+    result = run("report", sweep_dir, "--plot")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "cannot write chart" in result.stderr

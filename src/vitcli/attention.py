@@ -25,10 +25,11 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 
-from vitcli.checkpoint import Checkpoint
+from vitcli.checkpoint import Checkpoint, checkpoint_file, load_checkpoint
 from vitcli.data import load_splits
 from vitcli.data.batches import normalise, normaliser
 from vitcli.data.datasets import DatasetInfo
+from vitcli.engine import resolve_device
 from vitcli.errors import CheckpointError, ConfigError, DataError
 
 HEAD_FUSIONS = ("mean", "max", "min")
@@ -56,7 +57,7 @@ class ImageAttention:
 
 def require_attention(model: nn.Module) -> None:
     """A CheckpointError unless `model` follows the attention contract above (the CNN does not)."""
-    if not (hasattr(model, "grid_size") and hasattr(model, "num_tokens")):
+    if not (hasattr(model, "grid_size") and hasattr(model, "num_prefix_tokens")):
         raise CheckpointError(
             f"this checkpoint is a {type(model).__name__}, which has no attention to show; "
             "vitcli attention works on ViT checkpoints (vitcli train --model vit, or vitcli finetune)"
@@ -68,9 +69,11 @@ def extract(model: nn.Module, images: Tensor) -> tuple[Tensor, list[Tensor]]:
     require_attention(model)
     was_training = model.training
     model.eval()
-    with torch.no_grad():
-        logits, weights = model(images, return_attention=True)
-    model.train(was_training)
+    try:
+        with torch.no_grad():
+            logits, weights = model(images, return_attention=True)
+    finally:
+        model.train(was_training)
     return logits.float(), [w.float() for w in weights]
 
 
@@ -93,6 +96,13 @@ def fuse_heads(weights: Tensor, head_fusion: str) -> Tensor:
     raise ConfigError(f"--head-fusion must be one of {', '.join(HEAD_FUSIONS)}, got {head_fusion!r}")
 
 
+def check_rollout(head_fusion: str, discard_ratio: float) -> None:
+    if head_fusion not in HEAD_FUSIONS:
+        raise ConfigError(f"--head-fusion must be one of {', '.join(HEAD_FUSIONS)}, got {head_fusion!r}")
+    if not 0 <= discard_ratio < 1:
+        raise ConfigError(f"--discard must be in [0, 1), got {discard_ratio}")
+
+
 def rollout(weights: list[Tensor], head_fusion: str = "mean", discard_ratio: float = 0.0) -> Tensor:
     """Attention rollout (B, N, N) over all blocks.
 
@@ -100,8 +110,7 @@ def rollout(weights: list[Tensor], head_fusion: str = "mean", discard_ratio: flo
     to [CLS] weight) before the identity is added: a way to keep only the strong paths, as in Jacob
     Gildenblat's widely used implementation of the method.
     """
-    if not 0 <= discard_ratio < 1:
-        raise ConfigError(f"--discard must be in [0, 1), got {discard_ratio}")
+    check_rollout(head_fusion, discard_ratio)
     B, _, N, _ = weights[0].shape
     eye = torch.eye(N, dtype=weights[0].dtype, device=weights[0].device)
     result = eye.expand(B, N, N)
@@ -140,10 +149,9 @@ def explain(
 ) -> list[ImageAttention]:
     """Predictions, [CLS] maps and rollouts for uint8 images shaped like the checkpoint's data."""
     model, info = checkpoint.model, checkpoint.info
-    if head_fusion not in HEAD_FUSIONS:
-        raise ConfigError(f"--head-fusion must be one of {', '.join(HEAD_FUSIONS)}, got {head_fusion!r}")
+    check_rollout(head_fusion, discard_ratio)
     device = next(model.parameters()).device
-    grid, prefix = tuple(model.grid_size), getattr(model, "num_prefix_tokens", 1)
+    grid, prefix = tuple(model.grid_size), model.num_prefix_tokens
     results = []
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size]
@@ -257,16 +265,11 @@ def explain_checkpoint(
 ) -> AttentionReport:
     """Attention maps and pictures for images of a checkpoint's data set (`indices` or `random`) or
     image files; PNGs go to `out` (default: the run directory's `attention/`)."""
-    from vitcli.attention_figure import save_figure
-    from vitcli.checkpoint import checkpoint_file, load_checkpoint
-    from vitcli.engine import resolve_device
+    from vitcli.attention_figure import save_figure  # it imports this module, and matplotlib
 
     if sum(x is not None and x != [] for x in (indices, files, random)) > 1:
         raise ConfigError("choose images one way: --index, --image or --random")
-    if head_fusion not in HEAD_FUSIONS:
-        raise ConfigError(f"--head-fusion must be one of {', '.join(HEAD_FUSIONS)}, got {head_fusion!r}")
-    if not 0 <= discard_ratio < 1:
-        raise ConfigError(f"--discard must be in [0, 1), got {discard_ratio}")
+    check_rollout(head_fusion, discard_ratio)
     if split not in ("train", "val", "test"):
         raise ConfigError(f"--split must be train, val or test, got {split!r}")
     file = checkpoint_file(path)

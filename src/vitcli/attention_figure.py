@@ -38,11 +38,11 @@ def figure_size_px(blocks: int, heads: int) -> tuple[int, int]:
 
 def save_figure(result: ImageAttention, classes: list[str], path: str | Path, note: str = "") -> None:
     """Write the picture for one image to `path` (PNG, atomically)."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, never a window; safe on machines without a display
-    import matplotlib.pyplot as plt
     from matplotlib.colors import Normalize
+
+    from vitcli.plots import pyplot
+
+    plt = pyplot()
 
     blocks, heads = result.cls_attention.shape[:2]
     rows, cols = grid_shape(blocks, heads)
@@ -96,9 +96,11 @@ def save_figure(result: ImageAttention, classes: list[str], path: str | Path, no
     title = (f"{result.source}: predicted {classes[result.prediction]} ({100 * result.probability:.1f}%)"
              f"{'   ' + note if note else ''}")
     fig.suptitle(title, fontsize=10, y=1 - 0.3 * TITLE_PX / height)
-    # No bbox_inches="tight": the file keeps the size figure_size_px promises.
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
-    plt.close(fig)
+    try:
+        # No bbox_inches="tight": the file keeps the size figure_size_px promises.
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def _displayable(image) -> np.ndarray:

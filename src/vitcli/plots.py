@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from vitcli.errors import ConfigError
 from vitcli.sweep import FINISHED, fmt_value
 
 
@@ -35,7 +36,8 @@ def write_charts(rows: list[dict[str, Any]], axes: list[str], out_dir: str | Pat
     return written, notes
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend: files only, never a window, fine without a display."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -45,7 +47,7 @@ def _pyplot():
 
 
 def _accuracy_chart(rows: list[dict[str, Any]], axes: list[str], path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, panels = plt.subplots(1, len(axes), figsize=(3.6 * len(axes), 3.4), squeeze=False, sharey=True)
     for ax, key in zip(panels[0], axes):
         values = sorted({r["values"][key] for r in rows if key in r["values"]}, key=_order)
@@ -69,7 +71,7 @@ def _accuracy_chart(rows: list[dict[str, Any]], axes: list[str], path: Path) -> 
 
 
 def _cost_chart(rows: list[dict[str, Any]], path: Path) -> tuple[Path, str | None]:
-    plt = _pyplot()
+    plt = pyplot()
     vit = [r for r in rows if r["tokens"] is not None]
     # On the CPU vitcli can only read the process's peak resident memory, which in a sweep (one process)
     # is the high-water mark of every run so far, not the run's own: only GPU peaks are charted.
@@ -99,9 +101,13 @@ def _scatter_by_tokens(ax, rows: list[dict[str, Any]], y, label: str) -> None:
 def _save(fig, path: Path) -> Path:
     from vitcli.files import atomic_write
 
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
-    _pyplot().close(fig)
+    try:
+        fig.tight_layout()
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    except OSError as e:
+        raise ConfigError(f"cannot write chart {path}: {e.strerror or e}") from None
+    finally:
+        pyplot().close(fig)
     return path
 
 

@@ -403,10 +403,22 @@ def load_results(sweep_dir: str | Path) -> list[dict[str, Any]]:
         raise ConfigError(f"{path} cannot be read ({e}); move it away to start the sweep afresh") from None
 
 
+def make_sweep_dir(sweep: Sweep) -> None:
+    """Create the sweep directory before the first run, so a bad --out is one error, not a failed row
+    per run."""
+    try:
+        sweep.dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create sweep directory {sweep.dir}: {e.strerror or e}; choose another --out") from None
+
+
 def write_results(sweep_dir: str | Path, rows: list[dict[str, Any]]) -> None:
     sweep_dir = Path(sweep_dir)
-    atomic_write_text(sweep_dir / RESULTS_JSONL, "".join(json.dumps(row) + "\n" for row in rows))
-    atomic_write_text(sweep_dir / RESULTS_CSV, results_csv(rows))
+    try:
+        atomic_write_text(sweep_dir / RESULTS_JSONL, "".join(json.dumps(row) + "\n" for row in rows))
+        atomic_write_text(sweep_dir / RESULTS_CSV, results_csv(rows))
+    except OSError as e:
+        raise ConfigError(f"cannot write the results in {sweep_dir}: {e.strerror or e}") from None
 
 
 def results_csv(rows: list[dict[str, Any]]) -> str:

@@ -16,8 +16,9 @@ err_console = Console(stderr=True)
 
 
 @contextlib.contextmanager
-def user_errors():
-    """Turn a VitcliError into `error: <message>` on stderr and exit 1; Ctrl-C into exit 130."""
+def user_errors(interrupted: str = "no checkpoint was written"):
+    """Turn a VitcliError into `error: <message>` on stderr and exit 1; Ctrl-C into exit 130 with
+    `interrupted` saying what was kept."""
     try:
         yield
     except VitcliError as e:
@@ -25,7 +26,7 @@ def user_errors():
         err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted[/]: no checkpoint was written")
+        err_console.print(f"[yellow]interrupted[/]: {escape(interrupted)}", highlight=False)
         raise typer.Exit(130) from None
 
 

@@ -22,7 +22,7 @@ from vitcli.engine import EpochStart, StepDone
 from vitcli.errors import ConfigError
 from vitcli.report import fmt_pct, planned_table, sweep_table
 from vitcli.sweep import (FAILED, SWEEPABLE, RunEnded, RunStarted, aggregate, check_data, describe, dry_run, load_results,
-                          plan_sweep, resume_state, run_sweep)
+                          make_sweep_dir, plan_sweep, resume_state, run_sweep)
 
 BOOL_FLAGS = ("augment", "compile")  # train's --x/--no-x switches; here --x true false, --no-x, --x
 
@@ -50,15 +50,15 @@ def sweep(
             return _print_dry_run(plan, as_json)
         check_data(plan)
         state = resume_state(plan)
+        make_sweep_dir(plan)
     shown = err_console if as_json else console
     shown.print(_resume_line(plan, state), highlight=False)
-    try:  # every failure of a run becomes its row: only Ctrl-C comes out of run_sweep
+    # Every failure of a run becomes its row; what comes out of run_sweep is Ctrl-C or a results file
+    # that cannot be written.
+    with user_errors(interrupted=f"finished results are kept in {plan.dir}; run the same command to resume"):
         with TrainProgress(shown) as bar:
             rows = run_sweep(plan, _listener(shown, bar))
-    except KeyboardInterrupt:
-        err_console.print(f"[yellow]interrupted[/]: finished results are kept in {escape(str(plan.dir))}; run the same command to resume", highlight=False)
-        raise typer.Exit(130) from None
-    _print_results(rows, plan.axes, plan.dir, as_json, plot, new_runs=len(state.todo))
+        _print_results(rows, plan.axes, plan.dir, as_json, plot, new_runs=len(state.todo))
 
 
 def report(
@@ -71,8 +71,8 @@ def report(
         rows = load_results(sweep_dir)
         if not rows:
             raise ConfigError(f"{sweep_dir} holds no sweep results (results.jsonl); pass a directory written by vitcli sweep")
-    axes = list(dict.fromkeys(k for row in rows for k in row["axes"]))
-    _print_results(rows, axes, sweep_dir, as_json, plot)
+        axes = list(dict.fromkeys(k for row in rows for k in row["axes"]))
+        _print_results(rows, axes, sweep_dir, as_json, plot)
 
 
 # --- the options, derived from vitcli train's --------------------------------------------------------
