@@ -40,7 +40,8 @@ import torch.nn.functional as F
 from rich.table import Table
 
 from vitcli import __version__
-from vitcli.attention import explain, extract, normalise
+from vitcli.attention import explain, extract
+from vitcli.data.batches import normalise, normaliser
 from vitcli.checkpoint import Checkpoint
 from vitcli.config import Config, ModelConfig, TrainConfig
 from vitcli.data import Batches
@@ -97,7 +98,8 @@ def tasks(args, name: str, device: torch.device) -> tuple[torch.nn.Module, dict[
     test = random_split(info, args.eval_images, 3)
     normalised = [x for x, _ in Batches(test, info, args.forward_batch, device)]
     attention_images = test.images[:args.attention_images]
-    attention_batches = [normalise(x.to(device), info) for x in attention_images.split(args.attention_batch)]
+    scale, shift = normaliser(info, device)
+    attention_batches = [normalise(x.to(device), scale, shift) for x in attention_images.split(args.attention_batch)]
     checkpoint = Checkpoint(model, Config(model=model_cfg), info, {}, __version__)
     sources, labels = [f"test[{i}]" for i in range(len(attention_images))], [None] * len(attention_images)
 
