@@ -17,7 +17,8 @@ from vitcli.engine import TrainingDiverged
 from vitcli.errors import ConfigError
 from vitcli.plots import write_charts
 from vitcli.report import fmt_pct, sweep_table
-from vitcli.sweep import SWEEPABLE, RunStarted, aggregate, expand, load_results, plan_sweep, run_sweep
+from vitcli.sweep import SWEEPABLE, RunStarted, expand, plan_sweep, run_sweep
+from vitcli.sweep_results import aggregate, load_results, write_results
 
 runner = CliRunner()
 
@@ -322,8 +323,6 @@ def test_an_out_folder_that_cannot_be_made_is_one_line(tmp_path, mnist_dir):
 
 
 def test_a_chart_that_cannot_be_written_is_one_line(tmp_path):
-    from vitcli.sweep import write_results
-
     sweep_dir = tmp_path / "done"
     write_results(sweep_dir, [fake_row(8, 0, 0.9), fake_row(16, 0, 0.95)])
     (sweep_dir / "accuracy.png").mkdir()  # where the chart should go

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from vitcli.errors import ConfigError
-from vitcli.sweep import FINISHED, fmt_value
+from vitcli.sweep import fmt_value
+from vitcli.sweep_results import FINISHED
 
 
 def write_charts(rows: list[dict[str, Any]], axes: list[str], out_dir: str | Path) -> tuple[list[Path], list[str]]:

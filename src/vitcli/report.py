@@ -8,7 +8,8 @@ from rich.text import Text
 
 from vitcli.engine import EpochMetrics
 from vitcli.run import EvalReport, RunResult
-from vitcli.sweep import Group, fmt_value
+from vitcli.sweep import fmt_value
+from vitcli.sweep_results import Group
 
 
 def fmt_bytes(n: int | None) -> str:

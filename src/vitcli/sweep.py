@@ -7,7 +7,7 @@
 A sweep directory `sweeps/<name>/` holds one run directory per run (as `vitcli train` writes them) and
     results.jsonl   one JSON object per run: status, swept values, full config, metrics or failure reason
     results.csv     the same rows, flat, for spreadsheets
-Both are rewritten atomically after every run.
+Both are rewritten atomically after every run (`sweep_results`, which also summarises them).
 
 Identity and resume: a run's key is a hash of its full resolved config without output paths, so the same
 settings always get the same key and run directory. Re-running a sweep skips runs recorded as finished
@@ -17,18 +17,15 @@ failed for another reason (diverged, out of memory, data) are retried.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
-import io
 import itertools
 import json
 import re
 import shutil
-import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +34,9 @@ import torch
 from vitcli.config import Config, DataConfig, load_toml
 from vitcli.engine import Event, TrainingDiverged, resolve_device
 from vitcli.errors import ConfigError, DataError
-from vitcli.files import atomic_write_text
+from vitcli.sweep_results import FAILED, FINISHED, load_results, write_results
 
 MODES = ("grid", "zip")
-FINISHED, FAILED = "finished", "failed"
 INVALID = "invalid"  # the kind of failure that is not retried
 
 
@@ -386,23 +382,6 @@ def _failed_row(sweep: Sweep, run: PlannedRun, error: BaseException) -> dict[str
     return {**_base_row(sweep, run), "status": FAILED, "failure": kind, "error": reason}
 
 
-# --- results files -----------------------------------------------------------------------------------
-
-RESULTS_JSONL, RESULTS_CSV = "results.jsonl", "results.csv"
-CSV_METRICS = ["parameters", "tokens", "best_epoch", "val_accuracy", "test_accuracy", "test_loss",
-               "train_seconds", "images_per_s", "peak_memory", "device", "failure", "error"]
-
-
-def load_results(sweep_dir: str | Path) -> list[dict[str, Any]]:
-    path = Path(sweep_dir) / RESULTS_JSONL
-    if not path.exists():
-        return []
-    try:
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{path} cannot be read ({e}); move it away to start the sweep afresh") from None
-
-
 def make_sweep_dir(sweep: Sweep) -> None:
     """Create the sweep directory before the first run, so a bad --out is one error, not a failed row
     per run."""
@@ -410,91 +389,3 @@ def make_sweep_dir(sweep: Sweep) -> None:
         sweep.dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"cannot create sweep directory {sweep.dir}: {e.strerror or e}; choose another --out") from None
-
-
-def write_results(sweep_dir: str | Path, rows: list[dict[str, Any]]) -> None:
-    sweep_dir = Path(sweep_dir)
-    try:
-        atomic_write_text(sweep_dir / RESULTS_JSONL, "".join(json.dumps(row) + "\n" for row in rows))
-        atomic_write_text(sweep_dir / RESULTS_CSV, results_csv(rows))
-    except OSError as e:
-        raise ConfigError(f"cannot write the results in {sweep_dir}: {e.strerror or e}") from None
-
-
-def results_csv(rows: list[dict[str, Any]]) -> str:
-    """One line per run: key, run directory, status, the swept values (a column per option), metrics."""
-    axes = list(dict.fromkeys(k for row in rows for k in row["values"]))
-    out = io.StringIO()
-    writer = csv.DictWriter(out, ["key", "run", "status", *axes, *CSV_METRICS], extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({**row, **row["values"]})
-    return out.getvalue()
-
-
-# --- aggregation -------------------------------------------------------------------------------------
-
-@dataclass
-class Group:
-    """The runs that differ only in their seed, summarised."""
-
-    values: dict[str, Any]  # swept values other than the seed
-    runs: int
-    finished: int
-    seeds: list[int]
-    parameters: int | None = None
-    tokens: int | None = None
-    val_accuracy: float | None = None  # means over the finished runs
-    val_std: float | None = None  # sample standard deviation; None for a single run
-    test_accuracy: float | None = None
-    test_std: float | None = None
-    train_seconds: float | None = None
-    images_per_s: float | None = None
-    peak_memory: int | None = None  # the largest
-    device: str | None = None
-    errors: list[str] = field(default_factory=list)
-
-    @property
-    def status(self) -> str:
-        if self.finished == self.runs:
-            return FINISHED
-        return FAILED if self.finished == 0 else f"{self.finished}/{self.runs} {FINISHED}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "status": self.status}
-
-
-def aggregate(rows: list[dict[str, Any]], axes: list[str] | None = None) -> list[Group]:
-    """Rows grouped by their swept values other than the seed, best mean test accuracy first, groups
-    with no finished run last. `axes` defaults to the swept options recorded in the rows."""
-    if axes is None:
-        axes = list(dict.fromkeys(k for row in rows for k in row.get("axes", row["values"])))
-    by_values: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        values = {k: row["values"][k] for k in axes if k != "seed" and k in row["values"]}
-        by_values.setdefault(json.dumps(values, sort_keys=True), []).append(row)
-    groups = [_summarise(json.loads(k), members) for k, members in by_values.items()]
-    return sorted(groups, key=lambda g: (g.test_accuracy is None, -(g.test_accuracy or 0.0)))
-
-
-def _summarise(values: dict[str, Any], rows: list[dict[str, Any]]) -> Group:
-    done = [r for r in rows if r["status"] == FINISHED]
-    group = Group(values, len(rows), len(done), sorted(r["config"]["train"]["seed"] for r in rows),
-                  errors=[r["error"] for r in rows if r["status"] == FAILED])
-    if not done:
-        return group
-    group.parameters, group.tokens, group.device = done[0]["parameters"], done[0]["tokens"], done[0]["device"]
-    group.val_accuracy, group.val_std = _mean_std([r["val_accuracy"] for r in done])
-    group.test_accuracy, group.test_std = _mean_std([r["test_accuracy"] for r in done])
-    group.train_seconds = statistics.fmean(r["train_seconds"] for r in done)
-    group.images_per_s = statistics.fmean(r["images_per_s"] for r in done)
-    memory = [r["peak_memory"] for r in done if r["peak_memory"] is not None]
-    group.peak_memory = max(memory) if memory else None
-    return group
-
-
-def _mean_std(xs: list[float | None]) -> tuple[float | None, float | None]:
-    known = [x for x in xs if x is not None]
-    if not known:
-        return None, None
-    return statistics.fmean(known), statistics.stdev(known) if len(known) > 1 else None

@@ -21,8 +21,9 @@ from vitcli.cli.train import train
 from vitcli.engine import EpochStart, StepDone
 from vitcli.errors import ConfigError
 from vitcli.report import fmt_pct, planned_table, sweep_table
-from vitcli.sweep import (FAILED, SWEEPABLE, RunEnded, RunStarted, aggregate, check_data, describe, dry_run, load_results,
-                          make_sweep_dir, plan_sweep, resume_state, run_sweep)
+from vitcli.sweep import (SWEEPABLE, RunEnded, RunStarted, check_data, describe, dry_run, make_sweep_dir, plan_sweep,
+                          resume_state, run_sweep)
+from vitcli.sweep_results import FAILED, aggregate, load_results
 
 BOOL_FLAGS = ("augment", "compile")  # train's --x/--no-x switches; here --x true false, --no-x, --x
 

@@ -1,0 +1,125 @@
+"""A sweep's results: the rows of results.jsonl and results.csv, and their summary over seeds.
+
+Each row is one run: its key and run directory, status (finished or failed), the swept values, the
+full config, and either the metrics or the failure kind and its one-line reason. The files are
+rewritten whole, atomically, after every run, so neither is ever half-written.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vitcli.errors import ConfigError
+from vitcli.files import atomic_write_text
+
+FINISHED, FAILED = "finished", "failed"
+
+
+RESULTS_JSONL, RESULTS_CSV = "results.jsonl", "results.csv"
+CSV_METRICS = ["parameters", "tokens", "best_epoch", "val_accuracy", "test_accuracy", "test_loss",
+               "train_seconds", "images_per_s", "peak_memory", "device", "failure", "error"]
+
+
+def load_results(sweep_dir: str | Path) -> list[dict[str, Any]]:
+    path = Path(sweep_dir) / RESULTS_JSONL
+    if not path.exists():
+        return []
+    try:
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path} cannot be read ({e}); move it away to start the sweep afresh") from None
+
+
+def write_results(sweep_dir: str | Path, rows: list[dict[str, Any]]) -> None:
+    sweep_dir = Path(sweep_dir)
+    try:
+        atomic_write_text(sweep_dir / RESULTS_JSONL, "".join(json.dumps(row) + "\n" for row in rows))
+        atomic_write_text(sweep_dir / RESULTS_CSV, results_csv(rows))
+    except OSError as e:
+        raise ConfigError(f"cannot write the results in {sweep_dir}: {e.strerror or e}") from None
+
+
+def results_csv(rows: list[dict[str, Any]]) -> str:
+    """One line per run: key, run directory, status, the swept values (a column per option), metrics."""
+    axes = list(dict.fromkeys(k for row in rows for k in row["values"]))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, ["key", "run", "status", *axes, *CSV_METRICS], extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, **row["values"]})
+    return out.getvalue()
+
+
+# --- aggregation -------------------------------------------------------------------------------------
+
+@dataclass
+class Group:
+    """The runs that differ only in their seed, summarised."""
+
+    values: dict[str, Any]  # swept values other than the seed
+    runs: int
+    finished: int
+    seeds: list[int]
+    parameters: int | None = None
+    tokens: int | None = None
+    val_accuracy: float | None = None  # means over the finished runs
+    val_std: float | None = None  # sample standard deviation; None for a single run
+    test_accuracy: float | None = None
+    test_std: float | None = None
+    train_seconds: float | None = None
+    images_per_s: float | None = None
+    peak_memory: int | None = None  # the largest
+    device: str | None = None
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        if self.finished == self.runs:
+            return FINISHED
+        return FAILED if self.finished == 0 else f"{self.finished}/{self.runs} {FINISHED}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "status": self.status}
+
+
+def aggregate(rows: list[dict[str, Any]], axes: list[str] | None = None) -> list[Group]:
+    """Rows grouped by their swept values other than the seed, best mean test accuracy first, groups
+    with no finished run last. `axes` defaults to the swept options recorded in the rows."""
+    if axes is None:
+        axes = list(dict.fromkeys(k for row in rows for k in row.get("axes", row["values"])))
+    by_values: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        values = {k: row["values"][k] for k in axes if k != "seed" and k in row["values"]}
+        by_values.setdefault(json.dumps(values, sort_keys=True), []).append(row)
+    groups = [_summarise(json.loads(k), members) for k, members in by_values.items()]
+    return sorted(groups, key=lambda g: (g.test_accuracy is None, -(g.test_accuracy or 0.0)))
+
+
+def _summarise(values: dict[str, Any], rows: list[dict[str, Any]]) -> Group:
+    done = [r for r in rows if r["status"] == FINISHED]
+    group = Group(values, len(rows), len(done), sorted(r["config"]["train"]["seed"] for r in rows),
+                  errors=[r["error"] for r in rows if r["status"] == FAILED])
+    if not done:
+        return group
+    group.parameters, group.tokens, group.device = done[0]["parameters"], done[0]["tokens"], done[0]["device"]
+    group.val_accuracy, group.val_std = _mean_std([r["val_accuracy"] for r in done])
+    group.test_accuracy, group.test_std = _mean_std([r["test_accuracy"] for r in done])
+    group.train_seconds = statistics.fmean(r["train_seconds"] for r in done)
+    group.images_per_s = statistics.fmean(r["images_per_s"] for r in done)
+    memory = [r["peak_memory"] for r in done if r["peak_memory"] is not None]
+    group.peak_memory = max(memory) if memory else None
+    return group
+
+
+def _mean_std(xs: list[float | None]) -> tuple[float | None, float | None]:
+    known = [x for x in xs if x is not None]
+    if not known:
+        return None, None
+    return statistics.fmean(known), statistics.stdev(known) if len(known) > 1 else None
