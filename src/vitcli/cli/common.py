@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -28,11 +27,6 @@ def user_errors(interrupted: str = "no checkpoint was written"):
     except KeyboardInterrupt:
         err_console.print(f"[yellow]interrupted[/]: {escape(interrupted)}", highlight=False)
         raise typer.Exit(130) from None
-
-
-def optional_str(path: Path | None) -> str | None:
-    """A path option as the config's string (None stays "not given")."""
-    return None if path is None else str(path)
 
 
 # Typer >= 0.26 vendors click (typer._click), older versions use click itself: take click's UsageError

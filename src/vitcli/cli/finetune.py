@@ -6,10 +6,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from vitcli.cli.common import optional_str
 from vitcli.cli.options import (OUTPUT, TRAINING, Augment, BatchSize, Compile, ConfigFile, DataDir, Dataset, Device,
                                 Epochs, LabelSmoothing, Out, PrintConfig, Subset, ValSize, Warmup, WeightDecay,
-                                default_help)
+                                default_help, shared_overrides)
 from vitcli.cli.train import train_and_print
 from vitcli.config import finetune_defaults
 
@@ -68,9 +67,6 @@ def finetune(
         "model": dict(name="timm"),
         "finetune": dict(model=model, pretrained=pretrained, img_size=img_size, patch_size=patch_size,
                          channels=channels, adapt=adapt, freeze=freeze, layer_decay=layer_decay),
-        "data": dict(dataset=dataset, data_dir=optional_str(data_dir), val_size=val_size, subset=subset, augment=augment),
-        "train": dict(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup=warmup,
-                      label_smoothing=label_smoothing, seed=seed, device=device, compile=compile),
-        "run": dict(out=optional_str(out), name=name),
+        **shared_overrides(locals()),
     }
     train_and_print(config, overrides, print_config, defaults=finetune_defaults())

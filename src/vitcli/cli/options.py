@@ -9,13 +9,30 @@ vitcli.config and are shown in --help by `default_help`. Options whose help diff
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from vitcli.config import Config
 
 DATA, TRAINING, OUTPUT = "Data", "Training", "Output"
+
+
+# The config sections these shared options fill, by option name.
+SHARED_SECTIONS = {
+    "data": ("dataset", "data_dir", "val_size", "subset", "augment"),
+    "train": ("epochs", "batch_size", "lr", "weight_decay", "warmup", "label_smoothing", "seed", "device", "compile"),
+    "run": ("out", "name"),
+}
+
+
+def shared_overrides(options: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The [data], [train] and [run] overrides from a command's options (its `locals()`); paths become
+    the config's strings and None stays "not given"."""
+    return {
+        section: {key: str(options[key]) if isinstance(options[key], Path) else options[key] for key in keys}
+        for section, keys in SHARED_SECTIONS.items()
+    }
 
 
 def default_help(defaults: Config, section: str, key: str) -> str:

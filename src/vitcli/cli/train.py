@@ -7,10 +7,10 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from vitcli.cli.common import console, optional_str, user_errors
+from vitcli.cli.common import console, user_errors
 from vitcli.cli.options import (OUTPUT, TRAINING, Augment, BatchSize, Compile, ConfigFile, DataDir, Dataset, Device,
                                 Epochs, LabelSmoothing, Out, PrintConfig, Subset, ValSize, Warmup, WeightDecay,
-                                default_help)
+                                default_help, shared_overrides)
 from vitcli.cli.progress import TrainProgress
 from vitcli.config import Config, load_config
 from vitcli.report import run_table
@@ -57,10 +57,7 @@ def train(
     overrides = {
         "model": dict(name=model, embed_dim=embed_dim, patch_size=patch_size, depth=depth, heads=heads,
                       mlp_dim=mlp_dim, pos_embed=pos_embed, dropout=dropout),
-        "data": dict(dataset=dataset, data_dir=optional_str(data_dir), val_size=val_size, subset=subset, augment=augment),
-        "train": dict(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup=warmup,
-                      label_smoothing=label_smoothing, seed=seed, device=device, compile=compile),
-        "run": dict(out=optional_str(out), name=name),
+        **shared_overrides(locals()),
     }
     train_and_print(config, overrides, print_config)
 
