@@ -32,7 +32,7 @@ def attention(
 ) -> None:
     """Draw what each block and head of a ViT attends to, and the attention rollout, for a few images.
 
-    The checkpoint comes first; then --index, --image and the other options, each taking several values.
+    The checkpoint comes first, then the options; --index and --image take several values each.
     """
     with user_errors():
         report = explain_checkpoint(
