@@ -34,6 +34,8 @@ from vitcli.models.pretrained import hub_tag, read_state_dict
 from vitcli.models.timm_vit import build_timm_vit
 
 runner = CliRunner()
+# timm added its tiny test models during the 1.0 series, after the 1.0 that pyproject.toml admits.
+pytestmark = pytest.mark.skipif(not timm.is_model("test_vit"), reason="this timm has no test_vit; a newer timm has")
 REPO = Path(__file__).resolve().parents[1]
 
 
