@@ -80,7 +80,7 @@ def vitcli_loop(args, device: torch.device, splits: Splits) -> dict:
     return {"seconds": result.seconds, "images": result.images, "images_per_s": result.images_per_s}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argument_parser(__doc__)
     parser.add_argument("--model", default="vit_small_patch16_224")
     parser.add_argument("--img-size", type=int, default=224)
@@ -90,7 +90,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     device = resolve_device(args.device)
     machine = Machine(device)
@@ -126,7 +126,8 @@ def main() -> None:
         table.add_row(name, f"{summary[name]['images_per_s_median']:,.0f}", str(len(runs[name])))
     table.add_row("vitcli / plain", f"{ratio:.2f}x", "")
     console().print(table)
-    emit(result, args.json)
+    return emit(result, args.json)
+
 
 if __name__ == "__main__":
     main()

@@ -76,7 +76,7 @@ def vitcli_loop(cfg, model, device: torch.device) -> dict:
             "test_accuracy": test.accuracy}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argument_parser(__doc__)
     parser.add_argument("--data-dir", default=DATA_DIR)
     parser.add_argument("--embed-dim", type=int, default=32)
@@ -90,7 +90,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of the plain loop")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     cfg = load_config(None, {
         "model": {"embed_dim": args.embed_dim, "patch_size": args.patch_size, "depth": args.depth, "heads": args.heads},
@@ -139,7 +139,8 @@ def main() -> None:
                       f"{s['seconds_median']:.1f}", str(len(s["runs"])))
     table.add_row("vitcli / plain", f"{ratio:.2f}x", "", "", "")
     console().print(table)
-    emit(result, args.json)
+    return emit(result, args.json)
+
 
 if __name__ == "__main__":
     main()

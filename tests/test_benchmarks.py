@@ -87,3 +87,28 @@ def test_matmul_patch_embedding_is_the_convolution(channels, patch):
     matmul.__class__ = load("cpu_levers").MatmulPatchEmbedding
     x = torch.randn(3, channels, 28, 28)
     torch.testing.assert_close(matmul(x), conv(x))
+
+
+def test_train_speed_compares_the_two_loops_on_mnist_files(tmp_path):
+    from fakedata import write_mnist
+
+    data_dir = write_mnist(tmp_path / "data", train=256, test=64)
+    result = load("train_speed").main([
+        "--data-dir", str(data_dir), "--embed-dim", "8", "--heads", "2", "--batch-size", "64", "--repeats", "1",
+        "--json", str(tmp_path / "train.json")])
+    assert json.loads((tmp_path / "train.json").read_text()) == json.loads(json.dumps(result))
+    for loop in ("plain", "vitcli"):
+        assert result[loop]["images_per_s_median"] > 0 and 0 <= result[loop]["test_accuracy_mean"] <= 1
+    assert result["speedup"] == pytest.approx(result["vitcli"]["images_per_s_median"] / result["plain"]["images_per_s_median"])
+
+
+def test_finetune_speed_compares_with_a_plain_timm_loop(tmp_path):
+    import timm
+
+    if not timm.is_model("test_vit"):
+        pytest.skip("this timm has no test_vit; a newer timm has")
+    result = load("finetune_speed").main([
+        "--model", "test_vit", "--img-size", "32", "--patch-size", "8", "--batch-size", "4", "--steps", "2",
+        "--repeats", "1", "--device", "cpu"])
+    assert result["config"]["model"] == "test_vit"
+    assert result["plain"]["images_per_s_median"] > 0 and result["vitcli"]["images_per_s_median"] > 0
