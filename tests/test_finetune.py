@@ -225,6 +225,33 @@ def test_hub_weights_offline_without_a_cache_fail_with_one_line(tmp_path, data_d
     assert not (tmp_path / "runs").exists()
 
 
+def test_hub_weights_come_from_a_filled_cache_offline(tmp_path, data_dir):
+    """The users' path: timm resolves --pretrained imagenet through the Hugging Face hub; with the weights
+    in the hub's cache and HF_HUB_OFFLINE=1 it needs no network. The cache is filled here by hand, in the
+    hub's own layout, with random weights for test_vit's ImageNet tag."""
+    tag = hub_tag("test_vit", "imagenet")
+    saved = random_state_dict("test_vit")
+    repo = tmp_path / "hf" / "hub" / f"models--timm--{tag}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    (repo / "snapshots" / ("0" * 40)).mkdir(parents=True)
+    save_file(saved, str(repo / "snapshots" / ("0" * 40) / "model.safetensors"))
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE")}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1")
+    done = subprocess.run(
+        [sys.executable, "-m", "vitcli", "finetune", "--model", "test_vit", "--pretrained", "imagenet",
+         "--freeze", "backbone", "--img-size", "32", "--patch-size", "8", "--data-dir", str(data_dir),
+         "--subset", "32", "--val-size", "16", "--epochs", "1", "--batch-size", "16", "--device", "cpu",
+         "--out", str(tmp_path / "runs"), "--name", "hub"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+    got = checkpoint_tensors(tmp_path / "runs" / "hub")
+    for key in ("blocks.0.attn.qkv.weight", "blocks.5.mlp.fc2.bias", "norm.weight", "cls_token"):
+        torch.testing.assert_close(got[key], saved[key], msg=key)  # shapes kept: loaded as they were
+    assert f"{tag} (timm)" in done.stdout
+
+
 def test_imagenet_and_dino_map_to_timm_tags_or_say_there_are_none():
     assert hub_tag("vit_small_patch16_224", "imagenet") == "vit_small_patch16_224.augreg_in21k_ft_in1k"
     assert hub_tag("vit_small_patch16_224", "dino") == "vit_small_patch16_224.dino"
