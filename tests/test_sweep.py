@@ -329,3 +329,17 @@ def test_a_chart_that_cannot_be_written_is_one_line(tmp_path):
     result = run("report", sweep_dir, "--plot")
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "cannot write chart" in result.stderr
+
+
+def test_table_shows_peak_memory_for_cuda_runs_only_and_status_only_when_a_run_failed():
+    def text(rows):
+        console = Console(width=200, record=True)
+        console.print(sweep_table(aggregate(rows), ["embed_dim", "seed"], "t"))
+        return console.export_text()
+
+    cpu = text([fake_row(8, 0, 0.9), fake_row(16, 0, 0.95)])
+    header = cpu.splitlines()[2]
+    assert "img/s" in header and "peak mem" not in header and "status" not in header and "CUDA runs only" in cpu
+    gpu = text([fake_row(8, 1, 0.9, device="cuda"), fake_row(16, 0, 0.0, status="failed", device="cuda")])
+    assert "peak mem" in gpu and "1.0 GiB" in gpu and "status" in gpu and "failed" in gpu
+    assert "CUDA runs only" not in gpu

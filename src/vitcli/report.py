@@ -9,7 +9,7 @@ from rich.text import Text
 from vitcli.engine import EpochMetrics
 from vitcli.run import EvalReport, RunResult
 from vitcli.sweep import fmt_value
-from vitcli.sweep_results import Group
+from vitcli.sweep_results import FINISHED, Group
 
 
 def fmt_bytes(n: int | None) -> str:
@@ -128,21 +128,27 @@ def fmt_mean_std(mean: float | None, std: float | None) -> str:
 
 
 def sweep_table(groups: list[Group], axes: list[str], title: str) -> Table:
-    """One row per group of runs (the seeds of one setting), best test accuracy first and highlighted."""
+    """One row per group of runs (the seeds of one setting), best test accuracy first and highlighted.
+
+    Peak memory is shown for CUDA runs only: on the CPU vitcli can only read the process's peak, which
+    in a sweep (one process) spans every run so far (results.jsonl still has it). The status column
+    appears when some run failed. Both keep the table within an 80-column terminal where they can.
+    """
     columns = [a for a in axes if a != "seed"]
     seeds = any(len(g.seeds) > 1 for g in groups)
+    cuda = any(str(g.device).startswith("cuda") for g in groups)
+    failures = any(g.status != FINISHED for g in groups)
     # No column rules and no edge padding: ten or more columns still fit an 80-column terminal.
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, collapse_padding=True)
     for name in columns:
         table.add_column(name, justify="right", no_wrap=True)
     if seeds:
         table.add_column("seeds", justify="right")
-    for name in ("params", "tokens", "val acc", "test acc", "train s", "img/s", "peak mem"):
+    for name in ("params", "tokens", "val acc", "test acc", "train s", "img/s") + (("peak mem",) if cuda else ()):
         table.add_column(name, justify="right", no_wrap=True)
-    table.add_column("status", no_wrap=True, min_width=6)
-    cpu = False
+    if failures:
+        table.add_column("status", no_wrap=True, min_width=6)
     for i, g in enumerate(groups):
-        cpu = cpu or (g.device == "cpu" and g.peak_memory is not None)
         cells = [fmt_value(g.values.get(a, "")) for a in columns]
         if seeds:
             cells.append(",".join(map(str, g.seeds)))
@@ -153,13 +159,15 @@ def sweep_table(groups: list[Group], axes: list[str], title: str) -> Table:
             fmt_mean_std(g.test_accuracy, g.test_std),
             "n/a" if g.train_seconds is None else f"{g.train_seconds:.1f}",
             "n/a" if g.images_per_s is None else f"{g.images_per_s:,.0f}",
-            fmt_bytes(g.peak_memory),
-            g.status,
         ]
+        if cuda:
+            cells.append(fmt_bytes(g.peak_memory) if str(g.device).startswith("cuda") else "n/a")
+        if failures:
+            cells.append(g.status)
         best = i == 0 and g.test_accuracy is not None
         table.add_row(*cells, style="bold green" if best else ("red" if g.finished == 0 else None))
-    if cpu:
-        table.caption = "peak mem on the CPU: the process's peak so far in the sweep, not each run's own"
+    if not cuda and any(g.finished for g in groups):
+        table.caption = "peak memory: CUDA runs only (on the CPU only the whole process's peak is known)"
     return table
 
 
