@@ -353,20 +353,8 @@ def _base_row(sweep: Sweep, run: PlannedRun) -> dict[str, Any]:
 
 
 def _finished_row(sweep: Sweep, run: PlannedRun, result) -> dict[str, Any]:
-    return {
-        **_base_row(sweep, run),
-        "status": FINISHED,
-        "parameters": result.parameters,
-        "tokens": result.tokens,
-        "best_epoch": result.best_epoch,
-        "val_accuracy": result.best.val_accuracy,
-        "test_accuracy": result.test.accuracy,
-        "test_loss": result.test.loss,
-        "train_seconds": result.train_seconds,
-        "images_per_s": result.images_per_s,
-        "peak_memory": result.peak_memory,
-        "device": result.device,
-    }
+    # The run's own summary, the one its checkpoint keeps: one list of metrics for both.
+    return {**_base_row(sweep, run), "status": FINISHED, **result.metrics()}
 
 
 def _failed_row(sweep: Sweep, run: PlannedRun, error: BaseException) -> dict[str, Any]:
