@@ -178,8 +178,8 @@ def from_dataset(checkpoint: Checkpoint, split: str, indices: list[int] | None =
                  seed: int = 0, data_dir: str | None = None) -> Chosen:
     """Images of the checkpoint's own data set, split as in training, by index or drawn at random."""
     data = load_splits(checkpoint.config.data.for_evaluation(data_dir=data_dir))
-    images = data.get(split)
-    n = len(images)
+    chosen = data.get(split)
+    n = len(chosen)
     if random is not None:
         if not 0 < random <= n:
             raise ConfigError(f"--random must be between 1 and {n} (the {split} split's size), got {random}")
@@ -189,7 +189,7 @@ def from_dataset(checkpoint: Checkpoint, split: str, indices: list[int] | None =
     bad = [i for i in indices if not 0 <= i < n]
     if bad:
         raise ConfigError(f"--index {bad[0]} is out of range: the {split} split has {n} images (0 to {n - 1})")
-    return Chosen(images.images[indices], [f"{split}[{i}]" for i in indices], [int(images.labels[i]) for i in indices])
+    return Chosen(chosen.images[indices], [f"{split}[{i}]" for i in indices], [int(chosen.labels[i]) for i in indices])
 
 
 def from_files(paths: list[Path], info: DatasetInfo) -> Chosen:
