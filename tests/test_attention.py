@@ -14,18 +14,18 @@ from vitcli.attention import ImageAttention, cls_attention, extract, fuse_heads,
 from vitcli.attention_figure import CELL_PX, COLORBAR_PX, TITLE_PX, figure_size_px, grid_shape, save_figure
 from vitcli.cli import app
 from vitcli.cli.common import spread_values
-from vitcli.config import ModelConfig
 from vitcli.data.datasets import DatasetInfo
 from vitcli.errors import CheckpointError, ConfigError
-from vitcli.models import CNN, build_model
+from vitcli.models import CNN
+from vitcli.models.specs import ViTSpec
 
-MNIST = DatasetInfo("mnist", 1, 28, 28, [str(i) for i in range(10)], [0.13], [0.31], "digits")
+MNIST = DatasetInfo("mnist", 1, 28, 28, [str(i) for i in range(10)], "digits")
 runner = CliRunner()
 
 
 def vit(heads=2, depth=3, patch_size=7, seed=0):
     torch.manual_seed(seed)
-    return build_model(ModelConfig(embed_dim=16, depth=depth, heads=heads, patch_size=patch_size), MNIST).eval()
+    return ViTSpec(embed_dim=16, depth=depth, heads=heads, patch_size=patch_size).module(MNIST).eval()
 
 
 @pytest.mark.parametrize("heads", [1, 4])

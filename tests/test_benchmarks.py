@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from vitcli.engine import fit
 from vitcli.models.vit import PatchEmbedding
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))  # as `python benchmarks/x.py` does: the scripts import common.py from there
+sys.path.insert(0, str(BENCHMARKS))  # as `python benchmarks/x.py` does: the scripts import common.py from it
 
 
 def load(name: str):
@@ -42,7 +43,8 @@ def test_attention_cost_sweeps_tokens(tmp_path):
 def test_attention_cost_memory_probe_sees_the_attention_matrices():
     bench = load("attention_cost")
     args = bench.parse_args(["--embed-dim", "8", "--heads", "2", "--depth", "1", "--batch-size", "16"])
-    # 28 px, patch 2: 197 tokens, so one attention matrix is 16 x 2 x 197^2 x 4 bytes = 4.7 MiB, kept for backward.
+    # 28 px, patch 2: 197 tokens, so one attention matrix is 16 x 2 x 197^2 x 4 bytes = 4.7 MiB, kept for
+    # backward.
     explicit = bench.peak_bytes(args, 28, 2, "explicit", "train", torch.device("cpu"))
     assert explicit >= 16 * 2 * 197 ** 2 * 4
 
@@ -54,7 +56,8 @@ def test_eval_speed_measures_every_task(tmp_path):
         "--warmup-rounds", "0", "--profile", "--profile-ops", "3", "--profile-calls", "1",
         "--json", str(tmp_path / "eval.json")])
     classic = result["models"]["classic"]
-    tasks = {"train", "eval b16", "eval b64", "forward no_grad b32", "forward inference_mode b32", "extract", "explain"}
+    tasks = {"train", "eval b16", "eval b64", "forward no_grad b32", "forward inference_mode b32", "extract",
+             "explain"}
     assert set(classic["images_per_s_median"]) == tasks
     assert set(classic["ratio_to_train"]) == tasks - {"train"}
     assert all(rate > 0 for rate in classic["images_per_s_median"].values())
@@ -76,7 +79,27 @@ def test_cpu_levers_against_the_baseline(mnist_dir, tmp_path):
         assert 0 <= lever["test_accuracy_median"] <= 1
     # Both levers compute the same function as the baseline, so they learn the same digits.
     for name in ("matmul patches", "explicit attention"):
-        assert levers[name]["test_accuracy_median"] == pytest.approx(levers["baseline"]["test_accuracy_median"], abs=0.02)
+        baseline = levers["baseline"]["test_accuracy_median"]
+        assert levers[name]["test_accuracy_median"] == pytest.approx(baseline, abs=0.02)
+
+
+def test_cpu_levers_set_precision_and_optimiser_through_fit(mnist_dir, tmp_path, monkeypatch):
+    bench = load("cpu_levers")
+    calls = []
+
+    def recording_fit(*args, **kwargs):
+        calls.append(kwargs)
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(bench, "fit", recording_fit)  # the script's own name for fit; vitcli is untouched
+    result = bench.main([
+        "--data-dir", str(mnist_dir), "--levers", "bfloat16 autocast,foreach AdamW", "--batch-size", "32",
+        "--repeats", "1", "--json", str(tmp_path / "levers.json")])
+    assert list(result["levers"]) == ["baseline", "bfloat16 autocast", "foreach AdamW"]
+    assert [(c["autocast_dtype"], c["optimizer_options"]) for c in calls] == [
+        ("auto", None), (torch.bfloat16, None), ("auto", {"foreach": True})]
+    for lever in result["levers"].values():
+        assert lever["steady_images_per_s_median"] > 0 and 0 <= lever["test_accuracy_median"] <= 1
 
 
 @pytest.mark.parametrize("channels,patch", [(1, 7), (3, 4)])
@@ -94,12 +117,13 @@ def test_train_speed_compares_the_two_loops_on_mnist_files(tmp_path):
 
     data_dir = write_mnist(tmp_path / "data", train=256, test=64)
     result = load("train_speed").main([
-        "--data-dir", str(data_dir), "--embed-dim", "8", "--heads", "2", "--batch-size", "64", "--repeats", "1",
-        "--json", str(tmp_path / "train.json")])
+        "--data-dir", str(data_dir), "--embed-dim", "8", "--heads", "2", "--batch-size", "64",
+        "--repeats", "1", "--json", str(tmp_path / "train.json")])
     assert json.loads((tmp_path / "train.json").read_text()) == json.loads(json.dumps(result))
     for loop in ("plain", "vitcli"):
         assert result[loop]["images_per_s_median"] > 0 and 0 <= result[loop]["test_accuracy_mean"] <= 1
-    assert result["speedup"] == pytest.approx(result["vitcli"]["images_per_s_median"] / result["plain"]["images_per_s_median"])
+    ratio = result["vitcli"]["images_per_s_median"] / result["plain"]["images_per_s_median"]
+    assert result["speedup"] == pytest.approx(ratio)
 
 
 def test_finetune_speed_compares_with_a_plain_timm_loop(tmp_path):

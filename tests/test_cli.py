@@ -12,6 +12,11 @@ from vitcli.cli import app
 runner = CliRunner()
 
 
+def plain_text(output: str) -> str:
+    """The words of the parser's boxed error message, without the box."""
+    return " ".join(output.translate({ord(c): " " for c in "│╭╮╰╯─"}).split())
+
+
 def run(*args):
     return runner.invoke(app, [str(a) for a in args])
 
@@ -85,7 +90,6 @@ def test_vit_on_an_image_folder(tmp_path):
         (["--heads", "3"], "not divisible by --heads 3"),
         (["--patch-size", "5"], "not divisible by --patch-size 5"),
         (["--dataset", "svhn"], "unknown dataset 'svhn'"),
-        (["--model", "resnet"], "--model must be one of vit, cnn"),
         (["--epochs", "0"], "--epochs must be a positive"),
         (["--config", "missing.toml"], "config file missing.toml does not exist"),
         (["--device", "cuda:7"], "--device cuda:7"),
@@ -96,6 +100,16 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, mnist_dir, args, mes
     assert result.exit_code == 1
     assert message in result.output
     assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "resnet"], "'resnet' is not one of 'vit', 'cnn'"),
+    (["--pos-embed", "rope"], "'rope' is not one of 'learned', 'sinusoidal'"),
+])
+def test_choices_are_checked_by_the_parser(tmp_path, mnist_dir, args, message):
+    result = train(tmp_path, mnist_dir, *args)
+    assert result.exit_code == 2 and message in plain_text(result.stderr) and "Traceback" not in result.output
     assert not (tmp_path / "runs").exists()
 
 

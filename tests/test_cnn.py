@@ -1,27 +1,27 @@
 import pytest
 import torch
 
-from vitcli.config import ModelConfig
 from vitcli.data import DatasetInfo
 from vitcli.errors import ConfigError
-from vitcli.models import build_model, count_parameters, num_tokens
+from vitcli.models import count_parameters, num_tokens
+from vitcli.models.specs import CNNSpec
 
 
 def info(channels, h, w, classes=10):
-    return DatasetInfo("x", channels, h, w, [str(i) for i in range(classes)], [0.5] * channels, [0.5] * channels, "natural")
+    return DatasetInfo("x", channels, h, w, [str(i) for i in range(classes)], "natural")
 
 
 def test_cifar10_parameter_count_is_the_classic_one():
-    assert count_parameters(build_model(ModelConfig(name="cnn"), info(3, 32, 32))) == 5_852_234
+    assert count_parameters(CNNSpec().module(info(3, 32, 32))) == 5_852_234
 
 
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (3, 24, 40)])
 def test_adapts_to_channels_and_image_size(shape):
-    model = build_model(ModelConfig(name="cnn"), info(*shape, classes=7))
+    model = CNNSpec().module(info(*shape, classes=7))
     assert model(torch.randn(2, *shape)).shape == (2, 7)
     assert num_tokens(model) is None
 
 
 def test_too_small_images_are_refused():
     with pytest.raises(ConfigError, match="at least 8x8"):
-        build_model(ModelConfig(name="cnn"), info(1, 6, 6))
+        CNNSpec().module(info(1, 6, 6))

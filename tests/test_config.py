@@ -20,7 +20,7 @@ def test_file_overrides_defaults_and_options_override_file(tmp_path):
 
 
 def test_toml_round_trip_gives_the_same_config(tmp_path):
-    cfg = load_config(None, {"model": {"name": "cnn", "dropout": 0.1}, "data": {"subset": 50, "augment": False}})
+    cfg = load_config(None, {"model": {"kind": "cnn", "dropout": 0.1}, "data": {"subset": 50, "augment": False}})
     path = write(tmp_path, cfg.to_toml())
     assert load_config(path) == cfg
 
@@ -52,8 +52,7 @@ def test_missing_file_is_a_config_error(tmp_path):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"model": {"embed_dim": 30, "heads": 4}}, "--embed-dim 30 is not divisible by --heads 4"),
-        ({"model": {"name": "resnet"}}, "--model must be one of vit, cnn"),
+        ({"model": {"kind": "resnet"}}, r"\[model\] kind must be one of vit, cnn, timm"),
         ({"model": {"pos_embed": "rope"}}, "--pos-embed must be one of learned, sinusoidal"),
         ({"model": {"depth": 0}}, "--depth must be a positive"),
         ({"train": {"batch_size": -1}}, "--batch-size must be a positive"),
@@ -67,6 +66,12 @@ def test_missing_file_is_a_config_error(tmp_path):
 def test_bad_values_are_refused_with_the_flag_name(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, overrides)
+
+
+def test_combinations_are_checked_by_validate_so_a_sweep_can_record_them_as_one_failed_run():
+    config = load_config(None, {"model": {"embed_dim": 30, "heads": 4}})
+    with pytest.raises(ConfigError, match="--embed-dim 30 is not divisible by --heads 4"):
+        config.validate()
 
 
 def test_unset_values_are_comments_in_toml():

@@ -8,6 +8,7 @@ from vitcli.config import DataConfig
 from vitcli.data import Batches, load_splits
 from vitcli.data.batches import random_flip, random_translate
 from vitcli.errors import DataError
+from vitcli.preprocessing import Preprocessing
 
 
 def test_mnist_idx_files_load_through_torchvision(mnist_dir):
@@ -22,7 +23,7 @@ def test_mnist_idx_files_load_through_torchvision(mnist_dir):
 def test_fashion_mnist_uses_its_own_folder(tmp_path):
     write_mnist(tmp_path, folder="FashionMNIST")
     splits = load_splits(DataConfig(dataset="fashion-mnist", data_dir=str(tmp_path)), download=False)
-    assert splits.info.classes[0] == "T-shirt/top" and splits.info.mean == [0.2860]
+    assert splits.info.classes[0] == "T-shirt/top" and splits.stats.mean == (0.2860,)
 
 
 def test_cifar10_pickle_batches_load(cifar10_dir):
@@ -52,7 +53,7 @@ def test_image_folder_rgb_rectangular_with_val(tmp_path):
     assert splits.info.classes == ["cat", "dog", "fish"]
     assert splits.train.images.shape == (60, 3, 16, 24)
     assert len(splits.val) == 18 and len(splits.test) == 18  # val/ is used as it is, not held out
-    assert len(splits.info.mean) == 3 and all(0 < s for s in splits.info.std)
+    assert len(splits.stats.mean) == 3 and all(0 < s for s in splits.stats.std)
 
 
 def test_image_folder_grayscale(tmp_path):
@@ -132,15 +133,22 @@ def test_flip_mirrors_about_half():
     assert 60 < mirrored < 140 and ((flipped[:, 0, 0, 0] == 0) | (flipped[:, 0, 0, 0] == 3)).all()
 
 
+def _preprocess(splits):
+    return Preprocessing(splits.stats.mean, splits.stats.std).on("cpu")
+
+
 def test_batches_are_normalised_and_repeatable(mnist_dir):
     splits = load_splits(DataConfig(data_dir=str(mnist_dir)), download=False)
+    cpu = torch.device("cpu")
+
     def first(seed):
-        return next(iter(Batches(splits.train, splits.info, 32, torch.device("cpu"), shuffle=True, augment=True, seed=seed)))
+        return next(iter(Batches(splits.train, 32, cpu, _preprocess(splits), shuffle=True, augment="digits", seed=seed)))
+
     (x1, y1), (x2, y2), (x3, _) = first(0), first(0), first(1)
     torch.testing.assert_close(x1, x2)
     torch.testing.assert_close(y1, y2)
     assert not torch.equal(x1, x3)
-    plain = Batches(splits.train, splits.info, 1000, torch.device("cpu"))
+    plain = Batches(splits.train, 1000, cpu, _preprocess(splits))
     x, _ = next(iter(plain))
     expected = (splits.train.images.float() / 255 - 0.1307) / 0.3081
     torch.testing.assert_close(x, expected)
@@ -149,8 +157,8 @@ def test_batches_are_normalised_and_repeatable(mnist_dir):
 def test_drop_last_keeps_shapes_equal_but_never_drops_everything(mnist_dir):
     splits = load_splits(DataConfig(data_dir=str(mnist_dir), subset=70), download=False)
     cpu = torch.device("cpu")
-    assert [len(y) for _, y in Batches(splits.train, splits.info, 32, cpu, drop_last=True)] == [32, 32]
-    assert [len(y) for _, y in Batches(splits.train, splits.info, 100, cpu, drop_last=True)] == [70]
+    assert [len(y) for _, y in Batches(splits.train, 32, cpu, _preprocess(splits), drop_last=True)] == [32, 32]
+    assert [len(y) for _, y in Batches(splits.train, 100, cpu, _preprocess(splits), drop_last=True)] == [70]
 
 
 def test_damaged_files_are_not_reported_as_missing(mnist_dir):

@@ -3,8 +3,9 @@ import torch
 
 from vitcli.config import DataConfig, load_config
 from vitcli.data import load_splits
-from vitcli.engine import EpochMetrics, StepDone, TrainingDiverged, evaluate, fit, warmup_cosine
-from vitcli.models import build_model
+from vitcli.engine import EpochMetrics, StepDone, evaluate, fit, warmup_cosine
+from vitcli.errors import TrainingDiverged
+from vitcli.preprocessing import Preprocessing
 
 CPU = torch.device("cpu")
 
@@ -20,9 +21,14 @@ def _fit(mnist_dir, events=None, **train):
     cfg = load_config(None, {"data": {"data_dir": str(mnist_dir)}, "train": {"epochs": 2, "batch_size": 64, **train}})
     splits = load_splits(cfg.data, download=False)
     torch.manual_seed(cfg.train.seed)
-    model = build_model(cfg.model, splits.info)
-    result = fit(model, splits, cfg.train, CPU, on_event=(events.append if events is not None else None))
+    model = cfg.model.module(splits.info)
+    result = fit(model, splits, cfg.train, CPU, _preprocess(splits), augment="digits",
+                 on_event=(events.append if events is not None else None))
     return model, splits, result
+
+
+def _preprocess(splits):
+    return Preprocessing(splits.stats.mean, splits.stats.std).on(CPU)
 
 
 def test_training_learns_and_reports_events(mnist_dir):
@@ -32,7 +38,7 @@ def test_training_learns_and_reports_events(mnist_dir):
     steps = [e for e in events if isinstance(e, StepDone)]
     assert [e.epoch for e in epochs] == [1, 2, 3, 4, 5] and steps[-1].step == steps[-1].steps
     assert epochs[-1].train_loss < epochs[0].train_loss
-    accuracy = evaluate(model, splits.test, splits.info, CPU).accuracy
+    accuracy = evaluate(model, splits.test, _preprocess(splits), CPU, 10).accuracy
     assert accuracy > 0.5  # chance is 0.1
 
 
@@ -54,9 +60,9 @@ def test_best_validation_weights_are_kept(mnist_dir, monkeypatch):
     snapshots = []
     real = engine.evaluate
 
-    def fake_evaluate(model, split, info, device, batch_size=1024):
-        snapshots.append(model.head.weight.detach().clone())
-        result = real(model, split, info, device, batch_size)
+    def fake_evaluate(*args, **kwargs):
+        snapshots.append(args[0].head.weight.detach().clone())
+        result = real(*args, **kwargs)
         result.accuracy = next(accuracies)
         return result
 
@@ -73,7 +79,7 @@ def test_diverging_loss_stops_with_a_clear_error(mnist_dir):
 
 def test_confusion_matrix_counts_every_image(mnist_dir):
     splits = load_splits(DataConfig(data_dir=str(mnist_dir)), download=False)
-    model = build_model(load_config(None).model, splits.info)
-    result = evaluate(model, splits.test, splits.info, CPU, batch_size=64)
+    model = load_config(None).model.module(splits.info)
+    result = evaluate(model, splits.test, _preprocess(splits), CPU, 10, batch_size=64)
     assert sum(map(sum, result.confusion)) == len(splits.test) == result.count
     assert result.accuracy == pytest.approx(sum(result.confusion[i][i] for i in range(10)) / result.count)

@@ -28,12 +28,18 @@ from vitcli.cli import app
 from vitcli.config import Config, finetune_defaults, load_config
 from vitcli.data import load_splits
 from vitcli.engine import make_optimizer, warmup_cosine
+from vitcli.models.specs import TimmSpec
 from vitcli.errors import ConfigError, WeightsError
-from vitcli.finetune import setup
 from vitcli.models.pretrained import hub_tag, read_state_dict
+from vitcli.report import adaptation_rows
 from vitcli.models.timm_vit import build_timm_vit
 
 runner = CliRunner()
+
+
+def plain_text(output: str) -> str:
+    """The words of the parser's boxed error message, without the box."""
+    return " ".join(output.translate({ord(c): " " for c in "│╭╮╰╯─"}).split())
 # timm added its tiny test models during the 1.0 series, after the 1.0 that pyproject.toml admits.
 pytestmark = pytest.mark.skipif(not timm.is_model("test_vit"), reason="this timm has no test_vit; a newer timm has")
 REPO = Path(__file__).resolve().parents[1]
@@ -71,10 +77,17 @@ def finetune(tmp_path, data_dir, *extra):
 
 def config(data_dir, **finetune_options) -> Config:
     return load_config(None, {
-        "finetune": {"img_size": 32, "patch_size": 8, "model": "test_vit", "pretrained": "none", **finetune_options},
+        "model": {"kind": "timm", "img_size": 32, "patch_size": 8, "name": "test_vit", "pretrained": "none",
+                  **finetune_options},
         "data": {"data_dir": str(data_dir), "val_size": 16, "subset": 32},
         "train": {"epochs": 1, "batch_size": 16, "device": "cpu"},
     }, defaults=finetune_defaults())
+
+
+def build(cfg: Config):
+    """What a run builds from `cfg`: the timm spec's Built (module, preprocessing, groups, adaptation)."""
+    splits = load_splits(cfg.data)
+    return cfg.model.build(splits.info, splits.stats, weight_decay=cfg.train.weight_decay, emit=lambda event: None)
 
 
 def error_line(output: str) -> str:
@@ -160,8 +173,7 @@ def test_frozen_blocks_stay_as_loaded_and_the_rest_trains(tmp_path, data_dir):
     weights = tmp_path / "w.safetensors"
     save_file(random_state_dict("test_vit"), str(weights))
     cfg = config(data_dir, pretrained=str(weights), freeze="2")
-    loaded = {k.removeprefix("model."): v.clone() for k, v in
-              setup(cfg, load_splits(cfg.data).info, lambda event: None).model.state_dict().items()}
+    loaded = {k.removeprefix("model."): v.clone() for k, v in build(cfg).module.state_dict().items()}
     result = finetune(tmp_path, data_dir, "--model", "test_vit", "--pretrained", weights, "--freeze", 2,
                       "--lr", 1e-2, "--name", "f")
     assert result.exit_code == 0, result.output
@@ -176,9 +188,9 @@ def test_frozen_blocks_stay_as_loaded_and_the_rest_trains(tmp_path, data_dir):
 
 def test_layer_decay_gives_each_block_its_own_learning_rate_through_the_schedule(data_dir):
     cfg = config(data_dir, layer_decay=0.5, freeze="1")
-    prepared = setup(cfg, load_splits(cfg.data).info, lambda event: None)
-    optimizer = make_optimizer(prepared.model, cfg.train, torch.device("cpu"), prepared.param_groups)
-    vit = prepared.model.model
+    prepared = build(cfg)
+    optimizer = make_optimizer(prepared.module, cfg.train, prepared.param_groups)
+    vit = prepared.module.model
     lr_of = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
     lr = cfg.train.lr
     # timm's layers for a 6-block ViT: 0 stem, 1-6 blocks, 7 head; each 0.5 x the one above.
@@ -263,7 +275,6 @@ def test_imagenet_and_dino_map_to_timm_tags_or_say_there_are_none():
 @pytest.mark.parametrize("options, message", [
     (["--freeze", "some"], "--freeze must be none, backbone or a number"),
     (["--layer-decay", 1.5], "--layer-decay must be in (0, 1]"),
-    (["--channels", "rgb"], "--channels must be one of adapt, repeat"),
     (["--patch-size", 7], "--img-size 32 is not a multiple of --patch-size 7"),
     (["--model", "resnet18"], "vitcli finetune drives timm's VisionTransformer"),
     (["--model", "vit_nope"], "is not a timm model name"),
@@ -273,6 +284,12 @@ def test_bad_options_give_one_line(tmp_path, data_dir, options, message):
     result = finetune(tmp_path, data_dir, "--pretrained", "none", *options)
     assert result.exit_code == 1
     assert message in error_line(result.output)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_choices_are_checked_by_the_parser(tmp_path, data_dir):
+    result = finetune(tmp_path, data_dir, "--pretrained", "none", "--channels", "rgb")
+    assert result.exit_code == 2 and "'rgb' is not one of 'adapt', 'repeat'" in plain_text(result.output)
     assert not (tmp_path / "runs").exists()
 
 
@@ -286,20 +303,21 @@ def test_a_finetune_run_evaluates_and_repeats_from_its_own_files(tmp_path, data_
     assert evaluated.exit_code == 0, evaluated.output
     checkpoint = load_checkpoint(run_dir)
     assert json.loads(evaluated.output)["accuracy"] == pytest.approx(checkpoint.metrics["test_accuracy"])
-    assert [s["part"] for s in checkpoint.adaptation] == ["weights", "images", "channels", "patches", "positions",
-                                                          "head", "normalisation"]
-    assert checkpoint.info.mean == pytest.approx([0.1307], abs=1e-3)  # random weights: the data's own statistics
+    assert checkpoint.adaptation.source == "none" and checkpoint.adaptation.grid == (4, 4)
+    assert checkpoint.adaptation.normalisation == "data"  # random weights: the data's own statistics
+    assert checkpoint.preprocessing.mean == pytest.approx([0.1307], abs=1e-3)
+    assert checkpoint.preprocessing.size == (32, 32) and checkpoint.preprocessing.channels is None
     toml = (run_dir / "config.toml").read_text()
-    assert "[finetune]" in toml and "img_size = 32" in toml and "[model]\nname = \"timm\"\n\n" in toml
+    assert "[finetune]" not in toml and "img_size = 32" in toml and '[model]\nkind = "timm"\nname = "test_vit"' in toml
     repeated = runner.invoke(app, ["finetune", "--config", str(run_dir / "config.toml"), "--print-config"])
     assert repeated.exit_code == 0 and repeated.output == toml
 
 
-def test_train_configs_stay_without_a_finetune_section():
-    assert "finetune" not in Config().to_toml() and "embed_dim" in Config().to_toml()
-    assert Config.from_dict(Config().to_dict()).finetune is None
-    with pytest.raises(ConfigError, match="trained with `vitcli finetune`"):
-        load_config(None, {"model": {"name": "timm"}})
+def test_a_timm_spec_holds_only_its_own_fields():
+    assert "embed_dim" not in finetune_defaults().to_toml() and "pretrained" not in Config().to_toml()
+    cfg = load_config(None, {"model": {"kind": "timm", "heads": 4}})
+    assert cfg.model == TimmSpec() and cfg.notes == [
+        "--heads is a setting of vit models; a timm model has none, so it is ignored"]
 
 
 def test_help_shows_finetunes_own_defaults_and_the_options_shared_with_train():
@@ -317,9 +335,9 @@ def test_help_shows_finetunes_own_defaults_and_the_options_shared_with_train():
 
 def test_return_attention_gives_the_in_house_vit_interface(data_dir):
     info = load_splits(config(data_dir).data).info
-    model = build_timm_vit(config(data_dir).finetune, info).eval()
+    model = build_timm_vit(config(data_dir).model, info).eval()
     assert (model.grid_size, model.num_prefix_tokens, model.num_tokens) == ((4, 4), 1, 17)
-    x = torch.randn(3, 1, 28, 28)
+    x = torch.randn(3, 1, 32, 32)  # as its preprocessing resizes the 28x28 images
     with torch.no_grad():
         logits, attentions = model(x, return_attention=True)
         plain = model(x)
@@ -336,10 +354,13 @@ def test_channels_repeat_keeps_the_rgb_input_conv_and_copies_gray(tmp_path, data
     weights = tmp_path / "w.safetensors"
     save_file(saved, str(weights))
     cfg = config(data_dir, pretrained=str(weights), channels="repeat")
-    prepared = setup(cfg, load_splits(cfg.data).info, lambda event: None)
-    conv = prepared.model.model.patch_embed.proj.weight
+    prepared = build(cfg)
+    conv = prepared.module.model.patch_embed.proj.weight
     torch.testing.assert_close(conv, resample_patch_embed(saved["patch_embed.proj.weight"], [8, 8]))
-    assert prepared.model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
-    changes = {s["part"]: s["change"] for s in prepared.adaptation}
-    assert changes["channels"].startswith("1 -> 3, gray repeated to RGB")
-    assert len(prepared.info.mean) == 1  # one gray channel normalised before it is repeated
+    inputs = prepared.preprocessing.on("cpu")(torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.uint8))
+    assert inputs.shape == (2, 3, 32, 32) and torch.equal(inputs[:, 0], inputs[:, 2])  # gray copied to RGB
+    assert prepared.module(inputs).shape == (2, 10)
+    assert prepared.adaptation.gray_repeated and (prepared.adaptation.channels_before, prepared.adaptation.channels) == (3, 3)
+    assert len(prepared.preprocessing.mean) == 1  # one gray channel normalised before it is repeated
+    rows = dict(adaptation_rows(prepared.adaptation, prepared.preprocessing, "mnist"))
+    assert rows["channels"].startswith("1 -> 3, gray repeated to RGB")

@@ -13,8 +13,7 @@ from typer.testing import CliRunner
 from vitcli.cli import app
 from vitcli.cli.common import spread_values
 from vitcli.cli.sweep import BOOL_FLAGS
-from vitcli.engine import TrainingDiverged
-from vitcli.errors import ConfigError
+from vitcli.errors import ConfigError, OutputError, TrainingDiverged
 from vitcli.plots import write_charts
 from vitcli.report import fmt_pct, sweep_table
 from vitcli.sweep import SWEEPABLE, RunStarted, expand, plan_sweep, run_sweep
@@ -104,6 +103,50 @@ def test_runs_that_failed_for_other_reasons_are_retried(tmp_path, mnist_dir, mon
     rows = run_sweep(plan, on_event=lambda e: started.append(e.run.index) if isinstance(e, RunStarted) else None)
     assert started == [2] and [r["status"] for r in rows] == ["finished", "finished"]
     assert len(load_results(plan.dir)) == 2
+
+
+def test_retries_are_decided_by_the_kind_of_error(tmp_path, mnist_dir, monkeypatch):
+    """Invalid settings fail the same way every time and are skipped on resume; a run directory that
+    could not be written (an OutputError: a full disk, permissions) is retried."""
+    import vitcli.run
+
+    real_train_run = vitcli.run.train_run
+
+    def disk_full_at_depth_2(config, on_event=None):
+        if config.model.depth == 2:
+            raise OutputError("cannot write runs/x/model.safetensors: No space left on device")
+        return real_train_run(config, on_event)
+
+    options = {"depth": [1, 2], "heads": [3], "embed_dim": [6, 8], "data_dir": [str(mnist_dir)], "subset": [100],
+               "epochs": [1], "device": ["cpu"]}
+    plan = plan_sweep(options, out=tmp_path / "sweeps")
+    monkeypatch.setattr(vitcli.run, "train_run", disk_full_at_depth_2)
+    rows = run_sweep(plan)
+    assert [(r["values"]["depth"], r["values"]["embed_dim"], r["status"], r.get("failure")) for r in rows] == [
+        (1, 6, "finished", None), (2, 6, "failed", "output"), (1, 8, "failed", "invalid"), (2, 8, "failed", "invalid")]
+
+    monkeypatch.setattr(vitcli.run, "train_run", real_train_run)
+    started = []
+    rows = run_sweep(plan, on_event=lambda e: started.append(e.run.index) if isinstance(e, RunStarted) else None)
+    assert started == [2] and rows[1]["status"] == "finished"
+
+
+def test_a_cnn_sweep_over_a_vit_option_is_refused_with_one_line(tmp_path, mnist_dir):
+    result = sweep(tmp_path, mnist_dir, "--model", "cnn", "--embed-dim", 8, 16, 32)
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert "--embed-dim is not a setting of the cnn model this sweep trains" in result.stderr
+    assert not (tmp_path / "sweeps").exists()
+
+
+def test_a_vit_and_cnn_sweep_trains_each_distinct_cnn_once(tmp_path, mnist_dir):
+    result = sweep(tmp_path, mnist_dir, "--model", "vit", "cnn", "--embed-dim", 8, 16, "--dry-run", "--json")
+    assert result.exit_code == 0, result.output
+    planned = json.loads(result.stdout)["planned"]
+    assert [p["values"] for p in planned] == [
+        {"model": "vit", "embed_dim": 8}, {"model": "vit", "embed_dim": 16}, {"model": "cnn", "embed_dim": None}]
+    table = sweep(tmp_path, mnist_dir, "--model", "vit", "cnn", "--embed-dim", 8, 16, "--dropout", 0.0, 0.1,
+                  "--dry-run")
+    assert table.exit_code == 0 and "6 planned runs" in table.output  # 4 ViTs, and 2 CNNs (dropout is theirs)
 
 
 def test_ctrl_c_keeps_finished_results_and_exits_130(tmp_path, mnist_dir, monkeypatch):
@@ -219,9 +262,9 @@ def test_config_file_grid_with_shared_settings_and_command_line_overrides(tmp_pa
         (["--embed-dim", "8", "x"], "Invalid value for '--embed-dim'"),
         (["--embed-dim", "--depth", "2"], "--embed-dim needs at least one value"),
         (["--mode", "zip", "--embed-dim", "8", "16", "--depth", "1", "2", "3"], "--mode zip needs lists of the same length"),
-        (["--model", "vit", "resnet"], "--model must be one of vit, cnn"),
+        (["--model", "vit", "resnet"], "'resnet' is not one of 'vit', 'cnn'"),
         (["--epochs", "1", "0"], "--epochs must be a positive"),
-        (["--mode", "cube"], "--mode must be grid or zip"),
+        (["--mode", "cube"], "'cube' is not one of 'grid', 'zip'"),
         (["--seed", "1", "1"], "runs 1 and 2 are the same run"),
         (["--device", "cpu", "cuda:7"], "--device cuda:7"),
         (["--config", "missing.toml"], "config file missing.toml does not exist"),

@@ -11,13 +11,14 @@ each block's heads are fused into one matrix, the identity is added for the resi
 are renormalised, and the matrices are multiplied from the first block to the last. The [CLS] row of the
 product says how much each patch fed the token the classifier reads.
 
-Everything here works on tensors; the pictures are in `attention_figure`, the terminal preview in
-`report`, and the command in `cli/attention`.
+Everything here computes, on tensors; `attention_figure` draws the pictures (and imports this module, never
+the other way round), `report` the terminal preview, and `cli/attention` is the command.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +28,17 @@ from torch import Tensor, nn
 
 from vitcli.checkpoint import Checkpoint, checkpoint_file, load_checkpoint
 from vitcli.data import load_splits
-from vitcli.data.batches import normalise, normaliser
 from vitcli.data.datasets import DatasetInfo
 from vitcli.engine import resolve_device
 from vitcli.errors import CheckpointError, ConfigError, DataError
 
-HEAD_FUSIONS = ("mean", "max", "min")
+# How rollout fuses a block's heads into one matrix: (B, heads, N, N) -> (B, N, N).
+FUSE = {
+    "mean": lambda weights: weights.mean(dim=1),
+    "max": lambda weights: weights.amax(dim=1),
+    "min": lambda weights: weights.amin(dim=1),
+}
+HEAD_FUSIONS = tuple(FUSE)
 
 
 @dataclass
@@ -87,20 +93,9 @@ def cls_attention(weights: list[Tensor], grid_size: tuple[int, int], num_prefix_
 
 def fuse_heads(weights: Tensor, head_fusion: str) -> Tensor:
     """(B, heads, N, N) -> (B, N, N) by the mean, max or min over heads."""
-    if head_fusion == "mean":
-        return weights.mean(dim=1)
-    if head_fusion == "max":
-        return weights.amax(dim=1)
-    if head_fusion == "min":
-        return weights.amin(dim=1)
-    raise ConfigError(f"--head-fusion must be one of {', '.join(HEAD_FUSIONS)}, got {head_fusion!r}")
-
-
-def check_rollout(head_fusion: str, discard_ratio: float) -> None:
-    if head_fusion not in HEAD_FUSIONS:
+    if head_fusion not in FUSE:
         raise ConfigError(f"--head-fusion must be one of {', '.join(HEAD_FUSIONS)}, got {head_fusion!r}")
-    if not 0 <= discard_ratio < 1:
-        raise ConfigError(f"--discard must be in [0, 1), got {discard_ratio}")
+    return FUSE[head_fusion](weights)
 
 
 def rollout(weights: list[Tensor], head_fusion: str = "mean", discard_ratio: float = 0.0) -> Tensor:
@@ -110,7 +105,8 @@ def rollout(weights: list[Tensor], head_fusion: str = "mean", discard_ratio: flo
     to [CLS] weight) before the identity is added: a way to keep only the strong paths, as in Jacob
     Gildenblat's widely used implementation of the method.
     """
-    check_rollout(head_fusion, discard_ratio)
+    if not 0 <= discard_ratio < 1:
+        raise ConfigError(f"--discard must be in [0, 1), got {discard_ratio}")
     B, _, N, _ = weights[0].shape
     eye = torch.eye(N, dtype=weights[0].dtype, device=weights[0].device)
     result = eye.expand(B, N, N)
@@ -148,14 +144,14 @@ def explain(
     batch_size: int = 256,
 ) -> list[ImageAttention]:
     """Predictions, [CLS] maps and rollouts for uint8 images shaped like the checkpoint's data."""
-    model, info = checkpoint.model, checkpoint.info
-    check_rollout(head_fusion, discard_ratio)
+    model = checkpoint.model
     device = next(model.parameters()).device
+    preprocess = checkpoint.preprocessing.on(device)  # exactly as in training
     grid, prefix = tuple(model.grid_size), model.num_prefix_tokens
     results = []
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size]
-        logits, weights = extract(model, normalise(batch.to(device), *normaliser(info, device)))
+        logits, weights = extract(model, preprocess(batch.to(device)))
         maps = cls_attention(weights, grid, prefix).cpu()
         rolled = rollout_map(weights, grid, prefix, head_fusion, discard_ratio).cpu()
         probabilities = logits.softmax(dim=-1).cpu()
@@ -223,7 +219,7 @@ class AttentionReport:
     head_fusion: str
     discard_ratio: float
     images: list[ImageAttention]
-    pictures: list[Path]  # one PNG per image, in the same order
+    pictures: list[Path] = field(default_factory=list)  # one PNG per image once drawn (attention_figure)
 
     def to_dict(self) -> dict:
         """Everything as plain lists, for other tools (`vitcli attention --json`)."""
@@ -242,9 +238,9 @@ class AttentionReport:
                     "probabilities": r.probabilities.tolist(),
                     "cls_attention": r.cls_attention.tolist(),  # [block][head][row][col]
                     "rollout": r.rollout.tolist(),  # [row][col]
-                    "picture": str(picture),
+                    "picture": str(picture) if picture else None,
                 }
-                for r, picture in zip(self.images, self.pictures)
+                for r, picture in itertools.zip_longest(self.images, self.pictures[:len(self.images)])
             ],
         }
 
@@ -258,20 +254,14 @@ def explain_checkpoint(
     split: str = "test",
     seed: int = 0,
     data_dir: str | None = None,
-    out: str | Path | None = None,
     head_fusion: str = "mean",
     discard_ratio: float = 0.0,
     device: str = "auto",
 ) -> AttentionReport:
-    """Attention maps and pictures for images of a checkpoint's data set (`indices` or `random`) or
-    image files; PNGs go to `out` (default: the run directory's `attention/`)."""
-    from vitcli.attention_figure import save_figure  # it imports this module, and matplotlib
-
+    """Attention maps for images of a checkpoint's data set (`indices` or `random`) or image files.
+    `attention_figure.draw_report` turns the report into pictures."""
     if sum(x is not None and x != [] for x in (indices, files, random)) > 1:
         raise ConfigError("choose images one way: --index, --image or --random")
-    check_rollout(head_fusion, discard_ratio)
-    if split not in ("train", "val", "test"):
-        raise ConfigError(f"--split must be train, val or test, got {split!r}")
     file = checkpoint_file(path)
     checkpoint = load_checkpoint(file, resolve_device(device))
     require_attention(checkpoint.model)
@@ -279,21 +269,5 @@ def explain_checkpoint(
               else from_dataset(checkpoint, split, indices, random, seed, data_dir))
     results = explain(checkpoint, chosen.images, chosen.sources, chosen.labels,
                       head_fusion=head_fusion, discard_ratio=discard_ratio)
-    out_dir = Path(out) if out is not None else file.parent / "attention"
-    pictures = [out_dir / f"{_file_name(r.source)}.png" for r in results]
-    note = f"rollout: {head_fusion} of heads" + (f", discard {discard_ratio:g}" if discard_ratio else "")
-    for result, picture in zip(results, pictures):
-        try:
-            save_figure(result, checkpoint.info.classes, picture, note)
-        except OSError as e:
-            raise ConfigError(f"cannot write {picture}: {e.strerror or e}; choose another --out") from None
     return AttentionReport(file, checkpoint.info.classes, tuple(checkpoint.model.grid_size), head_fusion,
-                           discard_ratio, results, pictures)
-
-
-def _file_name(source: str) -> str:
-    """"test[17]" -> "test-17"; "photos/seven.png" -> "seven"."""
-    if source.endswith("]") and "[" in source:
-        split, index = source[:-1].split("[")
-        return f"{split}-{index}"
-    return Path(source).stem
+                           discard_ratio, results)

@@ -11,11 +11,13 @@ visible square. The figure has a fixed size in pixels, set by the grid alone.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
-from vitcli.attention import ImageAttention
+from vitcli.attention import AttentionReport, ImageAttention
+from vitcli.errors import OutputError
 from vitcli.files import atomic_write
 
 CELL_PX = 160  # one map
@@ -23,6 +25,28 @@ COLORBAR_PX = 90
 TITLE_PX = 50
 DPI = 100
 CMAP = "inferno"
+
+
+def draw_report(report: AttentionReport, out: str | Path | None = None) -> AttentionReport:
+    """One PNG per image of `report` in `out` (default: the run directory's attention/); the report
+    with their paths."""
+    out_dir = Path(out) if out is not None else report.checkpoint.parent / "attention"
+    pictures = [out_dir / f"{_file_name(r.source)}.png" for r in report.images]
+    note = f"rollout: {report.head_fusion} of heads" + (f", discard {report.discard_ratio:g}" if report.discard_ratio else "")
+    for result, picture in zip(report.images, pictures):
+        try:
+            save_figure(result, report.classes, picture, note)
+        except OSError as e:
+            raise OutputError(f"cannot write {picture}: {e.strerror or e}; choose another --out") from None
+    return dataclasses.replace(report, pictures=pictures)
+
+
+def _file_name(source: str) -> str:
+    """"test[17]" -> "test-17"; "photos/seven.png" -> "seven"."""
+    if source.endswith("]") and "[" in source:
+        split, index = source[:-1].split("[")
+        return f"{split}-{index}"
+    return Path(source).stem
 
 
 def grid_shape(blocks: int, heads: int) -> tuple[int, int]:

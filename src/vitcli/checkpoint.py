@@ -1,21 +1,23 @@
-"""Checkpoints: one safetensors file that carries its own config.
+"""Checkpoints: one safetensors file that rebuilds its own model and prepares its own inputs.
 
 The tensors are the model's state dict; the safetensors header's metadata (string to string) holds
 
-    format          "vitcli/1"
+    format          "vitcli/2"
     vitcli_version  the version that wrote it
-    config          the full Config as JSON (model, data, train, run)
-    dataset         the DatasetInfo as JSON: shape, class names, normalisation, augmentation family
+    config          the full Config as JSON; its model section is the exact spec of the weights
+    dataset         facts about the data it was trained on, as JSON: name, shape, classes, family
+    preprocessing   how images become its input, as JSON: normalisation, resize, channels
     metrics         final metrics as JSON
-    adaptation      (finetune runs) the pretrained weights and each change made to fit them, as JSON
+    adaptation      (timm models) the pretrained weights and what was changed to fit them, as JSON data
 
-so `load_checkpoint` rebuilds the model from the file alone. Writes are atomic.
+so `load_checkpoint` rebuilds the model from the file alone. Checkpoints of vitcli 0.1.0 ("vitcli/1")
+load too (`compat`). Writes are atomic.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +26,17 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
-from vitcli import __version__
+from vitcli import __version__, compat
 from vitcli.config import Config
 from vitcli.data.datasets import DatasetInfo
-from vitcli.errors import CheckpointError, VitcliError
+from vitcli.errors import CheckpointError, OutputError, VitcliError
 from vitcli.files import atomic_write
+from vitcli.models.pretrained import Adaptation
+from vitcli.models.specs import Built
+from vitcli.preprocessing import Preprocessing
 
-FORMAT = "vitcli/1"
+FORMAT = "vitcli/2"
+READS = ("vitcli/1", FORMAT)  # 0.1.0 wrote vitcli/1
 
 
 @dataclass
@@ -38,31 +44,32 @@ class Checkpoint:
     model: nn.Module
     config: Config
     info: DatasetInfo
+    preprocessing: Preprocessing
     metrics: dict[str, Any]
     vitcli_version: str
-    adaptation: list[dict[str, str]] = field(default_factory=list)  # finetune: {part, change} rows
+    adaptation: Adaptation | None = None
 
 
-def save_checkpoint(
-    path: str | Path,
-    model: nn.Module,
-    config: Config,
-    info: DatasetInfo,
-    metrics: dict[str, Any],
-    adaptation: list[dict[str, str]] | None = None,
-) -> None:
+def save_checkpoint(path: str | Path, built: Built, config: Config, info: DatasetInfo, metrics: dict[str, Any]) -> None:
+    """Write `built`'s module with everything needed to rebuild it; the config's model section is
+    `built.spec`, the spec the weights belong to."""
     # Detached, contiguous CPU copies: what safetensors can write, whatever device trained the model.
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in built.module.state_dict().items()}
+    settings = {**config.to_dict(), "model": built.spec.to_dict()}
     metadata = {
         "format": FORMAT,
         "vitcli_version": __version__,
-        "config": config.to_json(),
+        "config": json.dumps(settings, sort_keys=True),
         "dataset": json.dumps(info.to_dict()),
+        "preprocessing": json.dumps(built.preprocessing.to_dict()),
         "metrics": json.dumps(metrics),
     }
-    if adaptation:
-        metadata["adaptation"] = json.dumps(adaptation)
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    if built.adaptation is not None:
+        metadata["adaptation"] = json.dumps(built.adaptation.to_dict())
+    try:
+        atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    except OSError as e:
+        raise OutputError(f"cannot write the checkpoint {path}: {e.strerror or e}") from None
 
 
 def checkpoint_file(path: str | Path) -> Path:
@@ -84,32 +91,50 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         with safe_open(str(path), "pt") as f:
             metadata = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path} is not a safetensors file ({e}); pass a model.safetensors written by vitcli") from None
-    if metadata.get("format") != FORMAT:
         raise CheckpointError(
-            f"{path} is a safetensors file without vitcli metadata (format {metadata.get('format')!r}); "
+            f"{path} is not a safetensors file ({e}); pass a model.safetensors written by vitcli"
+        ) from None
+    written = metadata.get("format", "")
+    if written.startswith("vitcli/") and written not in READS:
+        raise CheckpointError(
+            f"{path} was written by vitcli {metadata.get('vitcli_version', '?')} (format {written}), newer than "
+            f"this vitcli {__version__}; upgrade vitcli to read it"
+        )
+    if written not in READS:
+        raise CheckpointError(
+            f"{path} is a safetensors file without vitcli metadata (format {written or None!r}); "
             "only checkpoints written by vitcli train carry the config needed to rebuild the model"
         )
     return metadata
 
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Checkpoint:
-    from vitcli.models import build_model
-
     path = checkpoint_file(path)
     metadata = read_metadata(path)
     try:
-        config = Config.from_dict(json.loads(metadata["config"]), source=f"{path} metadata")
-        info = DatasetInfo(**json.loads(metadata["dataset"]))
-        metrics = json.loads(metadata.get("metrics", "{}"))
-        adaptation = json.loads(metadata.get("adaptation", "[]"))
-    except (KeyError, TypeError, json.JSONDecodeError, VitcliError) as e:
+        settings, dataset = json.loads(metadata["config"]), json.loads(metadata["dataset"])
+        if metadata["format"] == "vitcli/1":
+            settings = compat.upgrade_settings(settings)
+            preprocessing = compat.upgrade_preprocessing(settings, dataset)
+        else:
+            preprocessing = json.loads(metadata["preprocessing"])
+        config = Config.from_dict(settings, source=f"{path} metadata")
+        info = DatasetInfo(**dataset)
+        adaptation = Adaptation.from_dict(json.loads(metadata["adaptation"])) if (
+            metadata["format"] == FORMAT and "adaptation" in metadata) else None
+        checkpoint = Checkpoint(
+            model=config.model.module(info), config=config, info=info,
+            preprocessing=Preprocessing.from_dict(preprocessing),
+            metrics=json.loads(metadata.get("metrics", "{}")),
+            vitcli_version=metadata.get("vitcli_version", "?"), adaptation=adaptation,
+        )
+    except (KeyError, TypeError, ValueError, VitcliError) as e:
         raise CheckpointError(f"{path} has damaged vitcli metadata ({e}); retrain or use another checkpoint") from None
-    model = build_model(config.model, info, config.finetune)
     state = load_file(str(path))
-    _check_shapes(path, model, state)
-    model.load_state_dict(state)
-    return Checkpoint(model.to(device).eval(), config, info, metrics, metadata.get("vitcli_version", "?"), adaptation)
+    _check_shapes(path, checkpoint.model, state)
+    checkpoint.model.load_state_dict(state)
+    checkpoint.model.to(device).eval()
+    return checkpoint
 
 
 def _check_shapes(path: Path, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -117,12 +142,16 @@ def _check_shapes(path: Path, model: nn.Module, state: dict[str, torch.Tensor]) 
     expected = model.state_dict()
     for name, tensor in expected.items():
         if name not in state:
-            raise CheckpointError(f"{path} lacks tensor {name!r} that its config's model has; the file does not match its metadata")
+            raise CheckpointError(
+                f"{path} lacks tensor {name!r} that its config's model has; the file does not match its metadata"
+            )
         if state[name].shape != tensor.shape:
             raise CheckpointError(
-                f"{path}: tensor {name!r} is {tuple(state[name].shape)} but the config builds {tuple(tensor.shape)}; "
-                "the weights do not match the config in the metadata"
+                f"{path}: tensor {name!r} is {tuple(state[name].shape)} but the config builds "
+                f"{tuple(tensor.shape)}; the weights do not match the config in the metadata"
             )
     extra = sorted(set(state) - set(expected))
     if extra:
-        raise CheckpointError(f"{path} has tensor {extra[0]!r} that its config's model does not; the file does not match its metadata")
+        raise CheckpointError(
+            f"{path} has tensor {extra[0]!r} that its config's model does not; the file does not match its metadata"
+        )

@@ -1,4 +1,8 @@
-"""Errors a user can fix. The CLI prints their message as one line and exits non-zero.
+"""Every error a user can fix, in one place. The CLI prints the message as one line and exits non-zero.
+
+The kind says what went wrong and so what a sweep does with a failed run: a ConfigError (bad settings)
+fails the same way every time and is not retried; an OutputError (a file that cannot be written), a
+DataError, TrainingDiverged and running out of memory may pass on another try and are retried.
 
 Anything else that escapes is a bug in vitcli and keeps its traceback.
 """
@@ -9,7 +13,8 @@ class VitcliError(Exception):
 
 
 class ConfigError(VitcliError):
-    """A bad option value, config file or combination of options."""
+    """A bad option value, config file or combination of options (including a model that does not fit
+    the data): the same settings always fail the same way."""
 
 
 class DataError(VitcliError):
@@ -22,3 +27,12 @@ class CheckpointError(VitcliError):
 
 class WeightsError(VitcliError):
     """Pretrained weights that cannot be fetched or read, or that do not fit the model."""
+
+
+class OutputError(VitcliError):
+    """A run directory, results file or picture that cannot be created or written (permissions, a full
+    disk, a path that is a file): the settings are fine, the place is not."""
+
+
+class TrainingDiverged(VitcliError):
+    """The training loss became NaN or infinite."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vitcli.errors import ConfigError
+from vitcli.errors import OutputError
 from vitcli.sweep import fmt_value
 from vitcli.sweep_results import FINISHED
 
@@ -106,7 +106,7 @@ def _save(fig, path: Path) -> Path:
         fig.tight_layout()
         atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     except OSError as e:
-        raise ConfigError(f"cannot write chart {path}: {e.strerror or e}") from None
+        raise OutputError(f"cannot write chart {path}: {e.strerror or e}") from None
     finally:
         pyplot().close(fig)
     return path

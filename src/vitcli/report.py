@@ -6,7 +6,11 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from vitcli.engine import EpochMetrics
+import math
+
+from vitcli.events import EpochMetrics
+from vitcli.models.pretrained import Adaptation
+from vitcli.preprocessing import Preprocessing
 from vitcli.run import EvalReport, RunResult
 from vitcli.sweep import fmt_value
 from vitcli.sweep_results import FINISHED, Group
@@ -43,7 +47,7 @@ def epoch_line(m: EpochMetrics, epochs: int) -> str:
 
 
 def run_table(r: RunResult) -> Table:
-    model = r.config.finetune.model if r.config.finetune else r.config.model.name
+    model = getattr(r.spec, "name", r.spec.kind)  # a timm model's name, else the kind
     table = Table(title=f"{model} on {r.info.name}", title_justify="left")
     table.add_column("")
     table.add_column("accuracy", justify="right")
@@ -64,9 +68,55 @@ def run_table(r: RunResult) -> Table:
     table.add_row("device", r.device, "")
     if r.adaptation:  # finetune: where the weights came from and what was changed to fit the data
         table.add_section()
-        for step in r.adaptation:
-            table.add_row(step["part"], Text(step["change"], justify="left"), "")
+        for part, change in adaptation_rows(r.adaptation, r.preprocessing, r.info.name):
+            table.add_row(part, Text(change, justify="left"), "")
     return table
+
+
+def adaptation_rows(a: Adaptation, preprocessing: Preprocessing, dataset: str) -> list[tuple[str, str]]:
+    """(part, change) in words for each part of a fine-tuned timm ViT: as it was published (or built by
+    timm), or how it was made to fit the data."""
+
+    def how(done: str) -> str:  # with random weights a changed part is simply built new
+        return done if a.loaded else "new, random"
+
+    same = "as pretrained" if a.loaded else "as timm builds it"
+    weights = {"timm": f"{a.weights} (timm)", "file": f"file {a.weights}"}.get(a.source, "none (random initialisation)")
+    size = f"{a.image_size[0]}x{a.image_size[1]}"
+    rows = [("weights", weights), ("images", f"{size} -> {a.model_size[0]}x{a.model_size[1]}, resized on the device "
+                                   "(bilinear)" if a.image_size != a.model_size else f"{size}, as they are")]
+    if a.gray_repeated:
+        channels = f"1 -> 3, gray repeated to RGB on the device; input conv {a.channels} channels, {same}"
+    elif a.channels_before is not None and a.channels_before != a.channels:
+        conv = "summed over RGB (timm adapt_input_conv)" if a.channels == 1 else "adapted (timm adapt_input_conv)"
+        channels = f"{a.channels_before} -> {a.channels}, input conv " + how(conv)
+    else:
+        channels = f"{a.channels}, {same}"
+    rows.append(("channels", channels))
+    patch = f"{a.patch[0]}x{a.patch[1]} px"
+    if a.patch_before is not None and a.patch_before != a.patch:
+        resampled = how("resampled (timm resample_patch_embed)")
+        rows.append(("patches", f"{a.patch_before[0]}x{a.patch_before[1]} -> {patch}, patch embedding {resampled}"))
+    else:
+        rows.append(("patches", f"{patch}, {same}"))
+    grid = f"{a.grid[0]}x{a.grid[1]} + {a.prefix_tokens}"
+    if a.positions_before is not None and a.positions_before != a.positions:
+        side = math.isqrt(a.positions_before - a.prefix_tokens)
+        was = (f"{side}x{side} + {a.prefix_tokens}" if side * side == a.positions_before - a.prefix_tokens
+               else f"{a.positions_before} rows")
+        rows.append(("positions", f"{was} -> {grid}, position table " + how("resampled (timm resample_abs_pos_embed)")))
+    else:
+        rows.append(("positions", f"{grid}, {same}"))
+    rows.append(("head", f"{a.classes_before if a.classes_before is not None else 'none'} -> {a.classes} classes, new"))
+    if a.freeze != "none":
+        what = "backbone (linear probe)" if a.freeze == "backbone" else f"stem and the first {a.freeze} blocks"
+        rows.append(("frozen", f"{what}: {a.trainable:,} of {a.total:,} parameters train"))
+    if a.layer_decay is not None:
+        rows.append(("layer decay", f"{a.layer_decay:g} per block: lr x1 at the head down to x{a.lowest_lr_scale:.3g}"))
+    source = "the pretrained weights'" if a.normalisation == "weights" else f"{dataset}'s own"
+    numbers = [", ".join(f"{v:.4g}" for v in values) for values in (preprocessing.mean, preprocessing.std)]
+    rows.append(("normalisation", f"{source}: mean {numbers[0]}, std {numbers[1]}"))
+    return rows
 
 
 def eval_tables(report: EvalReport) -> list[Table]:

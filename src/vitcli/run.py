@@ -13,10 +13,10 @@ A run directory holds
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -25,17 +25,23 @@ from vitcli.checkpoint import load_checkpoint, save_checkpoint
 from vitcli.config import Config
 from vitcli.data import load_splits
 from vitcli.data.datasets import DatasetInfo
-from vitcli.engine import EpochMetrics, EvalResult, Listener, Status, evaluate, fit, resolve_device
-from vitcli.errors import CheckpointError, ConfigError
+from vitcli.engine import EvalResult, evaluate, fit, resolve_device
+from vitcli.errors import CheckpointError, ConfigError, OutputError
+from vitcli.events import EpochMetrics, Listener, Status
 from vitcli.files import atomic_write_text
-from vitcli.models import build_model, count_parameters, num_tokens
+from vitcli.models import count_parameters, num_tokens
+from vitcli.models.pretrained import Adaptation
+from vitcli.models.specs import ModelSpec
+from vitcli.preprocessing import Preprocessing
 
 
 @dataclass
 class RunResult:
     run_dir: Path
-    config: Config
+    config: Config  # as given: config.toml repeats the run
+    spec: ModelSpec  # the exact spec of the trained model (a timm model's sizes resolved)
     info: DatasetInfo
+    preprocessing: Preprocessing
     device: str
     parameters: int
     tokens: int | None
@@ -46,7 +52,7 @@ class RunResult:
     total_seconds: float
     images_per_s: float
     peak_memory: int | None
-    adaptation: list[dict[str, str]] = field(default_factory=list)  # finetune: {part, change} rows
+    adaptation: Adaptation | None = None  # a timm model: its weights and what was changed to fit them
 
     @property
     def best(self) -> EpochMetrics:
@@ -72,61 +78,72 @@ class RunResult:
 
 
 def train_run(config: Config, on_event: Listener | None = None) -> RunResult:
-    """Train the model `config` describes (for `vitcli finetune`, a timm ViT with pretrained weights
-    adapted to the data) and write its run directory. Every check of the input (config, data, model
-    shape, weights) happens before the run directory is made."""
+    """Train the model `config` describes and write its run directory. Every check of the input
+    (settings, data, model shape, weights) happens before the run directory is made."""
     emit = on_event or (lambda event: None)
     started = time.perf_counter()
     config.validate()
+    for note in config.notes:
+        emit(Status(note))
     device = resolve_device(config.train.device)
     emit(Status(f"loading {config.data.dataset}"))
     splits = load_splits(config.data)
     # The seed fixes the initial weights and, through the batches' generator, order and augmentation.
     torch.manual_seed(config.train.seed)
-    param_groups, adaptation = None, []
-    if config.finetune is None:
-        model = build_model(config.model, splits.info)
-    else:
-        from vitcli.finetune import setup  # imports timm, which train does not need
-
-        prepared = setup(config, splits.info, emit)
-        config, model, param_groups, adaptation = prepared.config, prepared.model, prepared.param_groups, prepared.adaptation
-        splits = dataclasses.replace(splits, info=prepared.info)  # the weights' normalisation
-    model = model.to(device)
+    built = config.model.build(splits.info, splits.stats, weight_decay=config.train.weight_decay, emit=emit)
+    model = built.module.to(device)
+    preprocess = built.preprocessing.on(device)
     run_dir = _new_run_dir(config, splits.info)
-
-    atomic_write_text(run_dir / "config.toml", config.to_toml())
-    metrics_file = (run_dir / "metrics.jsonl").open("w", encoding="utf-8")
-
-    def record(event) -> None:
-        if isinstance(event, EpochMetrics):
-            metrics_file.write(json.dumps(event.to_dict()) + "\n")  # one whole line per write
-            metrics_file.flush()
-        emit(event)
-
-    with metrics_file:
-        fitted = fit(model, splits, config.train, device, augment=config.data.augment, on_event=record,
-                     param_groups=param_groups)
+    with writing(run_dir / "config.toml") as path:
+        atomic_write_text(path, config.to_toml())
+    with MetricsLog(run_dir / "metrics.jsonl", emit) as log:
+        fitted = fit(model, splits, config.train, device, preprocess,
+                     augment=splits.info.family if config.data.augment else None,
+                     param_groups=built.param_groups, on_event=log)
     emit(Status("evaluating the best epoch on the test set"))
     result = RunResult(
-        run_dir=run_dir,
-        config=config,
-        info=splits.info,
-        device=str(device),
-        parameters=count_parameters(model),
-        tokens=num_tokens(model),
-        history=fitted.history,
-        best_epoch=fitted.best_epoch,
-        test=evaluate(model, splits.test, splits.info, device),
-        train_seconds=fitted.seconds,
-        total_seconds=0.0,
-        images_per_s=fitted.images_per_s,
-        peak_memory=fitted.peak_memory,
-        adaptation=adaptation,
+        run_dir=run_dir, config=config, spec=built.spec, info=splits.info, preprocessing=built.preprocessing,
+        device=str(device), parameters=count_parameters(model), tokens=num_tokens(model),
+        history=fitted.history, best_epoch=fitted.best_epoch,
+        test=evaluate(model, splits.test, preprocess, device, len(splits.info.classes)),
+        train_seconds=fitted.seconds, total_seconds=0.0, images_per_s=fitted.images_per_s,
+        peak_memory=fitted.peak_memory, adaptation=built.adaptation,
     )
-    save_checkpoint(run_dir / "model.safetensors", model, config, splits.info, result.metrics(), adaptation)
+    save_checkpoint(run_dir / "model.safetensors", built, config, splits.info, result.metrics())
     result.total_seconds = time.perf_counter() - started
     return result
+
+
+class MetricsLog:
+    """A listener that appends each EpochMetrics to metrics.jsonl as one whole line, then passes every
+    event on."""
+
+    def __init__(self, path: Path, emit: Listener):
+        self.path, self.emit = path, emit
+
+    def __enter__(self) -> MetricsLog:
+        with writing(self.path):
+            self.file = self.path.open("w", encoding="utf-8")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.file.close()
+
+    def __call__(self, event) -> None:
+        if isinstance(event, EpochMetrics):
+            with writing(self.path):
+                self.file.write(json.dumps(event.to_dict()) + "\n")
+                self.file.flush()
+        self.emit(event)
+
+
+@contextlib.contextmanager
+def writing(path: Path):
+    """An OSError while writing `path` as one OutputError line (a full disk, permissions)."""
+    try:
+        yield path
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}; free space or choose another --out") from None
 
 
 def _new_run_dir(config: Config, info: DatasetInfo) -> Path:
@@ -137,7 +154,7 @@ def _new_run_dir(config: Config, info: DatasetInfo) -> Path:
             raise ConfigError(f"{run_dir} already holds a trained model; choose another --name or remove it")
     else:
         dataset = Path(info.name[len("folder:"):]).name if info.name.startswith("folder:") else info.name
-        base = out / f"{config.model.name}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+        base = out / f"{config.model.kind}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_dir, n = base, 1
         while run_dir.exists():  # two runs started in the same second
             n += 1
@@ -145,7 +162,7 @@ def _new_run_dir(config: Config, info: DatasetInfo) -> Path:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ConfigError(f"cannot create run directory {run_dir}: {e.strerror}; choose another --out") from None
+        raise OutputError(f"cannot create run directory {run_dir}: {e.strerror}; choose another --out") from None
     return run_dir
 
 
@@ -182,30 +199,21 @@ def eval_checkpoint(
     batch_size: int = 1024,
 ) -> EvalReport:
     """Accuracy, loss and confusion of a checkpoint on a split of its own data set (or of `dataset`,
-    which must have images of the same shape and the same number of classes)."""
-    if split not in ("train", "val", "test"):
-        raise ConfigError(f"--split must be train, val or test, got {split!r}")
+    which must have images of the same shape and the same number of classes). Images are prepared as
+    in training, by the checkpoint's own preprocessing, whatever data set they come from."""
     if batch_size <= 0:
         raise ConfigError(f"--batch-size must be a positive whole number, got {batch_size}")
     torch_device = resolve_device(device)
     checkpoint = load_checkpoint(path, torch_device)
-    trained = checkpoint.config.data
-    data_cfg = trained.for_evaluation(dataset, data_dir)
+    data_cfg = checkpoint.config.data.for_evaluation(dataset, data_dir)
     splits = load_splits(data_cfg)
-    info, trained_info = splits.info, checkpoint.info
-    shape, trained_shape = (info.channels, info.height, info.width), (trained_info.channels, trained_info.height, trained_info.width)
-    if shape != trained_shape or len(info.classes) != len(trained_info.classes):
+    info, trained = splits.info, checkpoint.info
+    shape, trained_shape = (info.channels, info.height, info.width), (trained.channels, trained.height, trained.width)
+    if shape != trained_shape or len(info.classes) != len(trained.classes):
         raise CheckpointError(
-            f"the checkpoint was trained on {_describe(trained_info)} but {data_cfg.dataset} has {_describe(info)}; "
+            f"the checkpoint was trained on {trained.describe()} but {data_cfg.dataset} has {info.describe()}; "
             "evaluate it on data of the same shape and number of classes"
         )
-    # Preprocess exactly as in training: the checkpoint's normalisation, not the new data set's.
-    info = trained_info if data_cfg.dataset == trained.dataset else DatasetInfo(
-        **{**info.to_dict(), "mean": trained_info.mean, "std": trained_info.std}
-    )
-    result = evaluate(checkpoint.model, splits.get(split), info, torch_device, batch_size)
+    result = evaluate(checkpoint.model, splits.get(split), checkpoint.preprocessing.on(torch_device), torch_device,
+                      len(info.classes), batch_size)
     return EvalReport(Path(path), data_cfg.dataset, split, info.classes, result)
-
-
-def _describe(info: DatasetInfo) -> str:
-    return f"{info.height}x{info.width}x{info.channels} images with {len(info.classes)} classes"

@@ -12,7 +12,8 @@ Both are rewritten atomically after every run (`sweep_results`, which also summa
 Identity and resume: a run's key is a hash of its full resolved config without output paths, so the same
 settings always get the same key and run directory. Re-running a sweep skips runs recorded as finished
 and runs recorded as invalid (a bad combination of values fails the same way every time); runs that
-failed for another reason (diverged, out of memory, data) are retried.
+failed for another reason (diverged, out of memory, data, a file that could not be written) are retried.
+Runs that differ only in options their model kind does not have (--embed-dim for the CNN) are one run.
 """
 
 from __future__ import annotations
@@ -31,25 +32,39 @@ from typing import Any
 
 import torch
 
-from vitcli.config import Config, DataConfig, load_toml
-from vitcli.engine import Event, TrainingDiverged, resolve_device
-from vitcli.errors import ConfigError, DataError
+from vitcli import fields
+from vitcli.config import Config, DataConfig, TrainConfig, load_toml
+from vitcli.engine import resolve_device
+from vitcli.errors import ConfigError, DataError, OutputError, TrainingDiverged
+from vitcli.events import Event
+from vitcli.fields import field_names
+from vitcli.models.specs import CNNSpec, ViTSpec
 from vitcli.sweep_results import FAILED, FINISHED, load_results, write_results
 
 MODES = ("grid", "zip")
-INVALID = "invalid"  # the kind of failure that is not retried
+INVALID = "invalid"  # the kind of failure that is not retried: the same settings fail the same way
+# Each error kind's name in a failed row; all but INVALID are retried when the sweep is run again.
+FAILURES = ((ConfigError, INVALID), (DataError, "data"), (OutputError, "output"), (TrainingDiverged, "diverged"))
 
 
 def _sweepable() -> dict[str, tuple[str, str]]:
-    """Option name (as in `[grid]`, snake case) -> (Config section, field), for every train setting.
+    """Option name (as in `[grid]`, snake case) -> (Config section, field), for every train setting:
+    the model kind (`--model`), the ViT's and the CNN's options, data and training.
 
-    The output settings ([run]) belong to the sweep itself. [model] name is the option `--model`.
+    The output settings ([run]) belong to the sweep itself.
     """
-    options = {}
-    for section in ("model", "data", "train"):
-        for f in dataclasses.fields(getattr(Config(), section)):
-            options["model" if (section, f.name) == ("model", "name") else f.name] = (section, f.name)
+    options = {"model": ("model", "kind")}
+    for spec in (ViTSpec, CNNSpec):
+        options.update({name: ("model", name) for name in field_names(spec)})
+    for section, section_cls in (("data", DataConfig), ("train", TrainConfig)):
+        options.update({name: (section, name) for name in field_names(section_cls)})
     return options
+
+
+def applies(key: str, config: Config) -> bool:
+    """Whether option `key` is a setting of `config`'s run (a ViT option is none of a CNN's)."""
+    section, name = SWEEPABLE[key]
+    return section != "model" or name == "kind" or name in field_names(type(config.model))
 
 
 SWEEPABLE = _sweepable()
@@ -60,7 +75,7 @@ class PlannedRun:
     index: int  # 1-based, in plan order
     values: dict[str, Any]  # the swept values of this run
     config: Config  # resolved, output paths set to the sweep's directory
-    key: str
+    key: str  # swept values that are no setting of this run's model kind are None
     invalid: str | None  # why the combination cannot run, when that is known without the data
 
     @property
@@ -75,6 +90,7 @@ class Sweep:
     mode: str
     axes: list[str]
     runs: list[PlannedRun]
+    notes: list[str] = dataclasses.field(default_factory=list)  # runs merged because they are the same
 
 
 # --- planning ----------------------------------------------------------------------------------------
@@ -90,8 +106,6 @@ def plan_sweep(
     value is shared by every run, several are swept. A `[grid]` table in the TOML file adds swept lists,
     its other sections the shared settings; the command line overrides both. Bad input raises
     ConfigError before anything is written."""
-    if mode not in MODES:
-        raise ConfigError(f"--mode must be grid or zip, got {mode!r}")
     base, grid = _read_config(config_path)
     for key, values in (options or {}).items():
         if key not in SWEEPABLE:
@@ -104,10 +118,8 @@ def plan_sweep(
     axes = {k: v for k, v in grid.items() if len(v) > 1}
     axes = {k: axes[k] for k in SWEEPABLE if k in axes}  # one column order, whatever the input order
     _check_values(base, axes)
-    combos = expand(axes, mode)
-    configs = [base.merged(_nest(values)) for values in combos]
+    combos, configs, notes = _distinct_runs(base, axes, expand(axes, mode))
     keys = [run_key(c) for c in configs]
-    _check_distinct(combos, keys)
     name = name or default_name(list(axes), mode, keys)
     if not name or "/" in name or name in (".", ".."):
         raise ConfigError(f"--name must be a plain folder name, got {name!r}")
@@ -116,11 +128,41 @@ def plan_sweep(
     for index, (values, config, key) in enumerate(zip(combos, configs, keys), start=1):
         config.run.out, config.run.name = str(sweep_dir), run_dir_name(values, key)
         runs.append(PlannedRun(index, values, config, key, _combination_error(config)))
-    return Sweep(name, sweep_dir, mode, list(axes), runs)
+    return Sweep(name, sweep_dir, mode, list(axes), runs, notes)
+
+
+def _distinct_runs(base: Config, axes: dict[str, list[Any]], combos: list[dict[str, Any]]):
+    """The runs the combinations describe, once each. A swept value that is no setting of its run's model
+    kind (--embed-dim for the CNN) becomes None, and the runs that differ only by such values are one
+    run; an option that is a setting of no run is refused, as are values repeated on the command line."""
+    configs = [base.merged(_nest(values)) for values in combos]
+    shown = [{k: v if applies(k, c) else None for k, v in values.items()} for values, c in zip(combos, configs)]
+    for key in axes:
+        if all(values[key] is None for values in shown):
+            kinds = sorted({c.model.kind for c in configs})
+            raise ConfigError(
+                f"{fields.flag(key)} is not a setting of the {' or '.join(kinds)} model this sweep trains, so each "
+                f"of its values would train the same model again; leave it out, or sweep --model too"
+            )
+    first: dict[str, int] = {}
+    kept: list[int] = []
+    for i, config in enumerate(configs):
+        key = run_key(config)
+        if key not in first:
+            first[key] = i
+            kept.append(i)
+        elif combos[first[key]] == combos[i] or shown[first[key]] != shown[i]:
+            j = first[key]
+            raise ConfigError(f"runs {j + 1} and {i + 1} are the same run ({describe(combos[j])}); remove the repeated values")
+    merged = len(configs) - len(kept)
+    notes = [f"{merged} runs left out: they differ from others only in options their model kind does not have"] if merged else []
+    return [shown[i] for i in kept], [configs[i] for i in kept], notes
 
 
 def expand(axes: dict[str, list[Any]], mode: str = "grid") -> list[dict[str, Any]]:
     """Swept values per run: the cartesian product (first option slowest) or the lists walked in step."""
+    if mode not in MODES:
+        raise ConfigError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     names = list(axes)
     if mode == "zip":
         lengths = {k: len(v) for k, v in axes.items()}
@@ -140,7 +182,7 @@ def run_key(config: Config) -> str:
 
 
 def run_dir_name(values: dict[str, Any], key: str) -> str:
-    readable = "-".join(f"{k}={fmt_value(v)}" for k, v in values.items())
+    readable = "-".join(f"{k}={fmt_value(v)}" for k, v in values.items() if v is not None)
     readable = re.sub(r"[^A-Za-z0-9.=_+-]", "_", readable)[:120]
     return f"{readable}-{key}" if readable else key
 
@@ -172,25 +214,14 @@ def _read_config(path: str | Path | None) -> tuple[Config, dict[str, list[Any]]]
 
 
 def _check_values(base: Config, axes: dict[str, list[Any]]) -> None:
-    """Each value on its own must be valid; only combinations of valid values may fail as runs."""
-    base.validate_values()
+    """Each value on its own must be valid (a config checks its values as it is made); only combinations
+    of valid values may fail as runs."""
     resolve_device(base.train.device)
     for key, values in axes.items():
         for value in values:
-            config = base.merged(_nest({key: value})).validate_values()
+            config = base.merged(_nest({key: value}))
             if key == "device":
                 resolve_device(config.train.device)
-
-
-def _check_distinct(combos: list[dict[str, Any]], keys: list[str]) -> None:
-    first: dict[str, int] = {}
-    for i, key in enumerate(keys):
-        if key in first:
-            j = first[key]
-            raise ConfigError(
-                f"runs {j + 1} and {i + 1} are the same run ({describe(combos[j])}); remove the repeated values"
-            )
-        first[key] = i
 
 
 def _combination_error(config: Config) -> str | None:
@@ -214,12 +245,15 @@ def _flag(key: str) -> str:
 
 
 def fmt_value(value: Any) -> str:
+    """A swept value in a table or a name; "-" for an option that is no setting of the run's model."""
+    if value is None:
+        return "-"
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def describe(values: dict[str, Any]) -> str:
     """`embed_dim=32 lr=0.001`: swept values as the run lines and messages show them."""
-    return " ".join(f"{k}={fmt_value(v)}" for k, v in values.items()) or "no swept values"
+    return " ".join(f"{k}={fmt_value(v)}" for k, v in values.items() if v is not None) or "no swept values"
 
 
 # --- dry run: sizes without training -----------------------------------------------------------------
@@ -227,7 +261,7 @@ def describe(values: dict[str, Any]) -> str:
 def dry_run(sweep: Sweep) -> list[dict[str, Any]]:
     """Each planned run with its parameter count and tokens per image (models built on the meta device,
     so nothing is allocated), or why it cannot run; and whether its result is already recorded."""
-    from vitcli.models import build_model, count_parameters, num_tokens
+    from vitcli.models import count_parameters, num_tokens
 
     done = {row["key"]: row for row in load_results(sweep.dir)}
     infos: dict[tuple[str, str | None], Any] = {}
@@ -239,7 +273,7 @@ def dry_run(sweep: Sweep) -> list[dict[str, Any]]:
             info = _dataset_info(run.config.data, infos)
             try:
                 with torch.device("meta"):
-                    model = build_model(run.config.model, info)
+                    model = run.config.model.module(info)
             except ConfigError as e:
                 row["error"] = str(e)
             else:
@@ -334,7 +368,7 @@ def _attempt(sweep: Sweep, run: PlannedRun, emit: SweepListener) -> dict[str, An
         shutil.rmtree(stale)
     try:
         return _finished_row(sweep, run, train_run(run.config, on_event=emit))
-    except (ConfigError, DataError, TrainingDiverged, torch.cuda.OutOfMemoryError, MemoryError) as e:
+    except (ConfigError, DataError, OutputError, TrainingDiverged, torch.cuda.OutOfMemoryError, MemoryError) as e:
         if isinstance(e, torch.cuda.OutOfMemoryError):
             torch.cuda.empty_cache()  # so the next, perhaps smaller, run has the memory back
         return _failed_row(sweep, run, e)
@@ -358,14 +392,7 @@ def _finished_row(sweep: Sweep, run: PlannedRun, result) -> dict[str, Any]:
 
 
 def _failed_row(sweep: Sweep, run: PlannedRun, error: BaseException) -> dict[str, Any]:
-    if isinstance(error, ConfigError):
-        kind = INVALID
-    elif isinstance(error, DataError):
-        kind = "data"
-    elif isinstance(error, TrainingDiverged):
-        kind = "diverged"
-    else:
-        kind = "out of memory"
+    kind = next((name for cls, name in FAILURES if isinstance(error, cls)), "out of memory")
     reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
     return {**_base_row(sweep, run), "status": FAILED, "failure": kind, "error": reason}
 
@@ -376,4 +403,4 @@ def make_sweep_dir(sweep: Sweep) -> None:
     try:
         sweep.dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ConfigError(f"cannot create sweep directory {sweep.dir}: {e.strerror or e}; choose another --out") from None
+        raise OutputError(f"cannot create sweep directory {sweep.dir}: {e.strerror or e}; choose another --out") from None

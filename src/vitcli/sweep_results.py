@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vitcli.errors import ConfigError
+from vitcli.errors import OutputError
 from vitcli.files import atomic_write_text
 
 FINISHED, FAILED = "finished", "failed"
@@ -34,7 +34,7 @@ def load_results(sweep_dir: str | Path) -> list[dict[str, Any]]:
     try:
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{path} cannot be read ({e}); move it away to start the sweep afresh") from None
+        raise OutputError(f"{path} cannot be read ({e}); move it away to start the sweep afresh") from None
 
 
 def write_results(sweep_dir: str | Path, rows: list[dict[str, Any]]) -> None:
@@ -43,7 +43,7 @@ def write_results(sweep_dir: str | Path, rows: list[dict[str, Any]]) -> None:
         atomic_write_text(sweep_dir / RESULTS_JSONL, "".join(json.dumps(row) + "\n" for row in rows))
         atomic_write_text(sweep_dir / RESULTS_CSV, results_csv(rows))
     except OSError as e:
-        raise ConfigError(f"cannot write the results in {sweep_dir}: {e.strerror or e}") from None
+        raise OutputError(f"cannot write the results in {sweep_dir}: {e.strerror or e}") from None
 
 
 def results_csv(rows: list[dict[str, Any]]) -> str:

@@ -11,7 +11,8 @@ from rich.table import Table
 from rich.text import Text
 
 from vitcli.attention import AttentionReport, explain_checkpoint
-from vitcli.attention_figure import overlay_rgb
+from vitcli.attention_figure import draw_report, overlay_rgb
+from vitcli.cli.choices import HeadFusion, SplitName, plain
 from vitcli.cli.common import console, user_errors
 from vitcli.report import half_blocks
 
@@ -21,10 +22,10 @@ def attention(
     index: Optional[List[int]] = typer.Option(None, "--index", help="Images of the split by position: --index 0 5 17. \\[default: 0]", rich_help_panel="Images"),
     image: Optional[List[Path]] = typer.Option(None, "--image", help="Image files instead: --image a.png b.png (converted to the model's channels and size).", rich_help_panel="Images"),
     random: Optional[int] = typer.Option(None, "--random", help="N images of the split drawn at random (see --seed).", rich_help_panel="Images"),
-    split: str = typer.Option("test", help="train, val or test (val and train are split as in training).", rich_help_panel="Images"),
+    split: SplitName = typer.Option("test", help="Which split (val and train are split as in training).", rich_help_panel="Images"),
     seed: int = typer.Option(0, help="Seed for --random.", rich_help_panel="Images"),
     data_dir: Optional[Path] = typer.Option(None, help="Where the data set is. \\[default: as in training]", rich_help_panel="Images"),
-    head_fusion: str = typer.Option("mean", help="How rollout fuses the heads of a block: mean, max or min.", rich_help_panel="Rollout"),
+    head_fusion: HeadFusion = typer.Option("mean", help="How rollout fuses the heads of a block.", rich_help_panel="Rollout"),
     discard: float = typer.Option(0.0, help="Fraction of the weakest attention weights rollout drops in each block, in [0, 1).", rich_help_panel="Rollout"),
     out: Optional[Path] = typer.Option(None, help="Folder for the PNGs. \\[default: the run directory's attention/]", rich_help_panel="Output"),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N.", rich_help_panel="Output"),
@@ -36,10 +37,10 @@ def attention(
     """
     with user_errors():
         report = explain_checkpoint(
-            checkpoint, indices=index or None, files=image or None, random=random, split=split, seed=seed,
-            data_dir=None if data_dir is None else str(data_dir), out=out, head_fusion=head_fusion,
-            discard_ratio=discard, device=device,
+            checkpoint, indices=index or None, files=image or None, random=random, split=plain(split), seed=seed,
+            data_dir=plain(data_dir), head_fusion=plain(head_fusion), discard_ratio=discard, device=device,
         )
+        report = draw_report(report, out)
     if as_json:
         typer.echo(json.dumps(report.to_dict()))
         return

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from vitcli.cli.choices import plain
 from vitcli.config import Config
 
 DATA, TRAINING, OUTPUT = "Data", "Training", "Output"
@@ -29,10 +30,7 @@ SHARED_SECTIONS = {
 def shared_overrides(options: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The [data], [train] and [run] overrides from a command's options (its `locals()`); paths become
     the config's strings and None stays "not given"."""
-    return {
-        section: {key: str(options[key]) if isinstance(options[key], Path) else options[key] for key in keys}
-        for section, keys in SHARED_SECTIONS.items()
-    }
+    return {section: {key: plain(options[key]) for key in keys} for section, keys in SHARED_SECTIONS.items()}
 
 
 def default_help(defaults: Config, section: str, key: str) -> str:

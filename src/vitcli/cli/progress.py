@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from vitcli.engine import EpochMetrics, EpochStart, Event, Status, StepDone
+from vitcli.events import EpochMetrics, EpochStart, Event, Status, StepDone
 from vitcli.report import epoch_line
 
 

@@ -15,10 +15,11 @@ from typing import List, Optional, get_args
 import typer
 from rich.markup import escape
 
+from vitcli.cli.choices import SweepMode, plain
 from vitcli.cli.common import console, err_console, multi_value_command, user_errors
 from vitcli.cli.progress import TrainProgress
 from vitcli.cli.train import train
-from vitcli.engine import EpochStart, StepDone
+from vitcli.events import EpochStart, StepDone
 from vitcli.errors import ConfigError
 from vitcli.report import fmt_pct, planned_table, sweep_table
 from vitcli.sweep import (SWEEPABLE, RunEnded, RunStarted, check_data, describe, dry_run, make_sweep_dir, plan_sweep,
@@ -29,7 +30,7 @@ BOOL_FLAGS = ("augment", "compile")  # train's --x/--no-x switches; here --x tru
 
 
 def sweep(
-    mode: str = typer.Option("grid", help="grid: every combination of the swept values; zip: the value lists walked in step (same lengths).", rich_help_panel="Sweep"),
+    mode: SweepMode = typer.Option("grid", help="grid: every combination of the swept values; zip: the value lists walked in step (same lengths).", rich_help_panel="Sweep"),
     name: Optional[str] = typer.Option(None, help="Sweep directory name. \\[default: the swept options and a hash of the runs, so the same command resumes]", rich_help_panel="Sweep"),
     out: Path = typer.Option(Path("sweeps"), help="Folder for sweep directories.", rich_help_panel="Sweep"),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file: a \\[grid] table of lists, and shared settings in \\[model], \\[data], \\[train].", rich_help_panel="Sweep"),
@@ -44,15 +45,17 @@ def sweep(
 
     Finished runs are skipped on re-run; runs that failed for a reason other than an invalid combination are retried.
     """
-    given = {key: [_plain(v) for v in values] for key, values in options.items() if values}
+    given = {key: [plain(v) for v in values] for key, values in options.items() if values}
     with user_errors():
-        plan = plan_sweep(given, config, mode, name, out)
+        plan = plan_sweep(given, config, plain(mode), name, out)
         if dry_run_:
             return _print_dry_run(plan, as_json)
         check_data(plan)
         state = resume_state(plan)
         make_sweep_dir(plan)
     shown = err_console if as_json else console
+    for note in plan.notes:
+        shown.print(f"[dim]note: {escape(note)}[/]", highlight=False)
     shown.print(_resume_line(plan, state), highlight=False)
     # Every failure of a run becomes its row; what comes out of run_sweep is Ctrl-C or a results file
     # that cannot be written.
@@ -100,10 +103,6 @@ sweep.__signature__ = inspect.Signature([*(p.replace(kind=inspect.Parameter.KEYW
 
 # Several values after one option; train's switches swept as `--augment true false`.
 SweepCommand = multi_value_command([k.replace("_", "-") for k in SWEEPABLE], BOOL_FLAGS)
-
-
-def _plain(value):
-    return str(value) if isinstance(value, Path) else value
 
 
 # --- printing ----------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from vitcli.cli.options import (OUTPUT, TRAINING, Augment, BatchSize, Compile, C
                                 Epochs, LabelSmoothing, Out, PrintConfig, Subset, ValSize, Warmup, WeightDecay,
                                 default_help, shared_overrides)
 from vitcli.cli.progress import TrainProgress
+from vitcli.cli.choices import PosEmbed, TrainModel, plain
 from vitcli.config import Config, load_config
 from vitcli.report import run_table
 from vitcli.run import train_run
@@ -26,13 +27,13 @@ def _default(section: str, key: str) -> str:
 
 # Each option defaults to None ("not given"; see cli/options.py). `vitcli sweep` copies these parameters.
 def train(
-    model: Annotated[Optional[str], typer.Option("--model", help="vit or cnn." + _default("model", "name"), rich_help_panel=_MODEL)] = None,
+    model: Annotated[Optional[TrainModel], typer.Option("--model", help="The in-house ViT or the baseline CNN. \\[default: vit]", rich_help_panel=_MODEL)] = None,
     embed_dim: Annotated[Optional[int], typer.Option(help="Token width of the ViT." + _default("model", "embed_dim"), rich_help_panel=_MODEL)] = None,
     patch_size: Annotated[Optional[int], typer.Option(help="Patch side in pixels; must divide the image height and width." + _default("model", "patch_size"), rich_help_panel=_MODEL)] = None,
     depth: Annotated[Optional[int], typer.Option(help="Number of transformer blocks." + _default("model", "depth"), rich_help_panel=_MODEL)] = None,
     heads: Annotated[Optional[int], typer.Option(help="Attention heads; 1 uses single-head attention. Must divide --embed-dim." + _default("model", "heads"), rich_help_panel=_MODEL)] = None,
     mlp_dim: Annotated[Optional[int], typer.Option(help="Hidden size of each MLP. \\[default: 4 x embed-dim]", rich_help_panel=_MODEL)] = None,
-    pos_embed: Annotated[Optional[str], typer.Option(help="learned or sinusoidal positional embedding." + _default("model", "pos_embed"), rich_help_panel=_MODEL)] = None,
+    pos_embed: Annotated[Optional[PosEmbed], typer.Option(help="Positional embedding of the ViT." + _default("model", "pos_embed"), rich_help_panel=_MODEL)] = None,
     dropout: Annotated[Optional[float], typer.Option(help="Dropout rate in the ViT's blocks or the CNN's classifier." + _default("model", "dropout"), rich_help_panel=_MODEL)] = None,
     dataset: Dataset = None,
     data_dir: DataDir = None,
@@ -53,10 +54,14 @@ def train(
     config: ConfigFile = None,
     print_config: PrintConfig = False,
 ) -> None:
-    """Train a ViT or the baseline CNN and save the best-validation model to a run directory."""
+    """Train a ViT or the baseline CNN and save the best-validation model to a run directory.
+
+    Options of the other model kind (--heads for the CNN) are left out with a note.
+    """
     overrides = {
-        "model": dict(name=model, embed_dim=embed_dim, patch_size=patch_size, depth=depth, heads=heads,
-                      mlp_dim=mlp_dim, pos_embed=pos_embed, dropout=dropout),
+        "model": {key: plain(value) for key, value in dict(
+            kind=model, embed_dim=embed_dim, patch_size=patch_size, depth=depth, heads=heads, mlp_dim=mlp_dim,
+            pos_embed=pos_embed, dropout=dropout).items()},
         **shared_overrides(locals()),
     }
     train_and_print(config, overrides, print_config)
@@ -68,7 +73,7 @@ def train_and_print(config: Path | None, overrides: dict[str, dict[str, Any]], p
     with user_errors():
         cfg = load_config(config, overrides, defaults=defaults)
         if print_config:
-            typer.echo(cfg.to_toml(), nl=False)
+            typer.echo(cfg.validate().to_toml(), nl=False)
             return
         with TrainProgress(console) as listen:
             result = train_run(cfg, on_event=listen)

@@ -1,7 +1,7 @@
 """Data: a registry of data sets decoded to uint8 tensors (`datasets`), cached on disk (`cache`), and
-turned into normalised, augmented batches on the device (`batches`)."""
+turned into augmented batches of model inputs on the device (`batches`)."""
 
 from vitcli.data.batches import Batches
-from vitcli.data.datasets import DatasetInfo, Split, Splits, load_splits
+from vitcli.data.datasets import SPLITS, ChannelStats, DatasetInfo, Split, Splits, load_splits
 
-__all__ = ["Batches", "DatasetInfo", "Split", "Splits", "load_splits"]
+__all__ = ["SPLITS", "Batches", "ChannelStats", "DatasetInfo", "Split", "Splits", "load_splits"]

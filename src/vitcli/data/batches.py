@@ -1,7 +1,8 @@
 """Mini-batches built on the device from uint8 tensors, with augmentation as tensor operations.
 
 The whole split is moved to the device once (60,000 MNIST images are 47 MB as uint8); each batch is a
-gather, an optional augmentation and one multiply-add to normalise. There are no worker processes, no
+gather, an optional augmentation on the uint8 images, and the model's preprocessing (one multiply-add
+to normalise, and a resize where the model takes another size; `vitcli.preprocessing`). There are no worker processes, no
 PIL and no per-image Python, which is what makes small models train fast on a CPU as on a GPU.
 """
 
@@ -11,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vitcli.data.datasets import DatasetInfo, Split
+from vitcli.data.datasets import Split
+from vitcli.preprocessing import Preprocessor
 
 # Digits move a little (no flips: a mirrored 2 is not a 2); natural images get the usual CIFAR recipe.
 DIGIT_MAX_SHIFT = 1
@@ -45,46 +47,34 @@ def augment(images: Tensor, family: str, generator: torch.Generator) -> Tensor:
     return random_flip(random_translate(images, NATURAL_PADDING, generator), generator)
 
 
-def normaliser(info: DatasetInfo, device: torch.device | str) -> tuple[Tensor, Tensor]:
-    """(scale, shift) with (x / 255 - mean) / std = x * scale + shift: one fused op per batch."""
-    std = torch.tensor(info.std, device=device).view(1, -1, 1, 1)
-    mean = torch.tensor(info.mean, device=device).view(1, -1, 1, 1)
-    return 1 / (255 * std), -mean / std
-
-
-def normalise(images: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
-    """uint8 images to the float inputs every model sees, in training, evaluation and attention alike."""
-    return torch.addcmul(shift, images.float(), scale)
-
-
 class Batches:
-    """Iterate over (normalised float images (B, C, H, W), labels (B,)) on `device`.
+    """Iterate over (model inputs (B, C, H, W), labels (B,)) on the preprocessor's device.
 
     With `shuffle`, each pass draws a new order from a seeded generator, so runs are repeatable; with
-    `drop_last`, every batch has the same shape (what torch.compile and CUDA graphs want).
+    `drop_last`, every batch has the same shape (what torch.compile and CUDA graphs want). `augment`
+    names the augmentation family ("digits" or "natural"; None: none).
     """
 
     def __init__(
         self,
         split: Split,
-        info: DatasetInfo,
         batch_size: int,
         device: torch.device,
+        preprocess: Preprocessor,
         *,
         shuffle: bool = False,
-        augment: bool = False,
+        augment: str | None = None,
         drop_last: bool = False,
         seed: int = 0,
     ):
         self.images = split.images.to(device)
         self.labels = split.labels.to(device)
-        self.family = info.family
         self.batch_size = batch_size
+        self.preprocess = preprocess
         self.shuffle, self.augment = shuffle, augment
         # Never drop everything: a subset smaller than one batch still trains.
         self.drop_last = drop_last and len(self.labels) >= batch_size
         self.generator = torch.Generator(device=device).manual_seed(seed)
-        self.scale, self.shift = normaliser(info, device)
 
     def __len__(self) -> int:
         n = len(self.labels)
@@ -98,6 +88,6 @@ class Batches:
             if order is not None:
                 index = order[index]
             images = self.images[index]
-            if self.augment:
-                images = augment(images, self.family, self.generator)
-            yield normalise(images, self.scale, self.shift), self.labels[index]
+            if self.augment is not None:
+                images = augment(images, self.augment, self.generator)
+            yield self.preprocess(images), self.labels[index]

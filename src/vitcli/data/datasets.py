@@ -26,19 +26,30 @@ from vitcli.errors import DataError
 
 @dataclass
 class DatasetInfo:
-    """What a model, a checkpoint and the batches need to know about a data set."""
+    """Facts about a data set that a model, a checkpoint and the batches need: its shape, its classes and
+    its family. How a model's inputs are normalised is the model's (`vitcli.preprocessing`)."""
 
     name: str
     channels: int
     height: int
     width: int
     classes: list[str]
-    mean: list[float]  # per channel, of pixel values scaled to [0, 1]
-    std: list[float]
     family: str  # "digits" (translation augmentation) or "natural" (crop with padding and flips)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def describe(self) -> str:
+        return f"{self.height}x{self.width}x{self.channels} images with {len(self.classes)} classes"
+
+
+@dataclass(frozen=True)
+class ChannelStats:
+    """Per-channel mean and std of a data set's training pixels scaled to [0, 1]: the published constants
+    for the torchvision sets, computed for an image folder. Models trained from scratch normalise with them."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
 
 
 @dataclass
@@ -50,19 +61,23 @@ class Split:
         return len(self.labels)
 
 
+SPLITS = ("train", "val", "test")
+
+
 @dataclass
 class Splits:
     info: DatasetInfo
+    stats: ChannelStats
     train: Split
     val: Split | None
     test: Split
 
     def get(self, name: str) -> Split:
-        split = {"train": self.train, "val": self.val, "test": self.test}.get(name)
+        if name not in SPLITS:
+            raise DataError(f"unknown split {name!r}; use {', '.join(SPLITS)}")
+        split = getattr(self, name)
         if split is None:
-            if name == "val":
-                raise DataError("this data set has no validation split (val_size is 0); use --split test")
-            raise DataError(f"unknown split {name!r}; use train, val or test")
+            raise DataError("this data set has no validation split (val_size is 0); use --split test")
         return split
 
 
@@ -75,7 +90,8 @@ def default_data_dir() -> Path:
 def load_splits(cfg: DataConfig, download: bool = True) -> Splits:
     """The train / val / test splits for a data config: validation held out of train (seeded, the same
     for every run with the same val_size), then the training subset if one is asked for."""
-    info, train, val, test = _load_source(cfg.dataset, Path(cfg.data_dir).expanduser() if cfg.data_dir else None, download)
+    data_dir = Path(cfg.data_dir).expanduser() if cfg.data_dir else None
+    info, stats, train, val, test = _load_source(cfg.dataset, data_dir, download)
     if val is None:
         val_size = default_val_size(len(train)) if cfg.val_size is None else cfg.val_size
         if val_size >= len(train):
@@ -95,7 +111,7 @@ def load_splits(cfg: DataConfig, download: bool = True) -> Splits:
         # The first N of a seeded shuffle, so a subset covers every class.
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(1))[: cfg.subset]
         train = Split(train.images[order], train.labels[order])
-    return Splits(info, train, val, test)
+    return Splits(info, stats, train, val, test)
 
 
 def default_val_size(train_size: int) -> int:
@@ -103,7 +119,10 @@ def default_val_size(train_size: int) -> int:
     return 5000 if train_size >= 50_000 else train_size // 10
 
 
-def _load_source(dataset: str, data_dir: Path | None, download: bool) -> tuple[DatasetInfo, Split, Split | None, Split]:
+Source = tuple[DatasetInfo, ChannelStats, Split, Split | None, Split]
+
+
+def _load_source(dataset: str, data_dir: Path | None, download: bool) -> Source:
     if dataset.startswith("folder:"):
         return _load_folder(Path(dataset[len("folder:"):]).expanduser())
     if dataset not in TORCHVISION_SOURCES:
@@ -155,7 +174,7 @@ TORCHVISION_SOURCES = {
 }
 
 
-def _load_torchvision(name: str, root: Path, download: bool) -> tuple[DatasetInfo, Split, None, Split]:
+def _load_torchvision(name: str, root: Path, download: bool) -> Source:
     source = TORCHVISION_SOURCES[name]
     source_dir = root / source.folder
 
@@ -175,8 +194,9 @@ def _load_torchvision(name: str, root: Path, download: bool) -> tuple[DatasetInf
     entry = cache.cached(name, source_dir, decode)
     t = entry["tensors"]
     _, channels, height, width = t["train_images"].shape
-    info = DatasetInfo(name, channels, height, width, entry["classes"], list(source.mean), list(source.std), source.family)
-    return info, Split(t["train_images"], t["train_labels"]), None, Split(t["test_images"], t["test_labels"])
+    info = DatasetInfo(name, channels, height, width, entry["classes"], source.family)
+    stats = ChannelStats(source.mean, source.std)
+    return info, stats, Split(t["train_images"], t["train_labels"]), None, Split(t["test_images"], t["test_labels"])
 
 
 def _open_torchvision(name: str, root: Path, train: bool, download: bool):
@@ -200,7 +220,7 @@ def _open_torchvision(name: str, root: Path, train: bool, download: bool):
 
 # --- image folders ---------------------------------------------------------------------------------
 
-def _load_folder(path: Path) -> tuple[DatasetInfo, Split, Split | None, Split]:
+def _load_folder(path: Path) -> Source:
     if not path.is_dir():
         raise DataError(f"folder data set {path} does not exist; expected {path}/train/<class>/*.png and {path}/test/<class>/*.png")
     for required in ("train", "test"):
@@ -232,11 +252,11 @@ def _load_folder(path: Path) -> tuple[DatasetInfo, Split, Split | None, Split]:
     for split in names[1:]:
         if t[f"{split}_images"].shape[1:] != train.images.shape[1:]:
             raise DataError(f"images in {path}/{split} are not the size of those in {path}/train ({height}x{width}x{channels})")
-    mean, std = t["train_mean"].tolist(), t["train_std"].tolist()
+    stats = ChannelStats(tuple(t["train_mean"].tolist()), tuple(t["train_std"].tolist()))
     family = "digits" if channels == 1 else "natural"
-    info = DatasetInfo(f"folder:{path}", channels, height, width, classes, mean, std, family)
+    info = DatasetInfo(f"folder:{path}", channels, height, width, classes, family)
     val = Split(t["val_images"], t["val_labels"]) if "val" in names else None
-    return info, train, val, Split(t["test_images"], t["test_labels"])
+    return info, stats, train, val, Split(t["test_images"], t["test_labels"])
 
 
 def channel_stats(images: Tensor, chunk: int = 4096) -> tuple[list[float], list[float]]:

@@ -16,18 +16,20 @@ the checkpoint. A test holds the result equal to timm's own path.
 from __future__ import annotations
 
 import logging
-import math
 import pickle
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-from vitcli.config import FinetuneConfig
 from vitcli.data.datasets import DatasetInfo
 from vitcli.errors import ConfigError, WeightsError
 from vitcli.models.timm_vit import Native, TimmViT, checkpoint_filter, classifier_names
+
+if TYPE_CHECKING:
+    from vitcli.models.specs import TimmSpec
 
 SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 PATCH_WEIGHT = "patch_embed.proj.weight"
@@ -35,7 +37,8 @@ PATCH_WEIGHT = "patch_embed.proj.weight"
 
 @dataclass
 class Weights:
-    label: str  # for the summary: the timm tag, the file, or "none"
+    label: str  # the timm tag, the file's name, or "none"
+    source: str  # "timm" | "file" | "none"
     state: dict[str, Tensor] | None  # in timm's key names as published; None: random initialisation
     mean: tuple[float, ...] | None  # the normalisation the weights were trained with; None: the data's
     std: tuple[float, ...] | None
@@ -64,20 +67,20 @@ def hub_tag(model: str, pretrained: str) -> str:
     return f"{model}.{wanted[0]}"
 
 
-def fetch(cfg: FinetuneConfig) -> Weights:
+def fetch(cfg: TimmSpec) -> Weights:
     """The weights `cfg.pretrained` names, read or downloaded; a one-line error when they cannot be."""
     from timm.models import get_pretrained_cfg
 
     if cfg.pretrained == "none":
-        return Weights("none (random initialisation)", None, None, None)
+        return Weights("none", "none", None, None, None)
     if cfg.pretrained in ("imagenet", "dino"):
-        tag = hub_tag(cfg.model, cfg.pretrained)
+        tag = hub_tag(cfg.name, cfg.pretrained)
         pretrained_cfg = get_pretrained_cfg(tag)
-        return Weights(f"{tag} (timm)", _download(tag), pretrained_cfg.mean, pretrained_cfg.std)
+        return Weights(tag, "timm", _download(tag), pretrained_cfg.mean, pretrained_cfg.std)
     # A file carries no normalisation; the model's default pretrained weights' is the best guess.
-    default = get_pretrained_cfg(cfg.model)
+    default = get_pretrained_cfg(cfg.name)
     mean, std = (default.mean, default.std) if default else (None, None)
-    return Weights(f"file {Path(cfg.pretrained).name}", read_state_dict(cfg.pretrained), mean, std)
+    return Weights(Path(cfg.pretrained).name, "file", read_state_dict(cfg.pretrained), mean, std)
 
 
 def _download(tag: str) -> dict[str, Tensor]:
@@ -172,50 +175,64 @@ def vit_name(vit: TimmViT) -> str:
     return vit.model.pretrained_cfg.get("architecture", type(vit.model).__name__)
 
 
-# --- what changed, for the summary table and the checkpoint ------------------------------------------
+# --- what changed, as data for the checkpoint; report.py words it ------------------------------------
 
-def adaptation(source: dict[str, torch.Size], vit: TimmViT, info: DatasetInfo, loaded: bool) -> list[dict[str, str]]:
-    """One {part, change} per part of the model that differs from `source` (the shapes of the
-    published model, or of the file), saying how it was made to fit."""
-    model = vit.model
-    target = {k: v.shape for k, v in model.state_dict().items()}
+@dataclass(frozen=True)
+class Adaptation:
+    """How a timm ViT was made to fit the data and where its weights came from. "before" is the published
+    model (or the weights file) and "now" the model that trains; a part that differs was adapted with
+    timm's function for it when weights were loaded, or built new when they were not."""
 
-    def how(done: str) -> str:  # with random weights a changed part is simply built new
-        return done if loaded else "new, random"
+    weights: str  # the timm tag, the file name, or "none"
+    source: str  # "timm" | "file" | "none" (random initialisation)
+    image_size: tuple[int, int]  # the data's (height, width)
+    model_size: tuple[int, int]  # what the model takes: images are resized on the device when different
+    channels_before: int | None  # input conv channels of the published model or the file
+    channels: int  # of the model that trains
+    gray_repeated: bool  # gray images copied to RGB on the device (--channels repeat)
+    patch_before: tuple[int, int] | None
+    patch: tuple[int, int]
+    positions_before: int | None  # rows of the position table
+    positions: int
+    grid: tuple[int, int]  # the patch grid now
+    prefix_tokens: int
+    classes_before: int | None  # classes of the published head; None: it had none (DINO)
+    classes: int
+    freeze: str = "none"  # --freeze
+    trainable: int | None = None  # parameters that train, of `total`
+    total: int | None = None
+    layer_decay: float | None = None
+    lowest_lr_scale: float | None = None  # of the patch embedding, with layer decay
+    normalisation: str = "data"  # "weights" (the pretrained weights' mean and std) | "data"
 
-    same = "as pretrained" if loaded else "as timm builds it"
+    @property
+    def loaded(self) -> bool:
+        return self.source != "none"
 
-    steps = []
-    size = f"{info.height}x{info.width}"
-    resized = (info.height, info.width) != vit.img_size
-    steps.append(("images", f"{size} -> {vit.img_size[0]}x{vit.img_size[1]}, resized on the device (bilinear)" if resized else f"{size}, as they are"))
+    def to_dict(self) -> dict:
+        return asdict(self)
 
+    @classmethod
+    def from_dict(cls, values: dict) -> Adaptation:
+        tuples = {k: tuple(v) for k, v in values.items() if isinstance(v, list)}
+        return cls(**{**values, **tuples})
+
+
+def adaptation(source: dict[str, torch.Size], vit: TimmViT, info: DatasetInfo, weights: Weights,
+               gray_repeated: bool) -> Adaptation:
+    """What differs between `source` (the shapes of the published model, or of the file) and `vit`."""
+    target = {k: v.shape for k, v in vit.model.state_dict().items()}
     was, now = source.get(PATCH_WEIGHT), target[PATCH_WEIGHT]
-    if vit.repeat:
-        steps.append(("channels", f"1 -> 3, gray repeated to RGB on the device; input conv {now[1]} channels, {same}"))
-    elif was is not None and was[1] != now[1]:
-        steps.append(("channels", f"{was[1]} -> {now[1]}, input conv " + how("summed over RGB (timm adapt_input_conv)" if now[1] == 1 else "adapted (timm adapt_input_conv)")))
-    else:
-        steps.append(("channels", f"{now[1]}, {same}"))
-    if was is not None and was[-2:] != now[-2:]:
-        steps.append(("patches", f"{was[-2]}x{was[-1]} -> {now[-2]}x{now[-1]} px, patch embedding " + how("resampled (timm resample_patch_embed)")))
-    else:
-        steps.append(("patches", f"{now[-2]}x{now[-1]} px, {same}"))
-
-    prefix = vit.num_prefix_tokens
-    rows_was = source["pos_embed"][1] if "pos_embed" in source else None
-    grid_now = f"{vit.grid_size[0]}x{vit.grid_size[1]} + {prefix}"
-    if rows_was is not None and rows_was != target["pos_embed"][1]:
-        side = math.isqrt(rows_was - prefix)
-        grid_was = f"{side}x{side} + {prefix}" if side * side == rows_was - prefix else f"{rows_was} rows"
-        steps.append(("positions", f"{grid_was} -> {grid_now}, position table " + how("resampled (timm resample_abs_pos_embed)")))
-    else:
-        steps.append(("positions", f"{grid_now}, {same}"))
-
-    heads = classifier_names(model)
-    classes_was = source[f"{heads[0]}.weight"][0] if f"{heads[0]}.weight" in source else None
-    steps.append(("head", f"{classes_was if classes_was is not None else 'none'} -> {len(info.classes)} classes, new"))
-    return [{"part": part, "change": change} for part, change in steps]
+    head = f"{classifier_names(vit.model)[0]}.weight"
+    return Adaptation(
+        weights=weights.label, source=weights.source,
+        image_size=(info.height, info.width), model_size=vit.img_size,
+        channels_before=None if was is None else was[1], channels=now[1], gray_repeated=gray_repeated,
+        patch_before=None if was is None else tuple(was[-2:]), patch=tuple(now[-2:]),
+        positions_before=source["pos_embed"][1] if "pos_embed" in source else None,
+        positions=target["pos_embed"][1], grid=vit.grid_size, prefix_tokens=vit.num_prefix_tokens,
+        classes_before=source[head][0] if head in source else None, classes=len(info.classes),
+    )
 
 
 def no_adapt_explanation(native: Native, info: DatasetInfo) -> str | None:

@@ -1,9 +1,9 @@
-"""A timm Vision Transformer behind the interface of the in-house ViT, built from the config alone.
+"""A timm Vision Transformer behind the interface of the in-house ViT, built from its spec alone.
 
-`TimmViT` holds a timm `VisionTransformer`, resizes the images on the device to the size the model was
-built for and, with `--channels repeat`, copies gray to RGB; so checkpoints, `vitcli eval` and the
-attention pictures feed it the data set's own images, exactly like the in-house ViT. Like that ViT it
-has `grid_size`, `num_prefix_tokens`, `num_tokens` and `forward(x, return_attention=True)`.
+`TimmViT` holds a timm `VisionTransformer` and, like the in-house ViT, has `grid_size`,
+`num_prefix_tokens`, `num_tokens` and `forward(x, return_attention=True)`, so `vitcli eval` and the
+attention pictures work on it unchanged. Its inputs are prepared by its `Preprocessing` (resized on the
+device to the size it was built for, gray repeated to RGB with `--channels repeat`).
 
 The weights a checkpoint holds are loaded over a model built here with random values, so nothing here
 touches the network or a pretrained file; that is `vitcli.models.pretrained`.
@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vitcli.config import FinetuneConfig
 from vitcli.data.datasets import DatasetInfo
 from vitcli.errors import ConfigError
+
+if TYPE_CHECKING:
+    from vitcli.models.specs import TimmSpec
 
 
 @dataclass(frozen=True)
@@ -62,33 +64,30 @@ def native(name: str) -> Native:
     return Native(name, img[0], patch[0], model.patch_embed.proj.in_channels, model.num_prefix_tokens, len(model.blocks), shapes)
 
 
-def in_chans(cfg: FinetuneConfig, info: DatasetInfo) -> int:
+def in_chans(spec: TimmSpec, info: DatasetInfo) -> int:
     """The model's input channels: the data's, or 3 when gray is repeated to RGB."""
-    return 3 if cfg.channels == "repeat" and info.channels == 1 else info.channels
+    return 3 if spec.channels == "repeat" and info.channels == 1 else info.channels
 
 
-def build_timm_vit(cfg: FinetuneConfig, info: DatasetInfo) -> TimmViT:
-    """The model `cfg` describes for data shaped like `info`, with random weights. `cfg` must be
-    resolved (img_size and patch_size set), as it is in every checkpoint."""
+def build_timm_vit(spec: TimmSpec, info: DatasetInfo) -> TimmViT:
+    """The model a resolved `spec` (img_size and patch_size set) describes for data shaped like `info`,
+    with random weights."""
     import timm
 
-    if cfg.img_size is None or cfg.patch_size is None:
-        raise ConfigError("the [finetune] section needs img_size and patch_size set to build the model")
     model = timm.create_model(
-        cfg.model, pretrained=False, img_size=cfg.img_size, patch_size=cfg.patch_size,
-        in_chans=in_chans(cfg, info), num_classes=len(info.classes),
+        spec.name, pretrained=False, img_size=spec.img_size, patch_size=spec.patch_size,
+        in_chans=in_chans(spec, info), num_classes=len(info.classes),
     )
-    return TimmViT(model, cfg.img_size, repeat=in_chans(cfg, info) != info.channels)
+    return TimmViT(model)
 
 
 class TimmViT(nn.Module):
-    """(batch, channels, H, W) images of the data set's size -> logits, through a timm ViT."""
+    """(batch, channels, S, S) images of the size it was built for -> logits, through a timm ViT."""
 
-    def __init__(self, model: nn.Module, img_size: int, repeat: bool = False):
+    def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
-        self.img_size = (img_size, img_size)
-        self.repeat = repeat
+        self.img_size = tuple(model.patch_embed.img_size)
         self.grid_size = tuple(model.patch_embed.grid_size)
         self.num_prefix_tokens = model.num_prefix_tokens  # [CLS], and distillation or register tokens
         self.num_tokens = self.num_prefix_tokens + self.grid_size[0] * self.grid_size[1]
@@ -96,12 +95,6 @@ class TimmViT(nn.Module):
     def forward(self, x: Tensor, return_attention: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
         """Logits; with `return_attention`, also one (batch, heads, tokens, tokens) tensor of attention
         weights per block, the prefix tokens first and then the patches row by row."""
-        if x.shape[-2:] != self.img_size:
-            # On the device, after normalisation: resizing is linear, so it commutes with the
-            # normalisation's multiply-add and the data pipeline stays at the data set's size.
-            x = F.interpolate(x, size=self.img_size, mode="bilinear", align_corners=False)
-        if self.repeat:
-            x = x.expand(-1, 3, -1, -1)
         if not return_attention:
             return self.model(x)
         return self._forward_with_attention(x)
