@@ -9,13 +9,14 @@ one thing:
   batch x2 / x4      larger batches (256 / 512), learning rate scaled linearly (2e-2 / 4e-2)
   explicit attention the softmax(Q K^T / sqrt(d)) V path (return_attention=True) instead of the fused
                      scaled_dot_product_attention
-  bfloat16           torch.autocast(cpu, bfloat16) around the training step (vitcli keeps the CPU
-                     in float32)
-  foreach AdamW      the multi-tensor AdamW instead of the fused one vitcli uses
+  bfloat16 autocast  fit(autocast_dtype=torch.bfloat16): bfloat16 autocast around the training step
+                     (by default vitcli keeps the CPU in float32)
+  foreach AdamW      fit(optimizer_options={"foreach": True}): the multi-tensor AdamW instead of the
+                     fused one vitcli uses
   torch.compile      TrainConfig(compile=True)
 
 Each repeat runs every lever once, one after the other from the same initial weights (so a noisy
-machine affects all alike); ratios are of medians over --repeats. Three figures per lever:
+machine affects all alike); ratios are of medians over --repeats. Four figures per lever:
 
   epoch images/s   the images of the epoch over its wall time, start-up included (what a user gets)
   steady images/s  between the 3rd and the last progress event of fit (every ~2% of the epoch), i.e.
@@ -31,29 +32,28 @@ Prints a rich table and one JSON object (also written to --json).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from unittest import mock
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from rich.table import Table
 from torch import Tensor, nn
 
-import vitcli.engine
-from vitcli.config import DataConfig, ModelConfig, TrainConfig
+from vitcli.config import DataConfig, TrainConfig
 from vitcli.data import load_splits
-from vitcli.engine import StepDone, evaluate, fit, resolve_device
-from vitcli.models import build_model
+from vitcli.engine import AUTO, evaluate, fit, resolve_device
+from vitcli.events import StepDone
+from vitcli.models.specs import ViTSpec
 from vitcli.models.vit import PatchEmbedding, ViT
+from vitcli.preprocessing import Preprocessing
 
 from common import DATA_DIR, Machine, alternate, argument_parser, console, emit  # benchmarks/common.py
 
 SKIP_EVENTS = 2  # progress events left out of the steady rate: the first ~4% of the epoch
-FUSED_ADAMW = torch.optim.AdamW  # the class itself, before the foreach lever patches the name
 
 
 class MatmulPatchEmbedding(PatchEmbedding):
@@ -63,7 +63,8 @@ class MatmulPatchEmbedding(PatchEmbedding):
     def forward(self, x: Tensor) -> Tensor:
         B, C, H, W = x.shape
         p = self.patch_size
-        patches = x.reshape(B, C, H // p, p, W // p, p).permute(0, 2, 4, 1, 3, 5).reshape(B, -1, C * p * p)
+        patches = x.reshape(B, C, H // p, p, W // p, p).permute(0, 2, 4, 1, 3, 5)
+        patches = patches.reshape(B, -1, C * p * p)
         return F.linear(patches, self.proj.weight.reshape(self.proj.out_channels, -1), self.proj.bias)
 
 
@@ -78,21 +79,15 @@ class ExplicitAttention(nn.Module):
         return self.vit(x, return_attention=True)[0]
 
 
-def cpu_bfloat16(device: torch.device):
-    return torch.autocast(device.type, dtype=torch.bfloat16)
-
-
-def foreach_adamw(params, lr, fused=None, **kwargs):
-    """What make_optimizer gets for torch.optim.AdamW under the foreach lever: fused is dropped."""
-    return FUSED_ADAMW(params, lr=lr, foreach=True, **kwargs)
-
-
 @dataclass
 class Lever:
-    """How a lever changes the baseline: the model fit trains, the training config, a context."""
+    """How a lever changes the baseline: the model fit trains, the training config, and fit's autocast
+    dtype and optimiser options (the defaults are fit's own)."""
+
     model: Callable[[ViT], nn.Module] = lambda vit: vit
     train: Callable[[TrainConfig], TrainConfig] = lambda cfg: cfg
-    context: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+    autocast_dtype: torch.dtype | str | None = AUTO
+    optimizer_options: dict[str, Any] | None = None
 
 
 def use_matmul_patches(vit: ViT) -> ViT:
@@ -107,15 +102,16 @@ LEVERS = {
     "batch x2 lr x2": Lever(train=lambda c: replace(c, batch_size=2 * c.batch_size, lr=2 * c.lr)),
     "batch x4 lr x4": Lever(train=lambda c: replace(c, batch_size=4 * c.batch_size, lr=4 * c.lr)),
     "explicit attention": Lever(model=ExplicitAttention),
-    "bfloat16 autocast": Lever(context=lambda: mock.patch.object(vitcli.engine, "autocast", cpu_bfloat16)),
-    "foreach AdamW": Lever(context=lambda: mock.patch.object(torch.optim, "AdamW", foreach_adamw)),
+    "bfloat16 autocast": Lever(autocast_dtype=torch.bfloat16),
+    "foreach AdamW": Lever(optimizer_options={"foreach": True}),
     "torch.compile": Lever(train=lambda c: replace(c, compile=True)),
 }
 
 
-def run_lever(lever: Lever, model_cfg: ModelConfig, train_cfg: TrainConfig, splits, device) -> dict:
+def run_lever(lever: Lever, spec: ViTSpec, train_cfg: TrainConfig, splits, device) -> dict:
     torch.manual_seed(train_cfg.seed)
-    vit = build_model(model_cfg, splits.info).to(device)
+    vit = spec.module(splits.info).to(device)
+    preprocess = Preprocessing(splits.stats.mean, splits.stats.std).on(device)
     model, cfg = lever.model(vit), lever.train(train_cfg)
     marks: list[tuple[int, float]] = []  # (images so far, time) at each progress event
 
@@ -123,16 +119,17 @@ def run_lever(lever: Lever, model_cfg: ModelConfig, train_cfg: TrainConfig, spli
         if isinstance(event, StepDone):
             marks.append((event.step * cfg.batch_size, time.perf_counter()))
 
-    with lever.context():
-        result = fit(model, splits, cfg, device, augment=False, on_event=on_event)
+    result = fit(model, splits, cfg, device, preprocess, augment=None, on_event=on_event,
+                 autocast_dtype=lever.autocast_dtype, optimizer_options=lever.optimizer_options)
     torch._dynamo.reset()  # compiled code is not reused by the next lever
     if len(marks) < 2:
-        raise SystemExit(f"{len(marks)} progress event(s): too few steps for a rate; use more images or a smaller batch")
+        raise SystemExit(f"{len(marks)} progress event(s): too few steps for a rate; "
+                         "use more images or a smaller batch")
     (images0, t0), (images1, t1) = marks[min(SKIP_EVENTS, len(marks) - 2)], marks[-1]
     steady = (images1 - images0) / (t1 - t0)
+    test = evaluate(vit, splits.test, preprocess, device, len(splits.info.classes), autocast_dtype=None)
     return {"epoch_images_per_s": result.images_per_s, "steady_images_per_s": steady,
-            "startup_s": result.seconds - result.images / steady,
-            "test_accuracy": evaluate(vit, splits.test, splits.info, device).accuracy}
+            "startup_s": result.seconds - result.images / steady, "test_accuracy": test.accuracy}
 
 
 def summarise(runs: dict[str, list[dict]]) -> dict[str, dict]:
@@ -148,7 +145,8 @@ def summarise(runs: dict[str, list[dict]]) -> dict[str, dict]:
 
 def print_table(summary: dict, title: str) -> None:
     table = Table(title=title)
-    for column in ("lever", "epoch images/s", "/ baseline", "steady images/s", "/ baseline", "start-up s", "test accuracy"):
+    for column in ("lever", "epoch images/s", "/ baseline", "steady images/s", "/ baseline", "start-up s",
+                   "test accuracy"):
         table.add_column(column, justify="right")
     for name, s in summary.items():
         table.add_row(name, f"{s['epoch_images_per_s_median']:,.0f}", f"{s['epoch_ratio']:.2f}x",
@@ -177,25 +175,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     device = resolve_device(args.device)
-    model_cfg = ModelConfig(embed_dim=32, patch_size=7, depth=2, heads=2)
+    spec = ViTSpec(embed_dim=32, patch_size=7, depth=2, heads=2)
     train_cfg = TrainConfig(epochs=1, batch_size=args.batch_size, lr=args.lr, device=str(device))
     splits = load_splits(DataConfig(dataset="mnist", data_dir=args.data_dir, val_size=0, subset=args.subset,
                                     augment=False), download=False)
     machine = Machine(device)
     runs = alternate(args.repeats, {
-        name: lambda lever=LEVERS[name]: run_lever(lever, model_cfg, train_cfg, splits, device) for name in args.levers
-    }, lambda out: f"epoch {out['epoch_images_per_s']:,.0f} img/s, steady {out['steady_images_per_s']:,.0f} img/s, "
+        name: lambda lever=LEVERS[name]: run_lever(lever, spec, train_cfg, splits, device)
+        for name in args.levers
+    }, lambda out: f"epoch {out['epoch_images_per_s']:,.0f} img/s, "
+                   f"steady {out['steady_images_per_s']:,.0f} img/s, "
                    f"start-up {out['startup_s']:.1f} s, test {100 * out['test_accuracy']:.2f}%")
     summary = summarise(runs)
     result = {
         "benchmark": "cpu_levers",
-        "config": {"model": model_cfg.__dict__, "train": train_cfg.__dict__, "train_images": len(splits.train),
+        "config": {"model": spec.to_dict(), "train": train_cfg.__dict__, "train_images": len(splits.train),
                    "repeats": args.repeats},
         "machine": machine.describe(),
         "levers": summary,
     }
-    print_table(summary, f"classic MNIST ViT, {len(splits.train):,} images, batch {args.batch_size} (baseline), "
-                         f"{device}, {torch.get_num_threads()} threads, medians of {args.repeats}")
+    print_table(summary, f"classic MNIST ViT, {len(splits.train):,} images, batch {args.batch_size} "
+                         f"(baseline), {device}, {torch.get_num_threads()} threads, "
+                         f"medians of {args.repeats}")
     return emit(result, args.json)
 
 

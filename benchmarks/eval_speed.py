@@ -7,9 +7,9 @@ alike), the images per second of:
                 no augmentation unless --augment): forward + backward + optimiser step
   eval bN       vitcli.engine.evaluate with batch N (torch.inference_mode, fused attention), for each
                 N of --eval-batch-sizes
-  forward ...   the bare forward pass, model(x) on normalised batches of --forward-batch, once under
-                torch.no_grad and once under torch.inference_mode: what evaluate costs without its
-                batching, loss and confusion matrix, and whether inference_mode matters
+  forward ...   the bare forward pass, model(x) on preprocessed (normalised) batches of --forward-batch,
+                once under torch.no_grad and once under torch.inference_mode: what evaluate costs
+                without its batching, loss and confusion matrix, and whether inference_mode matters
   extract       vitcli.attention.extract (torch.no_grad, the explicit softmax path that returns the
                 weights), batches of --attention-batch
   explain       vitcli.attention.explain: extract plus the [CLS] maps, the attention rollout and one
@@ -34,6 +34,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -41,27 +42,42 @@ from rich.table import Table
 
 from vitcli import __version__
 from vitcli.attention import explain, extract
-from vitcli.data.batches import normalise, normaliser
 from vitcli.checkpoint import Checkpoint
-from vitcli.config import Config, ModelConfig, TrainConfig
+from vitcli.config import Config, TrainConfig
 from vitcli.data import Batches
-from vitcli.data.datasets import DatasetInfo, Split, Splits
+from vitcli.data.datasets import ChannelStats, DatasetInfo, Split, Splits
 from vitcli.engine import evaluate, fit, make_optimizer, resolve_device
-from vitcli.models import build_model, count_parameters
+from vitcli.models import count_parameters
+from vitcli.models.specs import ViTSpec
+from vitcli.preprocessing import Preprocessing
 
 from common import Machine, argument_parser, console, emit, sync  # benchmarks/common.py
 
-MNIST = DatasetInfo("mnist", 1, 28, 28, [str(i) for i in range(10)], [0.1307], [0.3081], "digits")
-CIFAR10 = DatasetInfo("cifar10", 3, 32, 32, [str(i) for i in range(10)], [0.49, 0.48, 0.45], [0.25, 0.24, 0.26], "natural")
+
+class Bench(NamedTuple):
+    """A model of the benchmark: its spec, the shape of its data, the data's statistics, its learning rate."""
+
+    spec: ViTSpec
+    info: DatasetInfo
+    stats: ChannelStats
+    lr: float
+
+
+CLASSES = [str(i) for i in range(10)]
 MODELS = {
-    "classic": (ModelConfig(embed_dim=32, patch_size=7, depth=2, heads=2), MNIST, 1e-2),
-    "cifar": (ModelConfig(embed_dim=256, mlp_dim=1024, patch_size=4, depth=6, heads=8), CIFAR10, 1e-3),
+    "classic": Bench(ViTSpec(embed_dim=32, patch_size=7, depth=2, heads=2),
+                     DatasetInfo("mnist", 1, 28, 28, CLASSES, "digits"),
+                     ChannelStats((0.1307,), (0.3081,)), 1e-2),
+    "cifar": Bench(ViTSpec(embed_dim=256, mlp_dim=1024, patch_size=4, depth=6, heads=8),
+                   DatasetInfo("cifar10", 3, 32, 32, CLASSES, "natural"),
+                   ChannelStats((0.49, 0.48, 0.45), (0.25, 0.24, 0.26)), 1e-3),
 }
 
 
 def random_split(info: DatasetInfo, n: int, seed: int) -> Split:
     g = torch.Generator().manual_seed(seed)
-    images = torch.randint(0, 256, (n, info.channels, info.height, info.width), dtype=torch.uint8, generator=g)
+    images = torch.randint(0, 256, (n, info.channels, info.height, info.width), dtype=torch.uint8,
+                           generator=g)
     return Split(images, torch.randint(0, len(info.classes), (n,), generator=g))
 
 
@@ -90,25 +106,31 @@ def extract_all(model, batches: list[torch.Tensor]) -> int:
 
 def tasks(args, name: str, device: torch.device) -> tuple[torch.nn.Module, dict[str, Callable[[], float]]]:
     """The model and, per measurement, a function returning its images/s."""
-    model_cfg, info, lr = MODELS[name]
+    spec, info, stats, lr = MODELS[name]
     torch.manual_seed(0)
-    model = build_model(model_cfg, info).to(device)
+    model = spec.module(info).to(device)
+    preprocessing = Preprocessing(stats.mean, stats.std)  # what a model trained from scratch normalises with
+    preprocess = preprocessing.on(device)
     train_cfg = TrainConfig(epochs=1, batch_size=args.batch_size, lr=lr, warmup=0.0, device=str(device))
-    train = Splits(info, random_split(info, args.train_steps * args.batch_size, 1), None, random_split(info, 1, 2))
+    train = Splits(info, stats, random_split(info, args.train_steps * args.batch_size, 1), None,
+                   random_split(info, 1, 2))
     test = random_split(info, args.eval_images, 3)
-    normalised = [x for x, _ in Batches(test, info, args.forward_batch, device)]
+    normalised = [x for x, _ in Batches(test, args.forward_batch, device, preprocess)]
     attention_images = test.images[:args.attention_images]
-    scale, shift = normaliser(info, device)
-    attention_batches = [normalise(x.to(device), scale, shift) for x in attention_images.split(args.attention_batch)]
-    checkpoint = Checkpoint(model, Config(model=model_cfg), info, {}, __version__)
+    attention_batches = [preprocess(x.to(device)) for x in attention_images.split(args.attention_batch)]
+    checkpoint = Checkpoint(model, Config(model=spec), info, preprocessing, {}, __version__)
     sources, labels = [f"test[{i}]" for i in range(len(attention_images))], [None] * len(attention_images)
+    augment = info.family if args.augment else None
+    classes = len(info.classes)
 
     found: dict[str, Callable[[], float]] = {
-        "train": lambda: fit(model, train, train_cfg, device, augment=args.augment).images_per_s,
+        "train": lambda: fit(model, train, train_cfg, device, preprocess, augment=augment).images_per_s,
     }
     for b in args.eval_batch_sizes:
-        found[f"eval b{b}"] = lambda b=b: timed(lambda: evaluate(model, test, info, device, b).count, device)
-    found[f"forward no_grad b{args.forward_batch}"] = lambda: timed(lambda: forward_all(model, normalised, torch.no_grad), device)
+        found[f"eval b{b}"] = lambda b=b: timed(
+            lambda: evaluate(model, test, preprocess, device, classes, b).count, device)
+    found[f"forward no_grad b{args.forward_batch}"] = lambda: timed(
+        lambda: forward_all(model, normalised, torch.no_grad), device)
     found[f"forward inference_mode b{args.forward_batch}"] = lambda: timed(
         lambda: forward_all(model, normalised, torch.inference_mode), device)
     found["extract"] = lambda: timed(lambda: extract_all(model, attention_batches), device)
@@ -146,19 +168,21 @@ def top_ops(fn: Callable[[], None], count: int, calls: int) -> list[dict]:
     events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
     total = sum(e.self_cpu_time_total for e in events)
     events.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
-    return [{"op": e.key, "share": e.self_cpu_time_total / total, "ms": e.self_cpu_time_total / 1000, "calls": e.count}
-            for e in events[:count]] + [{"op": "total", "share": 1.0, "ms": total / 1000, "calls": None}]
+    ops = [{"op": e.key, "share": e.self_cpu_time_total / total, "ms": e.self_cpu_time_total / 1000,
+            "calls": e.count} for e in events[:count]]
+    return ops + [{"op": "total", "share": 1.0, "ms": total / 1000, "calls": None}]
 
 
 def profile(args, name: str, device: torch.device) -> dict[str, list[dict]]:
     """Where the time goes in one training step, one evaluation batch and one extraction batch."""
-    model_cfg, info, lr = MODELS[name]
+    spec, info, stats, lr = MODELS[name]
     torch.manual_seed(0)
-    model = build_model(model_cfg, info).to(device)
-    optimizer = make_optimizer(model, TrainConfig(lr=lr), device)
+    model = spec.module(info).to(device)
+    preprocess = Preprocessing(stats.mean, stats.std).on(device)
+    optimizer = make_optimizer(model, TrainConfig(lr=lr))
     split = random_split(info, max(args.batch_size, args.forward_batch, args.attention_batch), 4)
-    x_train, y_train = next(iter(Batches(split, info, args.batch_size, device)))
-    x_eval, _ = next(iter(Batches(split, info, args.forward_batch, device)))
+    x_train, y_train = next(iter(Batches(split, args.batch_size, device, preprocess)))
+    x_eval, _ = next(iter(Batches(split, args.forward_batch, device, preprocess)))
     x_attention = x_eval[:args.attention_batch]
 
     def train_step():
@@ -195,7 +219,8 @@ def print_tables(results: dict, args, device: torch.device) -> None:
             for column in ("operator", "share", "ms", "calls"):
                 table.add_column(column, justify="right")
             for op in ops:
-                table.add_row(op["op"], f"{100 * op['share']:.1f}%", f"{op['ms']:.2f}", str(op["calls"] or ""))
+                table.add_row(op["op"], f"{100 * op['share']:.1f}%", f"{op['ms']:.2f}",
+                              str(op["calls"] or ""))
             shown.print(table)
 
 

@@ -6,9 +6,13 @@ autocast, for --steps steps of --batch-size images of --img-size pixels:
 
   plain   timm.create_model + torch.optim.AdamW + autocast, one float batch reused: the loop of timm's
           examples, with nothing vitcli adds
-  vitcli  the model `vitcli finetune --pretrained none` builds (vitcli.finetune.setup), trained by
-          vitcli.engine.fit: uint8 images gathered and normalised on the device each step, fused AdamW,
-          warmup-cosine schedule, running loss and accuracy kept on the device
+  vitcli  the model `vitcli finetune --pretrained none` builds (TimmSpec.build), trained by
+          vitcli.engine.fit: uint8 images gathered and normalised on the device each step by the
+          model's preprocessing, fused AdamW, warmup-cosine schedule, running loss and accuracy kept
+          on the device
+
+The images of both are already --img-size, the size the model is built for, so neither loop resizes:
+vitcli's preprocessing resizes only images of another size.
 
 Each loop runs once untimed (CUDA kernels, allocator), then runs alternate (plain, vitcli, ...)
 --repeats times so that a noisy machine affects both. Prints a rich table and one JSON object (also
@@ -30,9 +34,8 @@ import torch.nn.functional as F
 from rich.table import Table
 
 from vitcli.config import finetune_defaults, load_config
-from vitcli.data.datasets import DatasetInfo, Split, Splits
+from vitcli.data.datasets import ChannelStats, DatasetInfo, Split, Splits
 from vitcli.engine import autocast, fit, resolve_device
-from vitcli.finetune import setup
 
 from common import Machine, alternate, argument_parser, console, emit, sync  # benchmarks/common.py
 
@@ -42,15 +45,18 @@ CLASSES = 10
 def synthetic(args, device: torch.device) -> Splits:
     n = args.steps * args.batch_size
     generator = torch.Generator(device=device).manual_seed(0)
-    images = torch.randint(0, 256, (n, 3, args.img_size, args.img_size), dtype=torch.uint8, device=device, generator=generator)
+    images = torch.randint(0, 256, (n, 3, args.img_size, args.img_size), dtype=torch.uint8, device=device,
+                           generator=generator)
     labels = torch.randint(0, CLASSES, (n,), device=device, generator=generator)
     info = DatasetInfo(name="synthetic", channels=3, height=args.img_size, width=args.img_size,
-                       classes=[str(i) for i in range(CLASSES)], mean=[0.5] * 3, std=[0.5] * 3, family="natural")
-    return Splits(info, Split(images, labels), None, Split(images[:1], labels[:1]))
+                       classes=[str(i) for i in range(CLASSES)], family="natural")
+    stats = ChannelStats((0.5,) * 3, (0.5,) * 3)
+    return Splits(info, stats, Split(images, labels), None, Split(images[:1], labels[:1]))
 
 
 def plain_loop(args, device: torch.device, steps: int) -> dict:
-    model = timm.create_model(args.model, num_classes=CLASSES, img_size=args.img_size, patch_size=args.patch_size).to(device)
+    model = timm.create_model(args.model, num_classes=CLASSES, img_size=args.img_size,
+                              patch_size=args.patch_size).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
     images = torch.randn(args.batch_size, 3, args.img_size, args.img_size, device=device)
     labels = torch.randint(0, CLASSES, (args.batch_size,), device=device)
@@ -65,18 +71,21 @@ def plain_loop(args, device: torch.device, steps: int) -> dict:
         optimizer.step()
     sync(device)
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "images": steps * args.batch_size, "images_per_s": steps * args.batch_size / seconds}
+    images = steps * args.batch_size
+    return {"seconds": seconds, "images": images, "images_per_s": images / seconds}
 
 
 def vitcli_loop(args, device: torch.device, splits: Splits) -> dict:
     cfg = load_config(None, {
-        "finetune": {"model": args.model, "pretrained": "none", "img_size": args.img_size, "patch_size": args.patch_size},
+        "model": {"kind": "timm", "name": args.model, "pretrained": "none", "img_size": args.img_size,
+                  "patch_size": args.patch_size},
         "data": {"augment": False},
         "train": {"epochs": 1, "batch_size": args.batch_size, "lr": args.lr, "device": str(device)},
-    }, defaults=finetune_defaults())
-    prepared = setup(cfg, splits.info, lambda event: None)
-    model = prepared.model.to(device)
-    result = fit(model, splits, prepared.config.train, device, augment=False, param_groups=prepared.param_groups)
+    }, defaults=finetune_defaults()).validate()
+    built = cfg.model.build(splits.info, splits.stats, weight_decay=cfg.train.weight_decay,
+                            emit=lambda event: None)
+    result = fit(built.module.to(device), splits, cfg.train, device, built.preprocessing.on(device),
+                 augment=splits.info.family if cfg.data.augment else None, param_groups=built.param_groups)
     return {"seconds": result.seconds, "images": result.images, "images_per_s": result.images_per_s}
 
 
@@ -86,7 +95,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--img-size", type=int, default=224)
     parser.add_argument("--patch-size", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=100, help="timed steps per run (vitcli reads its loss back every steps/50)")
+    parser.add_argument("--steps", type=int, default=100,
+                        help="timed steps per run (vitcli reads its loss back every steps/50)")
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=3)

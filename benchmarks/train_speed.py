@@ -4,8 +4,9 @@ Both train the same ViT (same initial weights, optimiser settings and learning-r
 same epochs on the 60,000 MNIST training images and are scored on the 10,000 test images. They differ
 in the data pipeline and the loop:
 
-  vitcli  uint8 tensors decoded once, batches gathered and normalised as tensor ops, fused AdamW,
-          no per-step host synchronisation (vitcli.engine.fit)
+  vitcli  uint8 tensors decoded once, batches gathered and normalised as tensor ops (the model's
+          vitcli.preprocessing.Preprocessing), fused AdamW, no per-step host synchronisation
+          (vitcli.engine.fit)
   plain   torchvision's MNIST with ToTensor + Normalize through a DataLoader (PIL per image),
           torch.optim.AdamW, loss.item() every step: the loop of most tutorials
 
@@ -26,23 +27,26 @@ from rich.table import Table
 
 from vitcli.config import load_config
 from vitcli.data import load_splits
+from vitcli.data.datasets import ChannelStats
 from vitcli.engine import evaluate, fit, resolve_device, warmup_cosine
-from vitcli.models import build_model, count_parameters
+from vitcli.models import count_parameters
+from vitcli.preprocessing import Preprocessing
 
 from common import DATA_DIR, Machine, alternate, argument_parser, console, emit  # benchmarks/common.py
 
 
-def plain_loop(cfg, model, info, data_dir: str, device: torch.device, workers: int) -> dict:
+def plain_loop(cfg, model, stats: ChannelStats, data_dir: str, device: torch.device, workers: int) -> dict:
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
 
-    tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize(info.mean, info.std)])
+    tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize(stats.mean, stats.std)])
     train_set = datasets.MNIST(data_dir, train=True, transform=tf)
     test_set = datasets.MNIST(data_dir, train=False, transform=tf)
     loader = DataLoader(train_set, batch_size=cfg.train.batch_size, shuffle=True, drop_last=True,
                         num_workers=workers, generator=torch.Generator().manual_seed(cfg.train.seed))
     steps = len(loader)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr,
+                                  weight_decay=cfg.train.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(round(cfg.train.warmup * steps), cfg.train.epochs * steps))
     seen, start = 0, time.perf_counter()
@@ -63,15 +67,18 @@ def plain_loop(cfg, model, info, data_dir: str, device: torch.device, workers: i
     with torch.inference_mode():
         for images, labels in DataLoader(test_set, batch_size=1024):
             correct += (model(images.to(device)).argmax(1).cpu() == labels).sum().item()
-    return {"seconds": seconds, "images": seen, "images_per_s": seen / seconds, "test_accuracy": correct / len(test_set)}
+    return {"seconds": seconds, "images": seen, "images_per_s": seen / seconds,
+            "test_accuracy": correct / len(test_set)}
 
 
 def vitcli_loop(cfg, model, device: torch.device) -> dict:
     splits = load_splits(cfg.data, download=False)
+    preprocess = Preprocessing(splits.stats.mean, splits.stats.std).on(device)  # as `vitcli train` builds it
+    augment = splits.info.family if cfg.data.augment else None
     start = time.perf_counter()
-    result = fit(model, splits, cfg.train, device, augment=cfg.data.augment)
+    result = fit(model, splits, cfg.train, device, preprocess, augment=augment)
     seconds = time.perf_counter() - start
-    test = evaluate(model, splits.test, splits.info, device)
+    test = evaluate(model, splits.test, preprocess, device, len(splits.info.classes))
     return {"seconds": seconds, "images": result.images, "images_per_s": result.images_per_s,
             "test_accuracy": test.accuracy}
 
@@ -86,28 +93,32 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-2)
-    parser.add_argument("--augment", action="store_true", help="augment on vitcli's side (the plain loop never does)")
+    parser.add_argument("--augment", action="store_true",
+                        help="augment on vitcli's side (the plain loop never does)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of the plain loop")
     args = parser.parse_args(argv)
 
     cfg = load_config(None, {
-        "model": {"embed_dim": args.embed_dim, "patch_size": args.patch_size, "depth": args.depth, "heads": args.heads},
+        "model": {"kind": "vit", "embed_dim": args.embed_dim, "patch_size": args.patch_size,
+                  "depth": args.depth, "heads": args.heads},
         "data": {"dataset": "mnist", "data_dir": args.data_dir, "val_size": 0, "augment": args.augment},
         "train": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "device": args.device},
-    })
+    }).validate()
     device = resolve_device(args.device)
     machine = Machine(device)
-    info = load_splits(cfg.data, download=False).info  # also fills the tensor cache before timing
+    splits = load_splits(cfg.data, download=False)  # also fills the tensor cache before timing
+    info, stats = splits.info, splits.stats
 
     def fresh_model():
-        return build_model(cfg.model, info).to(device)
+        return cfg.model.module(info).to(device)
 
     runs = alternate(args.repeats, {
-        "plain": lambda: plain_loop(cfg, fresh_model(), info, args.data_dir, device, args.workers),
+        "plain": lambda: plain_loop(cfg, fresh_model(), stats, args.data_dir, device, args.workers),
         "vitcli": lambda: vitcli_loop(cfg, fresh_model(), device),
-    }, lambda out: f"{out['images_per_s']:,.0f} img/s, test {100 * out['test_accuracy']:.2f}%, {out['seconds']:.1f} s",
+    }, lambda out: f"{out['images_per_s']:,.0f} img/s, test {100 * out['test_accuracy']:.2f}%, "
+                   f"{out['seconds']:.1f} s",
         seed=cfg.train.seed)
 
     summary = {}
@@ -121,8 +132,8 @@ def main(argv: list[str] | None = None) -> dict:
     ratio = summary["vitcli"]["images_per_s_median"] / summary["plain"]["images_per_s_median"]
     result = {
         "benchmark": "train_speed",
-        "config": {"model": cfg.model.__dict__, "train": cfg.train.__dict__, "augment": args.augment,
-                   "parameters": count_parameters(build_model(cfg.model, info)), "plain_workers": args.workers},
+        "config": {"model": cfg.model.to_dict(), "train": cfg.train.__dict__, "augment": args.augment,
+                   "parameters": count_parameters(cfg.model.module(info)), "plain_workers": args.workers},
         "machine": machine.describe(),
         "plain": summary["plain"],
         "vitcli": summary["vitcli"],
@@ -130,7 +141,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
 
     table = Table(title=f"MNIST, ViT dim {args.embed_dim} patch {args.patch_size} depth {args.depth}, "
-                        f"{args.epochs} epoch(s), batch {args.batch_size}, {device}, {torch.get_num_threads()} threads")
+                        f"{args.epochs} epoch(s), batch {args.batch_size}, {device}, "
+                        f"{torch.get_num_threads()} threads")
     for column in ("loop", "images/s (median)", "test accuracy (mean)", "train seconds (median)", "runs"):
         table.add_column(column, justify="right")
     for name in ("plain", "vitcli"):
