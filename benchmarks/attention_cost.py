@@ -52,18 +52,17 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from common import Machine, argument_parser, console, emit, sync  # benchmarks/common.py
 from rich.table import Table
 
 from vitcli.models import ViT, count_parameters
-
-from common import Machine, argument_parser, console, emit, sync  # benchmarks/common.py
 
 PATHS = ("fused", "explicit")
 DEFAULT_SIZES = "28:14,28:7,28:4,32:4,28:2,64:4,96:4,128:4"
 
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:
-    """"28:7,32:4" -> [(28, 7), (32, 4)]: square image size and patch size."""
+    """ "28:7,32:4" -> [(28, 7), (32, 4)]: square image size and patch size."""
     sizes = []
     for item in text.split(","):
         image, patch = (int(v) for v in item.split(":"))
@@ -76,8 +75,15 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
 def build(args, image: int, patch: int, device: torch.device) -> tuple[ViT, torch.Tensor, torch.Tensor]:
     """The model and one fixed batch (random pixels and labels: the cost does not depend on them)."""
     torch.manual_seed(0)
-    model = ViT(image_size=(image, image), in_channels=args.channels, num_classes=10, embed_dim=args.embed_dim,
-                patch_size=patch, depth=args.depth, heads=args.heads).to(device)
+    model = ViT(
+        image_size=(image, image),
+        in_channels=args.channels,
+        num_classes=10,
+        embed_dim=args.embed_dim,
+        patch_size=patch,
+        depth=args.depth,
+        heads=args.heads,
+    ).to(device)
     images = torch.randn(args.batch_size, args.channels, image, image, device=device)
     labels = torch.randint(0, 10, (args.batch_size,), device=device)
     return model, images, labels
@@ -143,10 +149,16 @@ def peak_bytes(args, image: int, patch: int, path: str, mode: str, device: torch
     """On CUDA in this process; on the CPU in a fresh process (see the module docstring)."""
     if device.type == "cuda":
         return peak_bytes_here(args, image, patch, path, mode, device)
-    probe = json.dumps({"args": vars(args) | {"json": None}, "image": image, "patch": patch, "path": path, "mode": mode})
-    src = str(Path(__import__("vitcli").__file__).resolve().parents[1])  # this checkout's vitcli, in the child too
+    probe = json.dumps(
+        {"args": vars(args) | {"json": None}, "image": image, "patch": patch, "path": path, "mode": mode}
+    )
+    src = str(
+        Path(__import__("vitcli").__file__).resolve().parents[1]
+    )  # this checkout's vitcli, in the child too
     env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, __file__, "--probe", probe], env=env, capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, __file__, "--probe", probe], env=env, capture_output=True, text=True, check=True
+    )
     return int(done.stdout.strip().splitlines()[-1])
 
 
@@ -154,7 +166,11 @@ def run_probe(text: str) -> None:
     probe = json.loads(text)
     args = argparse.Namespace(**probe["args"])
     torch.set_num_threads(args.threads)
-    print(peak_bytes_here(args, probe["image"], probe["patch"], probe["path"], probe["mode"], torch.device("cpu")))
+    print(
+        peak_bytes_here(
+            args, probe["image"], probe["patch"], probe["path"], probe["mode"], torch.device("cpu")
+        )
+    )
 
 
 def slope(rows: list[dict], i: int, path: str) -> float | None:
@@ -170,15 +186,26 @@ def measure(args, device: torch.device, mode: str) -> list[dict]:
     for image, patch in parse_sizes(args.sizes):
         model, images, labels = build(args, image, patch, device)
         seconds = time_paths(model, images, labels, mode, args.steps, args.warmup, device)
-        memory = {path: None if args.no_memory else peak_bytes(args, image, patch, path, mode, device) for path in PATHS}
-        row = {"image": image, "patch": patch, "tokens": model.num_tokens,
-               "attention_matrix_bytes": args.batch_size * args.heads * model.num_tokens ** 2 * 4,
-               "time_ms": {p: 1000 * seconds[p] for p in PATHS}, "peak_bytes": memory,
-               "time_ratio": seconds["explicit"] / seconds["fused"],
-               "memory_ratio": memory["explicit"] / memory["fused"] if memory["fused"] else None}
+        memory = {
+            path: None if args.no_memory else peak_bytes(args, image, patch, path, mode, device)
+            for path in PATHS
+        }
+        row = {
+            "image": image,
+            "patch": patch,
+            "tokens": model.num_tokens,
+            "attention_matrix_bytes": args.batch_size * args.heads * model.num_tokens**2 * 4,
+            "time_ms": {p: 1000 * seconds[p] for p in PATHS},
+            "peak_bytes": memory,
+            "time_ratio": seconds["explicit"] / seconds["fused"],
+            "memory_ratio": memory["explicit"] / memory["fused"] if memory["fused"] else None,
+        }
         rows.append(row)
-        print(f"{mode} {image}px patch {patch}: {model.num_tokens} tokens, fused {row['time_ms']['fused']:.2f} ms, "
-              f"explicit {row['time_ms']['explicit']:.2f} ms", file=sys.stderr)
+        print(
+            f"{mode} {image}px patch {patch}: {model.num_tokens} tokens, "
+            f"fused {row['time_ms']['fused']:.2f} ms, explicit {row['time_ms']['explicit']:.2f} ms",
+            file=sys.stderr,
+        )
     for i, row in enumerate(rows):
         row["time_slope"] = {p: slope(rows, i, p) for p in PATHS}
     return rows
@@ -194,20 +221,44 @@ def fmt(x: float | None, spec: str) -> str:
 
 def print_table(mode: str, rows: list[dict], title: str) -> None:
     table = Table(title=f"{title}, {'forward + backward' if mode == 'train' else 'forward only'}")
-    for column in ("image", "patch", "tokens", "fused ms", "explicit ms", "explicit / fused", "slope fused",
-                   "slope explicit", "attn matrix MB (1 block)", "fused peak MB", "explicit peak MB", "mem explicit / fused"):
+    for column in (
+        "image",
+        "patch",
+        "tokens",
+        "fused ms",
+        "explicit ms",
+        "explicit / fused",
+        "slope fused",
+        "slope explicit",
+        "attn matrix MB (1 block)",
+        "fused peak MB",
+        "explicit peak MB",
+        "mem explicit / fused",
+    ):
         table.add_column(column, justify="right")
     for r in rows:
-        table.add_row(str(r["image"]), str(r["patch"]), str(r["tokens"]), f"{r['time_ms']['fused']:.2f}",
-                      f"{r['time_ms']['explicit']:.2f}", f"{r['time_ratio']:.2f}x", fmt(r["time_slope"]["fused"], ".2f"),
-                      fmt(r["time_slope"]["explicit"], ".2f"), mb(r["attention_matrix_bytes"]), mb(r["peak_bytes"]["fused"]),
-                      mb(r["peak_bytes"]["explicit"]), fmt(r["memory_ratio"], ".2f"))
+        table.add_row(
+            str(r["image"]),
+            str(r["patch"]),
+            str(r["tokens"]),
+            f"{r['time_ms']['fused']:.2f}",
+            f"{r['time_ms']['explicit']:.2f}",
+            f"{r['time_ratio']:.2f}x",
+            fmt(r["time_slope"]["fused"], ".2f"),
+            fmt(r["time_slope"]["explicit"], ".2f"),
+            mb(r["attention_matrix_bytes"]),
+            mb(r["peak_bytes"]["fused"]),
+            mb(r["peak_bytes"]["explicit"]),
+            fmt(r["memory_ratio"], ".2f"),
+        )
     console().print(table)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argument_parser(__doc__)
-    parser.add_argument("--sizes", default=DEFAULT_SIZES, help="image:patch pairs, square images (default: %(default)s)")
+    parser.add_argument(
+        "--sizes", default=DEFAULT_SIZES, help="image:patch pairs, square images (default: %(default)s)"
+    )
     parser.add_argument("--embed-dim", type=int, default=64)
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--depth", type=int, default=2)
@@ -215,11 +266,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--steps", type=int, default=10, help="timed steps per path and size (median)")
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--memory-steps", type=int, default=2, help="steps run for the peak-memory measurement")
+    parser.add_argument(
+        "--memory-steps", type=int, default=2, help="steps run for the peak-memory measurement"
+    )
     parser.add_argument("--forward", action="store_true", help="also measure the forward pass alone")
     parser.add_argument("--no-memory", action="store_true", help="time only (no peak-memory processes)")
     parser.add_argument("--device", default="cpu", help="auto | cpu | cuda")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads (default: %(default)s)")
+    parser.add_argument(
+        "--threads", type=int, default=torch.get_num_threads(), help="CPU threads (default: %(default)s)"
+    )
     parser.add_argument("--probe", help=argparse.SUPPRESS)  # internal: one CPU memory measurement
     return parser.parse_args(argv)
 
@@ -230,26 +285,47 @@ def main(argv: list[str] | None = None) -> dict:
         run_probe(args.probe)
         return {}
     from vitcli.engine import resolve_device
+
     device = resolve_device(args.device)
     torch.set_num_threads(args.threads)
     modes = ["train", "forward"] if args.forward else ["train"]
     machine = Machine(device)
     results = {mode: measure(args, device, mode) for mode in modes}
-    probe_model = ViT(image_size=(28, 28), in_channels=args.channels, num_classes=10, embed_dim=args.embed_dim,
-                      patch_size=7, depth=args.depth, heads=args.heads)
+    probe_model = ViT(
+        image_size=(28, 28),
+        in_channels=args.channels,
+        num_classes=10,
+        embed_dim=args.embed_dim,
+        patch_size=7,
+        depth=args.depth,
+        heads=args.heads,
+    )
     result = {
         "benchmark": "attention_cost",
-        "config": {"embed_dim": args.embed_dim, "heads": args.heads, "depth": args.depth, "channels": args.channels,
-                   "batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup,
-                   "memory_steps": args.memory_steps, "sizes": args.sizes,
-                   "parameters_at_28px_patch_7": count_parameters(probe_model),
-                   "memory_measure": None if args.no_memory else "cuda max_memory_allocated growth"
-                   if device.type == "cuda" else "peak RSS growth in a fresh process per (size, path, mode)"},
+        "config": {
+            "embed_dim": args.embed_dim,
+            "heads": args.heads,
+            "depth": args.depth,
+            "channels": args.channels,
+            "batch_size": args.batch_size,
+            "steps": args.steps,
+            "warmup": args.warmup,
+            "memory_steps": args.memory_steps,
+            "sizes": args.sizes,
+            "parameters_at_28px_patch_7": count_parameters(probe_model),
+            "memory_measure": None
+            if args.no_memory
+            else "cuda max_memory_allocated growth"
+            if device.type == "cuda"
+            else "peak RSS growth in a fresh process per (size, path, mode)",
+        },
         "machine": machine.describe(),
         "results": results,
     }
-    title = (f"ViT dim {args.embed_dim}, {args.heads} heads, {args.depth} blocks, batch {args.batch_size}, "
-             f"{device}, {torch.get_num_threads()} threads")
+    title = (
+        f"ViT dim {args.embed_dim}, {args.heads} heads, {args.depth} blocks, batch {args.batch_size}, "
+        f"{device}, {torch.get_num_threads()} threads"
+    )
     for mode, rows in results.items():
         print_table(mode, rows, title)
     return emit(result, args.json)

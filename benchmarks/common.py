@@ -34,8 +34,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def alternate(repeats: int, runs: dict[str, Callable[[], dict]], line: Callable[[dict], str],
-              seed: int | None = None) -> dict[str, list[dict]]:
+def alternate(
+    repeats: int, runs: dict[str, Callable[[], dict]], line: Callable[[dict], str], seed: int | None = None
+) -> dict[str, list[dict]]:
     """Each of `runs` once per repeat, in turn (a, b, a, b, ...) so that a noisy machine affects all alike,
     each after torch.manual_seed(seed) if given (the same initial weights); `line` describes one result
     on stderr as it comes."""
@@ -60,10 +61,17 @@ class Machine:
         self.load_before = os.getloadavg()[0]
 
     def describe(self, **extra) -> dict:
-        return {"device": str(self.device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-                "cpus": os.cpu_count(), "python": platform.python_version(),
-                "gpu": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else None,
-                **extra, "started": self.started, "load_average_1min": [self.load_before, os.getloadavg()[0]]}
+        return {
+            "device": str(self.device),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "gpu": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else None,
+            **extra,
+            "started": self.started,
+            "load_average_1min": [self.load_before, os.getloadavg()[0]],
+        }
 
 
 def console() -> Console:

@@ -40,6 +40,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from common import DATA_DIR, Machine, alternate, argument_parser, console, emit  # benchmarks/common.py
 from rich.table import Table
 from torch import Tensor, nn
 
@@ -50,8 +51,6 @@ from vitcli.events import StepDone
 from vitcli.models.specs import ViTSpec
 from vitcli.models.vit import PatchEmbedding, ViT
 from vitcli.preprocessing import Preprocessing
-
-from common import DATA_DIR, Machine, alternate, argument_parser, console, emit  # benchmarks/common.py
 
 SKIP_EVENTS = 2  # progress events left out of the steady rate: the first ~4% of the epoch
 
@@ -119,23 +118,39 @@ def run_lever(lever: Lever, spec: ViTSpec, train_cfg: TrainConfig, splits, devic
         if isinstance(event, StepDone):
             marks.append((event.step * cfg.batch_size, time.perf_counter()))
 
-    result = fit(model, splits, cfg, device, preprocess, augment=None, on_event=on_event,
-                 autocast_dtype=lever.autocast_dtype, optimizer_options=lever.optimizer_options)
+    result = fit(
+        model,
+        splits,
+        cfg,
+        device,
+        preprocess,
+        augment=None,
+        on_event=on_event,
+        autocast_dtype=lever.autocast_dtype,
+        optimizer_options=lever.optimizer_options,
+    )
     torch._dynamo.reset()  # compiled code is not reused by the next lever
     if len(marks) < 2:
-        raise SystemExit(f"{len(marks)} progress event(s): too few steps for a rate; "
-                         "use more images or a smaller batch")
+        raise SystemExit(
+            f"{len(marks)} progress event(s): too few steps for a rate; use more images or a smaller batch"
+        )
     (images0, t0), (images1, t1) = marks[min(SKIP_EVENTS, len(marks) - 2)], marks[-1]
     steady = (images1 - images0) / (t1 - t0)
     test = evaluate(vit, splits.test, preprocess, device, len(splits.info.classes), autocast_dtype=None)
-    return {"epoch_images_per_s": result.images_per_s, "steady_images_per_s": steady,
-            "startup_s": result.seconds - result.images / steady, "test_accuracy": test.accuracy}
+    return {
+        "epoch_images_per_s": result.images_per_s,
+        "steady_images_per_s": steady,
+        "startup_s": result.seconds - result.images / steady,
+        "test_accuracy": test.accuracy,
+    }
 
 
 def summarise(runs: dict[str, list[dict]]) -> dict[str, dict]:
     keys = ("epoch_images_per_s", "steady_images_per_s", "startup_s", "test_accuracy")
-    summary = {name: {f"{k}_median": statistics.median(r[k] for r in rs) for k in keys} | {"runs": rs}
-               for name, rs in runs.items()}
+    summary = {
+        name: {f"{k}_median": statistics.median(r[k] for r in rs) for k in keys} | {"runs": rs}
+        for name, rs in runs.items()
+    }
     base = summary["baseline"]
     for s in summary.values():
         s["epoch_ratio"] = s["epoch_images_per_s_median"] / base["epoch_images_per_s_median"]
@@ -145,13 +160,26 @@ def summarise(runs: dict[str, list[dict]]) -> dict[str, dict]:
 
 def print_table(summary: dict, title: str) -> None:
     table = Table(title=title)
-    for column in ("lever", "epoch images/s", "/ baseline", "steady images/s", "/ baseline", "start-up s",
-                   "test accuracy"):
+    for column in (
+        "lever",
+        "epoch images/s",
+        "/ baseline",
+        "steady images/s",
+        "/ baseline",
+        "start-up s",
+        "test accuracy",
+    ):
         table.add_column(column, justify="right")
     for name, s in summary.items():
-        table.add_row(name, f"{s['epoch_images_per_s_median']:,.0f}", f"{s['epoch_ratio']:.2f}x",
-                      f"{s['steady_images_per_s_median']:,.0f}", f"{s['steady_ratio']:.2f}x",
-                      f"{s['startup_s_median']:.1f}", f"{100 * s['test_accuracy_median']:.2f}%")
+        table.add_row(
+            name,
+            f"{s['epoch_images_per_s_median']:,.0f}",
+            f"{s['epoch_ratio']:.2f}x",
+            f"{s['steady_images_per_s_median']:,.0f}",
+            f"{s['steady_ratio']:.2f}x",
+            f"{s['startup_s_median']:.1f}",
+            f"{100 * s['test_accuracy_median']:.2f}%",
+        )
     console().print(table)
 
 
@@ -177,26 +205,41 @@ def main(argv: list[str] | None = None) -> dict:
     device = resolve_device(args.device)
     spec = ViTSpec(embed_dim=32, patch_size=7, depth=2, heads=2)
     train_cfg = TrainConfig(epochs=1, batch_size=args.batch_size, lr=args.lr, device=str(device))
-    splits = load_splits(DataConfig(dataset="mnist", data_dir=args.data_dir, val_size=0, subset=args.subset,
-                                    augment=False), download=False)
+    splits = load_splits(
+        DataConfig(dataset="mnist", data_dir=args.data_dir, val_size=0, subset=args.subset, augment=False),
+        download=False,
+    )
     machine = Machine(device)
-    runs = alternate(args.repeats, {
-        name: lambda lever=LEVERS[name]: run_lever(lever, spec, train_cfg, splits, device)
-        for name in args.levers
-    }, lambda out: f"epoch {out['epoch_images_per_s']:,.0f} img/s, "
-                   f"steady {out['steady_images_per_s']:,.0f} img/s, "
-                   f"start-up {out['startup_s']:.1f} s, test {100 * out['test_accuracy']:.2f}%")
+    runs = alternate(
+        args.repeats,
+        {
+            name: lambda lever=LEVERS[name]: run_lever(lever, spec, train_cfg, splits, device)
+            for name in args.levers
+        },
+        lambda out: (
+            f"epoch {out['epoch_images_per_s']:,.0f} img/s, "
+            f"steady {out['steady_images_per_s']:,.0f} img/s, "
+            f"start-up {out['startup_s']:.1f} s, test {100 * out['test_accuracy']:.2f}%"
+        ),
+    )
     summary = summarise(runs)
     result = {
         "benchmark": "cpu_levers",
-        "config": {"model": spec.to_dict(), "train": train_cfg.__dict__, "train_images": len(splits.train),
-                   "repeats": args.repeats},
+        "config": {
+            "model": spec.to_dict(),
+            "train": train_cfg.__dict__,
+            "train_images": len(splits.train),
+            "repeats": args.repeats,
+        },
         "machine": machine.describe(),
         "levers": summary,
     }
-    print_table(summary, f"classic MNIST ViT, {len(splits.train):,} images, batch {args.batch_size} "
-                         f"(baseline), {device}, {torch.get_num_threads()} threads, "
-                         f"medians of {args.repeats}")
+    print_table(
+        summary,
+        f"classic MNIST ViT, {len(splits.train):,} images, batch {args.batch_size} "
+        f"(baseline), {device}, {torch.get_num_threads()} threads, "
+        f"medians of {args.repeats}",
+    )
     return emit(result, args.json)
 
 

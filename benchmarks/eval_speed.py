@@ -38,6 +38,7 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from common import Machine, argument_parser, console, emit, sync  # benchmarks/common.py
 from rich.table import Table
 
 from vitcli import __version__
@@ -51,8 +52,6 @@ from vitcli.models import count_parameters
 from vitcli.models.specs import ViTSpec
 from vitcli.preprocessing import Preprocessing
 
-from common import Machine, argument_parser, console, emit, sync  # benchmarks/common.py
-
 
 class Bench(NamedTuple):
     """A model of the benchmark: its spec, the shape of its data, the data's statistics, its learning rate."""
@@ -65,19 +64,26 @@ class Bench(NamedTuple):
 
 CLASSES = [str(i) for i in range(10)]
 MODELS = {
-    "classic": Bench(ViTSpec(embed_dim=32, patch_size=7, depth=2, heads=2),
-                     DatasetInfo("mnist", 1, 28, 28, CLASSES, "digits"),
-                     ChannelStats((0.1307,), (0.3081,)), 1e-2),
-    "cifar": Bench(ViTSpec(embed_dim=256, mlp_dim=1024, patch_size=4, depth=6, heads=8),
-                   DatasetInfo("cifar10", 3, 32, 32, CLASSES, "natural"),
-                   ChannelStats((0.49, 0.48, 0.45), (0.25, 0.24, 0.26)), 1e-3),
+    "classic": Bench(
+        ViTSpec(embed_dim=32, patch_size=7, depth=2, heads=2),
+        DatasetInfo("mnist", 1, 28, 28, CLASSES, "digits"),
+        ChannelStats((0.1307,), (0.3081,)),
+        1e-2,
+    ),
+    "cifar": Bench(
+        ViTSpec(embed_dim=256, mlp_dim=1024, patch_size=4, depth=6, heads=8),
+        DatasetInfo("cifar10", 3, 32, 32, CLASSES, "natural"),
+        ChannelStats((0.49, 0.48, 0.45), (0.25, 0.24, 0.26)),
+        1e-3,
+    ),
 }
 
 
 def random_split(info: DatasetInfo, n: int, seed: int) -> Split:
     g = torch.Generator().manual_seed(seed)
-    images = torch.randint(0, 256, (n, info.channels, info.height, info.width), dtype=torch.uint8,
-                           generator=g)
+    images = torch.randint(
+        0, 256, (n, info.channels, info.height, info.width), dtype=torch.uint8, generator=g
+    )
     return Split(images, torch.randint(0, len(info.classes), (n,), generator=g))
 
 
@@ -112,11 +118,12 @@ def tasks(args, name: str, device: torch.device) -> tuple[torch.nn.Module, dict[
     preprocessing = Preprocessing(stats.mean, stats.std)  # what a model trained from scratch normalises with
     preprocess = preprocessing.on(device)
     train_cfg = TrainConfig(epochs=1, batch_size=args.batch_size, lr=lr, warmup=0.0, device=str(device))
-    train = Splits(info, stats, random_split(info, args.train_steps * args.batch_size, 1), None,
-                   random_split(info, 1, 2))
+    train = Splits(
+        info, stats, random_split(info, args.train_steps * args.batch_size, 1), None, random_split(info, 1, 2)
+    )
     test = random_split(info, args.eval_images, 3)
     normalised = [x for x, _ in Batches(test, args.forward_batch, device, preprocess)]
-    attention_images = test.images[:args.attention_images]
+    attention_images = test.images[: args.attention_images]
     attention_batches = [preprocess(x.to(device)) for x in attention_images.split(args.attention_batch)]
     checkpoint = Checkpoint(model, Config(model=spec), info, preprocessing, {}, __version__)
     sources, labels = [f"test[{i}]" for i in range(len(attention_images))], [None] * len(attention_images)
@@ -128,14 +135,19 @@ def tasks(args, name: str, device: torch.device) -> tuple[torch.nn.Module, dict[
     }
     for b in args.eval_batch_sizes:
         found[f"eval b{b}"] = lambda b=b: timed(
-            lambda: evaluate(model, test, preprocess, device, classes, b).count, device)
+            lambda: evaluate(model, test, preprocess, device, classes, b).count, device
+        )
     found[f"forward no_grad b{args.forward_batch}"] = lambda: timed(
-        lambda: forward_all(model, normalised, torch.no_grad), device)
+        lambda: forward_all(model, normalised, torch.no_grad), device
+    )
     found[f"forward inference_mode b{args.forward_batch}"] = lambda: timed(
-        lambda: forward_all(model, normalised, torch.inference_mode), device)
+        lambda: forward_all(model, normalised, torch.inference_mode), device
+    )
     found["extract"] = lambda: timed(lambda: extract_all(model, attention_batches), device)
-    found["explain"] = lambda: timed(lambda: len(explain(checkpoint, attention_images, sources, labels,
-                                                         batch_size=args.attention_batch)), device)
+    found["explain"] = lambda: timed(
+        lambda: len(explain(checkpoint, attention_images, sources, labels, batch_size=args.attention_batch)),
+        device,
+    )
     return model, found
 
 
@@ -148,12 +160,19 @@ def measure(args, name: str, device: torch.device) -> dict:
         if repeat >= 0:
             for task, rate in round_rates.items():
                 rates[task].append(rate)
-        print(f"{name} {'warm-up' if repeat < 0 else f'repeat {repeat + 1}/{args.repeats}'}: "
-              + ", ".join(f"{t} {r:,.0f}" for t, r in round_rates.items()), file=sys.stderr)
+        print(
+            f"{name} {'warm-up' if repeat < 0 else f'repeat {repeat + 1}/{args.repeats}'}: "
+            + ", ".join(f"{t} {r:,.0f}" for t, r in round_rates.items()),
+            file=sys.stderr,
+        )
     median = {task: statistics.median(r) for task, r in rates.items()}
-    out = {"parameters": count_parameters(model), "tokens": model.num_tokens,
-           "images_per_s_median": median, "images_per_s_runs": rates,
-           "ratio_to_train": {task: median[task] / median["train"] for task in median if task != "train"}}
+    out = {
+        "parameters": count_parameters(model),
+        "tokens": model.num_tokens,
+        "images_per_s_median": median,
+        "images_per_s_runs": rates,
+        "ratio_to_train": {task: median[task] / median["train"] for task in median if task != "train"},
+    }
     if args.profile:
         out["profile"] = profile(args, name, device)
     return out
@@ -168,8 +187,15 @@ def top_ops(fn: Callable[[], None], count: int, calls: int) -> list[dict]:
     events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
     total = sum(e.self_cpu_time_total for e in events)
     events.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
-    ops = [{"op": e.key, "share": e.self_cpu_time_total / total, "ms": e.self_cpu_time_total / 1000,
-            "calls": e.count} for e in events[:count]]
+    ops = [
+        {
+            "op": e.key,
+            "share": e.self_cpu_time_total / total,
+            "ms": e.self_cpu_time_total / 1000,
+            "calls": e.count,
+        }
+        for e in events[:count]
+    ]
     return ops + [{"op": "total", "share": 1.0, "ms": total / 1000, "calls": None}]
 
 
@@ -183,7 +209,7 @@ def profile(args, name: str, device: torch.device) -> dict[str, list[dict]]:
     split = random_split(info, max(args.batch_size, args.forward_batch, args.attention_batch), 4)
     x_train, y_train = next(iter(Batches(split, args.batch_size, device, preprocess)))
     x_eval, _ = next(iter(Batches(split, args.forward_batch, device, preprocess)))
-    x_attention = x_eval[:args.attention_batch]
+    x_attention = x_eval[: args.attention_batch]
 
     def train_step():
         model.train()
@@ -198,16 +224,20 @@ def profile(args, name: str, device: torch.device) -> dict[str, list[dict]]:
             model(x_eval)
 
     n, calls = args.profile_ops, args.profile_calls
-    return {f"train step b{args.batch_size}": top_ops(train_step, n, calls),
-            f"eval forward b{args.forward_batch}": top_ops(eval_batch, n, calls),
-            f"extract b{args.attention_batch}": top_ops(lambda: extract(model, x_attention), n, calls)}
+    return {
+        f"train step b{args.batch_size}": top_ops(train_step, n, calls),
+        f"eval forward b{args.forward_batch}": top_ops(eval_batch, n, calls),
+        f"extract b{args.attention_batch}": top_ops(lambda: extract(model, x_attention), n, calls),
+    }
 
 
 def print_tables(results: dict, args, device: torch.device) -> None:
     shown = console()
     for name, r in results.items():
-        table = Table(title=f"{name} ViT ({r['parameters']:,} parameters, {r['tokens']} tokens), {device}, "
-                            f"{torch.get_num_threads()} threads, median of {args.repeats}")
+        table = Table(
+            title=f"{name} ViT ({r['parameters']:,} parameters, {r['tokens']} tokens), {device}, "
+            f"{torch.get_num_threads()} threads, median of {args.repeats}"
+        )
         for column in ("task", "images/s", "/ train"):
             table.add_column(column, justify="right")
         for task, rate in r["images_per_s_median"].items():
@@ -219,8 +249,9 @@ def print_tables(results: dict, args, device: torch.device) -> None:
             for column in ("operator", "share", "ms", "calls"):
                 table.add_column(column, justify="right")
             for op in ops:
-                table.add_row(op["op"], f"{100 * op['share']:.1f}%", f"{op['ms']:.2f}",
-                              str(op["calls"] or ""))
+                table.add_row(
+                    op["op"], f"{100 * op['share']:.1f}%", f"{op['ms']:.2f}", str(op["calls"] or "")
+                )
             shown.print(table)
 
 

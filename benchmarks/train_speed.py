@@ -18,11 +18,13 @@ Prints a rich table and one JSON object (also written to --json).
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 
 import torch
 import torch.nn.functional as F
+from common import DATA_DIR, Machine, alternate, argument_parser, console, emit  # benchmarks/common.py
 from rich.table import Table
 
 from vitcli.config import load_config
@@ -32,8 +34,6 @@ from vitcli.engine import evaluate, fit, resolve_device, warmup_cosine
 from vitcli.models import count_parameters
 from vitcli.preprocessing import Preprocessing
 
-from common import DATA_DIR, Machine, alternate, argument_parser, console, emit  # benchmarks/common.py
-
 
 def plain_loop(cfg, model, stats: ChannelStats, data_dir: str, device: torch.device, workers: int) -> dict:
     from torch.utils.data import DataLoader
@@ -42,13 +42,19 @@ def plain_loop(cfg, model, stats: ChannelStats, data_dir: str, device: torch.dev
     tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize(stats.mean, stats.std)])
     train_set = datasets.MNIST(data_dir, train=True, transform=tf)
     test_set = datasets.MNIST(data_dir, train=False, transform=tf)
-    loader = DataLoader(train_set, batch_size=cfg.train.batch_size, shuffle=True, drop_last=True,
-                        num_workers=workers, generator=torch.Generator().manual_seed(cfg.train.seed))
+    loader = DataLoader(
+        train_set,
+        batch_size=cfg.train.batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        generator=torch.Generator().manual_seed(cfg.train.seed),
+    )
     steps = len(loader)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr,
-                                  weight_decay=cfg.train.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(round(cfg.train.warmup * steps), cfg.train.epochs * steps))
+        optimizer, warmup_cosine(round(cfg.train.warmup * steps), cfg.train.epochs * steps)
+    )
     seen, start = 0, time.perf_counter()
     model.train()
     for _ in range(cfg.train.epochs):
@@ -67,8 +73,12 @@ def plain_loop(cfg, model, stats: ChannelStats, data_dir: str, device: torch.dev
     with torch.inference_mode():
         for images, labels in DataLoader(test_set, batch_size=1024):
             correct += (model(images.to(device)).argmax(1).cpu() == labels).sum().item()
-    return {"seconds": seconds, "images": seen, "images_per_s": seen / seconds,
-            "test_accuracy": correct / len(test_set)}
+    return {
+        "seconds": seconds,
+        "images": seen,
+        "images_per_s": seen / seconds,
+        "test_accuracy": correct / len(test_set),
+    }
 
 
 def vitcli_loop(cfg, model, device: torch.device) -> dict:
@@ -79,11 +89,15 @@ def vitcli_loop(cfg, model, device: torch.device) -> dict:
     result = fit(model, splits, cfg.train, device, preprocess, augment=augment)
     seconds = time.perf_counter() - start
     test = evaluate(model, splits.test, preprocess, device, len(splits.info.classes))
-    return {"seconds": seconds, "images": result.images, "images_per_s": result.images_per_s,
-            "test_accuracy": test.accuracy}
+    return {
+        "seconds": seconds,
+        "images": result.images,
+        "images_per_s": result.images_per_s,
+        "test_accuracy": test.accuracy,
+    }
 
 
-def main(argv: list[str] | None = None) -> dict:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argument_parser(__doc__)
     parser.add_argument("--data-dir", default=DATA_DIR)
     parser.add_argument("--embed-dim", type=int, default=32)
@@ -93,34 +107,59 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-2)
-    parser.add_argument("--augment", action="store_true",
-                        help="augment on vitcli's side (the plain loop never does)")
+    parser.add_argument(
+        "--augment", action="store_true", help="augment on vitcli's side (the plain loop never does)"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of the plain loop")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
-    cfg = load_config(None, {
-        "model": {"kind": "vit", "embed_dim": args.embed_dim, "patch_size": args.patch_size,
-                  "depth": args.depth, "heads": args.heads},
-        "data": {"dataset": "mnist", "data_dir": args.data_dir, "val_size": 0, "augment": args.augment},
-        "train": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "device": args.device},
-    }).validate()
-    device = resolve_device(args.device)
-    machine = Machine(device)
-    splits = load_splits(cfg.data, download=False)  # also fills the tensor cache before timing
+
+def make_config(args: argparse.Namespace):
+    return load_config(
+        None,
+        {
+            "model": {
+                "kind": "vit",
+                "embed_dim": args.embed_dim,
+                "patch_size": args.patch_size,
+                "depth": args.depth,
+                "heads": args.heads,
+            },
+            "data": {"dataset": "mnist", "data_dir": args.data_dir, "val_size": 0, "augment": args.augment},
+            "train": {
+                "epochs": args.epochs,
+                "batch_size": args.batch_size,
+                "lr": args.lr,
+                "device": args.device,
+            },
+        },
+    ).validate()
+
+
+def run_loops(args: argparse.Namespace, cfg, splits, device: torch.device) -> dict[str, list[dict]]:
+    """Both loops, in turn, --repeats times, each on a fresh model with the same initial weights."""
     info, stats = splits.info, splits.stats
 
     def fresh_model():
         return cfg.model.module(info).to(device)
 
-    runs = alternate(args.repeats, {
-        "plain": lambda: plain_loop(cfg, fresh_model(), stats, args.data_dir, device, args.workers),
-        "vitcli": lambda: vitcli_loop(cfg, fresh_model(), device),
-    }, lambda out: f"{out['images_per_s']:,.0f} img/s, test {100 * out['test_accuracy']:.2f}%, "
-                   f"{out['seconds']:.1f} s",
-        seed=cfg.train.seed)
+    return alternate(
+        args.repeats,
+        {
+            "plain": lambda: plain_loop(cfg, fresh_model(), stats, args.data_dir, device, args.workers),
+            "vitcli": lambda: vitcli_loop(cfg, fresh_model(), device),
+        },
+        lambda out: (
+            f"{out['images_per_s']:,.0f} img/s, test {100 * out['test_accuracy']:.2f}%, "
+            f"{out['seconds']:.1f} s"
+        ),
+        seed=cfg.train.seed,
+    )
 
+
+def summarise(runs: dict[str, list[dict]]) -> dict[str, dict]:
     summary = {}
     for name, outs in runs.items():
         summary[name] = {
@@ -129,28 +168,59 @@ def main(argv: list[str] | None = None) -> dict:
             "seconds_median": statistics.median(o["seconds"] for o in outs),
             "runs": outs,
         }
+    return summary
+
+
+def make_result(args: argparse.Namespace, cfg, info, machine: Machine, summary: dict[str, dict]) -> dict:
     ratio = summary["vitcli"]["images_per_s_median"] / summary["plain"]["images_per_s_median"]
-    result = {
+    return {
         "benchmark": "train_speed",
-        "config": {"model": cfg.model.to_dict(), "train": cfg.train.__dict__, "augment": args.augment,
-                   "parameters": count_parameters(cfg.model.module(info)), "plain_workers": args.workers},
+        "config": {
+            "model": cfg.model.to_dict(),
+            "train": cfg.train.__dict__,
+            "augment": args.augment,
+            "parameters": count_parameters(cfg.model.module(info)),
+            "plain_workers": args.workers,
+        },
         "machine": machine.describe(),
         "plain": summary["plain"],
         "vitcli": summary["vitcli"],
         "speedup": ratio,
     }
 
-    table = Table(title=f"MNIST, ViT dim {args.embed_dim} patch {args.patch_size} depth {args.depth}, "
-                        f"{args.epochs} epoch(s), batch {args.batch_size}, {device}, "
-                        f"{torch.get_num_threads()} threads")
+
+def print_table(
+    args: argparse.Namespace, device: torch.device, summary: dict[str, dict], ratio: float
+) -> None:
+    table = Table(
+        title=f"MNIST, ViT dim {args.embed_dim} patch {args.patch_size} depth {args.depth}, "
+        f"{args.epochs} epoch(s), batch {args.batch_size}, {device}, "
+        f"{torch.get_num_threads()} threads"
+    )
     for column in ("loop", "images/s (median)", "test accuracy (mean)", "train seconds (median)", "runs"):
         table.add_column(column, justify="right")
     for name in ("plain", "vitcli"):
         s = summary[name]
-        table.add_row(name, f"{s['images_per_s_median']:,.0f}", f"{100 * s['test_accuracy_mean']:.2f}%",
-                      f"{s['seconds_median']:.1f}", str(len(s["runs"])))
+        table.add_row(
+            name,
+            f"{s['images_per_s_median']:,.0f}",
+            f"{100 * s['test_accuracy_mean']:.2f}%",
+            f"{s['seconds_median']:.1f}",
+            str(len(s["runs"])),
+        )
     table.add_row("vitcli / plain", f"{ratio:.2f}x", "", "", "")
     console().print(table)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    cfg = make_config(args)
+    device = resolve_device(args.device)
+    machine = Machine(device)
+    splits = load_splits(cfg.data, download=False)  # also fills the tensor cache before timing
+    summary = summarise(run_loops(args, cfg, splits, device))
+    result = make_result(args, cfg, splits.info, machine, summary)
+    print_table(args, device, summary, result["speedup"])
     return emit(result, args.json)
 
 

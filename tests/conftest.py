@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from fakedata import write_cifar10, write_mnist
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -14,7 +14,9 @@ import numpy as np
 from PIL import Image
 
 
-def class_images(n: int, classes: int, size: tuple[int, int], channels: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def class_images(
+    n: int, classes: int, size: tuple[int, int], channels: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(n, H, W, C) uint8 images and (n,) labels: noise plus a class-specific bright square."""
     rng = np.random.default_rng(seed)
     h, w = size
@@ -25,7 +27,7 @@ def class_images(n: int, classes: int, size: tuple[int, int], channels: int, see
     for i, label in enumerate(labels):
         row = (label * 3) % (h - side)
         col = (label * 5) % (w - side)
-        images[i, row:row + side, col:col + side, :] = 255
+        images[i, row : row + side, col : col + side, :] = 255
     return images, labels.astype(np.int64)
 
 
@@ -69,20 +71,33 @@ def write_cifar100(root: Path, train: int = 300, test: int = 100) -> Path:
     for name, n, seed in (("train", train, 0), ("test", test, 1)):
         images, labels = class_images(n, 100, (32, 32), 3, seed)
         with open(folder / name, "wb") as f:
-            pickle.dump({"data": images.transpose(0, 3, 1, 2).reshape(n, -1), "fine_labels": labels.tolist()}, f)
+            pickle.dump(
+                {"data": images.transpose(0, 3, 1, 2).reshape(n, -1), "fine_labels": labels.tolist()}, f
+            )
     with open(folder / "meta", "wb") as f:
         pickle.dump({"fine_label_names": [f"class{i:02d}" for i in range(100)]}, f)
     return root
 
 
-def write_image_folder(root: Path, classes=("cat", "dog", "fish"), size=(16, 24), mode: str = "RGB",
-                       per_class: dict[str, int] | None = None, val: bool = False) -> Path:
+def write_image_folder(
+    root: Path,
+    classes=("cat", "dog", "fish"),
+    size=(16, 24),
+    mode: str = "RGB",
+    per_class: dict[str, int] | None = None,
+    val: bool = False,
+) -> Path:
     """root/{train,test[,val]}/<class>/<n>.png with images of `size` (height, width)."""
     counts = per_class or {"train": 20, "test": 6, "val": 6}
     channels = 1 if mode == "L" else 3
     for split in ("train", "test") + (("val",) if val else ()):
-        images, labels = class_images(counts[split] * len(classes), len(classes), size, channels,
-                                       {"train": 0, "test": 1, "val": 2}[split])
+        images, labels = class_images(
+            counts[split] * len(classes),
+            len(classes),
+            size,
+            channels,
+            {"train": 0, "test": 1, "val": 2}[split],
+        )
         for i, (image, label) in enumerate(zip(images, labels)):
             folder = root / split / classes[label]
             folder.mkdir(parents=True, exist_ok=True)

@@ -6,10 +6,10 @@ import math
 import pytest
 import timm
 import torch
+from fakedata import write_mnist
 from PIL import Image
 from typer.testing import CliRunner
 
-from fakedata import write_mnist
 from vitcli.attention import ImageAttention, cls_attention, extract, fuse_heads, rollout, rollout_map
 from vitcli.attention_figure import CELL_PX, COLORBAR_PX, TITLE_PX, figure_size_px, grid_shape, save_figure
 from vitcli.cli import app
@@ -53,7 +53,7 @@ def test_maps_match_an_explicit_softmax_recomputation(heads):
             q, k, _ = block.attn.qkv(block.norm1(x)).chunk(3, dim=-1)
             d = 16 // heads
             for h in range(heads):
-                qh, kh = q[..., h * d:(h + 1) * d], k[..., h * d:(h + 1) * d]
+                qh, kh = q[..., h * d : (h + 1) * d], k[..., h * d : (h + 1) * d]
                 expected = torch.softmax(qh @ kh.transpose(1, 2) / math.sqrt(d), dim=-1)
                 torch.testing.assert_close(got[:, h], expected, rtol=1e-5, atol=1e-6)
             x, _ = block(x)  # fused path to the next block
@@ -98,13 +98,9 @@ def test_rollout_is_the_product_of_residual_corrected_blocks():
 
 
 def test_discard_drops_the_weakest_weights_but_keeps_cls_to_cls():
-    weights = torch.tensor([[0.02, 0.49, 0.49],
-                            [0.01, 0.01, 0.98],
-                            [0.005, 0.005, 0.99]]).expand(1, 1, 3, 3)
+    weights = torch.tensor([[0.02, 0.49, 0.49], [0.01, 0.01, 0.98], [0.005, 0.005, 0.99]]).expand(1, 1, 3, 3)
     # 60% of 9 weights: the five smallest go, except [CLS] -> [CLS] (0.02), which is one of them.
-    kept = torch.tensor([[0.02, 0.49, 0.49],
-                         [0.0, 0.0, 0.98],
-                         [0.0, 0.0, 0.99]])
+    kept = torch.tensor([[0.02, 0.49, 0.49], [0.0, 0.0, 0.98], [0.0, 0.0, 0.99]])
     expected = (kept + torch.eye(3)) / 2
     expected = expected / expected.sum(-1, keepdim=True)
     torch.testing.assert_close(rollout([weights], discard_ratio=0.6)[0], expected)
@@ -129,13 +125,27 @@ def test_the_cnn_has_no_attention_to_show():
 def test_several_values_after_one_flag_become_repeated_flags():
     args = ["ckpt", "--index", "0", "5", "17", "--out", "x", "--image", "a.png", "b.png", "--seed", "3"]
     assert spread_values(args, ["index", "image"]) == [
-        "ckpt", "--index", "0", "--index", "5", "--index", "17", "--out", "x",
-        "--image", "a.png", "--image", "b.png", "--seed", "3",
+        "ckpt",
+        "--index",
+        "0",
+        "--index",
+        "5",
+        "--index",
+        "17",
+        "--out",
+        "x",
+        "--image",
+        "a.png",
+        "--image",
+        "b.png",
+        "--seed",
+        "3",
     ]
     assert spread_values(["--index", "-1", "2"], ["index"]) == ["--index", "-1", "--index", "2"]
 
 
 # --- the command -------------------------------------------------------------------------------------
+
 
 def run(*args):
     return runner.invoke(app, [str(a) for a in args])
@@ -143,8 +153,27 @@ def run(*args):
 
 @pytest.fixture
 def mnist_run(tmp_path, mnist_dir):
-    result = run("train", "--data-dir", mnist_dir, "--epochs", 1, "--batch-size", 64, "--device", "cpu",
-                 "--heads", 2, "--depth", 2, "--embed-dim", 16, "--out", tmp_path / "runs", "--name", "vit")
+    result = run(
+        "train",
+        "--data-dir",
+        mnist_dir,
+        "--epochs",
+        1,
+        "--batch-size",
+        64,
+        "--device",
+        "cpu",
+        "--heads",
+        2,
+        "--depth",
+        2,
+        "--embed-dim",
+        16,
+        "--out",
+        tmp_path / "runs",
+        "--name",
+        "vit",
+    )
     assert result.exit_code == 0, result.output
     return tmp_path / "runs" / "vit"
 
@@ -162,8 +191,14 @@ def test_attention_writes_one_picture_per_image_with_the_promised_size(tmp_path,
 @pytest.mark.parametrize("blocks, heads", [(1, 1), (3, 4), (2, 6)])
 def test_picture_size_follows_the_grid(tmp_path, blocks, heads):
     maps = torch.rand(blocks, heads, 4, 4)
-    result = ImageAttention("test[3]", torch.zeros(3, 32, 32, dtype=torch.uint8), 1, torch.full((3,), 1 / 3),
-                            maps, torch.rand(4, 4))
+    result = ImageAttention(
+        "test[3]",
+        torch.zeros(3, 32, 32, dtype=torch.uint8),
+        1,
+        torch.full((3,), 1 / 3),
+        maps,
+        torch.rand(4, 4),
+    )
     save_figure(result, ["a", "b", "c"], tmp_path / "x.png")
     with Image.open(tmp_path / "x.png") as png:
         assert png.size == figure_size_px(blocks, heads)
@@ -200,14 +235,17 @@ def test_attention_default_folder_is_the_run_directory(mnist_run):
     assert (mnist_run / "attention" / "test-0.png").is_file()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--index", 10**6], "out of range"),
-    (["--index", 0, "--random", 2], "one way"),
-    (["--head-fusion", "median"], "--head-fusion"),
-    (["--discard", 1.5], "--discard"),
-    (["--image", "missing.png"], "does not exist"),
-    (["--split", "dev"], "--split"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--index", 10**6], "out of range"),
+        (["--index", 0, "--random", 2], "one way"),
+        (["--head-fusion", "median"], "--head-fusion"),
+        (["--discard", 1.5], "--discard"),
+        (["--image", "missing.png"], "does not exist"),
+        (["--split", "dev"], "--split"),
+    ],
+)
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, mnist_run, args, message):
     result = run("attention", mnist_run, "--out", tmp_path / "p", *args)
     assert result.exit_code == 1
@@ -216,8 +254,23 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, mnist_run, args, mes
 
 
 def test_cnn_checkpoint_gets_a_clear_message(tmp_path, mnist_dir):
-    trained = run("train", "--model", "cnn", "--data-dir", mnist_dir, "--epochs", 1, "--device", "cpu",
-                  "--subset", 64, "--out", tmp_path / "runs", "--name", "cnn")
+    trained = run(
+        "train",
+        "--model",
+        "cnn",
+        "--data-dir",
+        mnist_dir,
+        "--epochs",
+        1,
+        "--device",
+        "cpu",
+        "--subset",
+        64,
+        "--out",
+        tmp_path / "runs",
+        "--name",
+        "cnn",
+    )
     assert trained.exit_code == 0, trained.output
     result = run("attention", tmp_path / "runs" / "cnn")
     assert result.exit_code == 1 and "no attention to show" in result.output
@@ -228,9 +281,33 @@ def test_a_fine_tuned_timm_vit_works_unchanged(tmp_path):
     """timm's tiny test_vit (6 blocks, 2 heads), fine-tuned from scratch on 28x28 gray images resized
     to 32x32 with 8x8 patches: its maps come out of timm's own attention code."""
     data_dir = write_mnist(tmp_path / "data", train=96, test=16)
-    tuned = run("finetune", "--model", "test_vit", "--pretrained", "none", "--data-dir", data_dir,
-                "--img-size", 32, "--patch-size", 8, "--subset", 32, "--val-size", 16, "--epochs", 1,
-                "--batch-size", 16, "--device", "cpu", "--out", tmp_path / "runs", "--name", "timm")
+    tuned = run(
+        "finetune",
+        "--model",
+        "test_vit",
+        "--pretrained",
+        "none",
+        "--data-dir",
+        data_dir,
+        "--img-size",
+        32,
+        "--patch-size",
+        8,
+        "--subset",
+        32,
+        "--val-size",
+        16,
+        "--epochs",
+        1,
+        "--batch-size",
+        16,
+        "--device",
+        "cpu",
+        "--out",
+        tmp_path / "runs",
+        "--name",
+        "timm",
+    )
     assert tuned.exit_code == 0, tuned.output
     out = tmp_path / "p"
     result = run("attention", tmp_path / "runs" / "timm", "--index", 0, 3, "--out", out, "--json")

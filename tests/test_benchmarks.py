@@ -26,9 +26,28 @@ def load(name: str):
 
 def test_attention_cost_sweeps_tokens(tmp_path):
     out = tmp_path / "attention.json"
-    result = load("attention_cost").main([
-        "--sizes", "28:14,28:7,28:4", "--embed-dim", "8", "--heads", "2", "--depth", "1", "--batch-size", "2",
-        "--steps", "2", "--warmup", "0", "--forward", "--no-memory", "--json", str(out)])
+    result = load("attention_cost").main(
+        [
+            "--sizes",
+            "28:14,28:7,28:4",
+            "--embed-dim",
+            "8",
+            "--heads",
+            "2",
+            "--depth",
+            "1",
+            "--batch-size",
+            "2",
+            "--steps",
+            "2",
+            "--warmup",
+            "0",
+            "--forward",
+            "--no-memory",
+            "--json",
+            str(out),
+        ]
+    )
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     assert set(result["results"]) == {"train", "forward"}
     for rows in result["results"].values():
@@ -46,18 +65,49 @@ def test_attention_cost_memory_probe_sees_the_attention_matrices():
     # 28 px, patch 2: 197 tokens, so one attention matrix is 16 x 2 x 197^2 x 4 bytes = 4.7 MiB, kept for
     # backward.
     explicit = bench.peak_bytes(args, 28, 2, "explicit", "train", torch.device("cpu"))
-    assert explicit >= 16 * 2 * 197 ** 2 * 4
+    assert explicit >= 16 * 2 * 197**2 * 4
 
 
 def test_eval_speed_measures_every_task(tmp_path):
-    result = load("eval_speed").main([
-        "--train-steps", "2", "--batch-size", "8", "--eval-images", "64", "--eval-batch-sizes", "16,64",
-        "--forward-batch", "32", "--attention-images", "16", "--attention-batch", "8", "--repeats", "1",
-        "--warmup-rounds", "0", "--profile", "--profile-ops", "3", "--profile-calls", "1",
-        "--json", str(tmp_path / "eval.json")])
+    result = load("eval_speed").main(
+        [
+            "--train-steps",
+            "2",
+            "--batch-size",
+            "8",
+            "--eval-images",
+            "64",
+            "--eval-batch-sizes",
+            "16,64",
+            "--forward-batch",
+            "32",
+            "--attention-images",
+            "16",
+            "--attention-batch",
+            "8",
+            "--repeats",
+            "1",
+            "--warmup-rounds",
+            "0",
+            "--profile",
+            "--profile-ops",
+            "3",
+            "--profile-calls",
+            "1",
+            "--json",
+            str(tmp_path / "eval.json"),
+        ]
+    )
     classic = result["models"]["classic"]
-    tasks = {"train", "eval b16", "eval b64", "forward no_grad b32", "forward inference_mode b32", "extract",
-             "explain"}
+    tasks = {
+        "train",
+        "eval b16",
+        "eval b64",
+        "forward no_grad b32",
+        "forward inference_mode b32",
+        "extract",
+        "explain",
+    }
     assert set(classic["images_per_s_median"]) == tasks
     assert set(classic["ratio_to_train"]) == tasks - {"train"}
     assert all(rate > 0 for rate in classic["images_per_s_median"].values())
@@ -68,9 +118,20 @@ def test_eval_speed_measures_every_task(tmp_path):
 
 
 def test_cpu_levers_against_the_baseline(mnist_dir, tmp_path):
-    result = load("cpu_levers").main([
-        "--data-dir", str(mnist_dir), "--levers", "matmul patches,explicit attention", "--batch-size", "32",
-        "--repeats", "1", "--json", str(tmp_path / "levers.json")])
+    result = load("cpu_levers").main(
+        [
+            "--data-dir",
+            str(mnist_dir),
+            "--levers",
+            "matmul patches,explicit attention",
+            "--batch-size",
+            "32",
+            "--repeats",
+            "1",
+            "--json",
+            str(tmp_path / "levers.json"),
+        ]
+    )
     levers = result["levers"]
     assert list(levers) == ["baseline", "matmul patches", "explicit attention"]
     assert levers["baseline"]["epoch_ratio"] == 1.0
@@ -92,12 +153,26 @@ def test_cpu_levers_set_precision_and_optimiser_through_fit(mnist_dir, tmp_path,
         return fit(*args, **kwargs)
 
     monkeypatch.setattr(bench, "fit", recording_fit)  # the script's own name for fit; vitcli is untouched
-    result = bench.main([
-        "--data-dir", str(mnist_dir), "--levers", "bfloat16 autocast,foreach AdamW", "--batch-size", "32",
-        "--repeats", "1", "--json", str(tmp_path / "levers.json")])
+    result = bench.main(
+        [
+            "--data-dir",
+            str(mnist_dir),
+            "--levers",
+            "bfloat16 autocast,foreach AdamW",
+            "--batch-size",
+            "32",
+            "--repeats",
+            "1",
+            "--json",
+            str(tmp_path / "levers.json"),
+        ]
+    )
     assert list(result["levers"]) == ["baseline", "bfloat16 autocast", "foreach AdamW"]
     assert [(c["autocast_dtype"], c["optimizer_options"]) for c in calls] == [
-        ("auto", None), (torch.bfloat16, None), ("auto", {"foreach": True})]
+        ("auto", None),
+        (torch.bfloat16, None),
+        ("auto", {"foreach": True}),
+    ]
     for lever in result["levers"].values():
         assert lever["steady_images_per_s_median"] > 0 and 0 <= lever["test_accuracy_median"] <= 1
 
@@ -116,9 +191,22 @@ def test_train_speed_compares_the_two_loops_on_mnist_files(tmp_path):
     from fakedata import write_mnist
 
     data_dir = write_mnist(tmp_path / "data", train=256, test=64)
-    result = load("train_speed").main([
-        "--data-dir", str(data_dir), "--embed-dim", "8", "--heads", "2", "--batch-size", "64",
-        "--repeats", "1", "--json", str(tmp_path / "train.json")])
+    result = load("train_speed").main(
+        [
+            "--data-dir",
+            str(data_dir),
+            "--embed-dim",
+            "8",
+            "--heads",
+            "2",
+            "--batch-size",
+            "64",
+            "--repeats",
+            "1",
+            "--json",
+            str(tmp_path / "train.json"),
+        ]
+    )
     assert json.loads((tmp_path / "train.json").read_text()) == json.loads(json.dumps(result))
     for loop in ("plain", "vitcli"):
         assert result[loop]["images_per_s_median"] > 0 and 0 <= result[loop]["test_accuracy_mean"] <= 1
@@ -131,8 +219,23 @@ def test_finetune_speed_compares_with_a_plain_timm_loop(tmp_path):
 
     if not timm.is_model("test_vit"):
         pytest.skip("this timm has no test_vit; a newer timm has")
-    result = load("finetune_speed").main([
-        "--model", "test_vit", "--img-size", "32", "--patch-size", "8", "--batch-size", "4", "--steps", "2",
-        "--repeats", "1", "--device", "cpu"])
+    result = load("finetune_speed").main(
+        [
+            "--model",
+            "test_vit",
+            "--img-size",
+            "32",
+            "--patch-size",
+            "8",
+            "--batch-size",
+            "4",
+            "--steps",
+            "2",
+            "--repeats",
+            "1",
+            "--device",
+            "cpu",
+        ]
+    )
     assert result["config"]["model"] == "test_vit"
     assert result["plain"]["images_per_s_median"] > 0 and result["vitcli"]["images_per_s_median"] > 0

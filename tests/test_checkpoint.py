@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 import timm
 import torch
+from fakedata import write_mnist
 from safetensors.torch import load_file, save_file
 
-from fakedata import write_mnist
 from vitcli.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from vitcli.config import Config, load_config
 from vitcli.data import ChannelStats, DatasetInfo
@@ -31,8 +31,14 @@ def save(path, cfg=None, metrics=None):
     return b
 
 
-@pytest.mark.parametrize("model", [{"kind": "vit", "heads": 4, "pos_embed": "sinusoidal"}, {"kind": "vit", "heads": 1},
-                                   {"kind": "cnn", "dropout": 0.2}])
+@pytest.mark.parametrize(
+    "model",
+    [
+        {"kind": "vit", "heads": 4, "pos_embed": "sinusoidal"},
+        {"kind": "vit", "heads": 1},
+        {"kind": "cnn", "dropout": 0.2},
+    ],
+)
 def test_round_trip_gives_the_same_spec_preprocessing_and_logits(tmp_path, model):
     cfg = load_config(None, {"model": model})
     b = save(tmp_path / "m.safetensors", cfg, {"test_accuracy": 0.5})
@@ -45,12 +51,23 @@ def test_round_trip_gives_the_same_spec_preprocessing_and_logits(tmp_path, model
 
 @pytest.mark.skipif(not timm.is_model("test_vit"), reason="this timm has no test_vit; a newer timm has")
 def test_a_timm_round_trip_keeps_the_resolved_spec_the_preprocessing_and_the_adaptation(tmp_path):
-    cfg = load_config(None, {"model": {"kind": "timm", "name": "test_vit", "pretrained": "none", "patch_size": 8,
-                                       "channels": "repeat"}})
+    cfg = load_config(
+        None,
+        {
+            "model": {
+                "kind": "timm",
+                "name": "test_vit",
+                "pretrained": "none",
+                "patch_size": 8,
+                "channels": "repeat",
+            }
+        },
+    )
     b = save(tmp_path / "m.safetensors", cfg)
     loaded = load_checkpoint(tmp_path / "m.safetensors")
-    assert loaded.config.model == TimmSpec(name="test_vit", pretrained="none", img_size=160, patch_size=8,
-                                           channels="repeat")  # timm's 160 for test_vit, written down
+    assert loaded.config.model == TimmSpec(
+        name="test_vit", pretrained="none", img_size=160, patch_size=8, channels="repeat"
+    )  # timm's 160 for test_vit, written down
     assert loaded.preprocessing == Preprocessing(STATS.mean, STATS.std, size=(160, 160), channels=3)
     assert loaded.adaptation == b.adaptation and loaded.adaptation.gray_repeated
     x = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.uint8)
@@ -65,7 +82,12 @@ def test_metadata_is_readable_json(tmp_path):
     assert meta["format"] == "vitcli/2"
     assert json.loads(meta["config"])["model"] == {"kind": "vit", **ViTSpec().to_dict()}
     assert json.loads(meta["dataset"])["classes"][3] == "3"
-    assert json.loads(meta["preprocessing"]) == {"mean": [0.1307], "std": [0.3081], "size": None, "channels": None}
+    assert json.loads(meta["preprocessing"]) == {
+        "mean": [0.1307],
+        "std": [0.3081],
+        "size": None,
+        "channels": None,
+    }
     assert not list(tmp_path.glob(".*tmp"))  # no temporary file left behind
 
 
@@ -99,7 +121,11 @@ def test_weights_that_do_not_match_the_config(tmp_path):
     # Rewrite the file with the same metadata but a wider model's weights.
     meta = read_metadata(tmp_path / "m.safetensors")
     wider = ViTSpec(embed_dim=64).module(INFO)
-    save_file({k: v.contiguous() for k, v in wider.state_dict().items()}, str(tmp_path / "m.safetensors"), metadata=meta)
+    save_file(
+        {k: v.contiguous() for k, v in wider.state_dict().items()},
+        str(tmp_path / "m.safetensors"),
+        metadata=meta,
+    )
     with pytest.raises(CheckpointError, match=r"tensor '.*' is \(.*64.*\) but the config builds"):
         load_checkpoint(tmp_path / "m.safetensors")
 
@@ -129,7 +155,9 @@ def test_a_0_1_0_vit_checkpoint_loads_gives_the_same_logits_and_evaluates_to_the
     with torch.no_grad():
         logits = loaded.model(X)
     torch.testing.assert_close(logits, torch.tensor(EXPECTED["vit"]["logits_of_randn_seed0_4x1x28x28"]))
-    report = eval_checkpoint(FIXTURES / "vit-0.1.0.safetensors", data_dir=str(write_mnist(tmp_path)), device="cpu")
+    report = eval_checkpoint(
+        FIXTURES / "vit-0.1.0.safetensors", data_dir=str(write_mnist(tmp_path)), device="cpu"
+    )
     assert report.result.accuracy == EXPECTED["vit"]["test_accuracy"]
     assert report.result.loss == pytest.approx(EXPECTED["vit"]["test_loss"], rel=1e-5)
 
@@ -138,8 +166,9 @@ def test_a_0_1_0_vit_checkpoint_loads_gives_the_same_logits_and_evaluates_to_the
 def test_a_0_1_0_timm_checkpoint_resizes_and_repeats_through_its_preprocessing(tmp_path):
     file = FIXTURES / "timm-0.1.0.safetensors"
     loaded = load_checkpoint(file)
-    assert loaded.config.model == TimmSpec(name="test_vit", pretrained="none", img_size=16, patch_size=8,
-                                           channels="repeat")
+    assert loaded.config.model == TimmSpec(
+        name="test_vit", pretrained="none", img_size=16, patch_size=8, channels="repeat"
+    )
     # 0.1.0 resized and repeated inside the module; the preprocessing does it now, to the same logits.
     assert loaded.preprocessing.size == (16, 16) and loaded.preprocessing.channels == 3
     with torch.no_grad():
@@ -152,26 +181,55 @@ def test_a_0_1_0_timm_checkpoint_resizes_and_repeats_through_its_preprocessing(t
 
 def _prepared(checkpoint):
     """X (already normalised, as make_fixtures.py fed it to 0.1.0's module) resized and repeated."""
-    resized = torch.nn.functional.interpolate(X, size=checkpoint.preprocessing.size, mode="bilinear",
-                                              align_corners=False)
+    resized = torch.nn.functional.interpolate(
+        X, size=checkpoint.preprocessing.size, mode="bilinear", align_corners=False
+    )
     return resized.expand(-1, 3, -1, -1)
 
 
-@pytest.mark.parametrize("name, model", [
-    ("vit", {"kind": "vit", "embed_dim": 16, "patch_size": 7, "depth": 2, "heads": 2, "mlp_dim": None,
-             "pos_embed": "learned", "dropout": 0.0}),
-    ("cnn", {"kind": "cnn", "dropout": 0.0}),  # 0.1.0 wrote the ViT's settings for the CNN too
-    ("timm", {"kind": "timm", "name": "test_vit", "pretrained": "none", "img_size": 16, "patch_size": 8,
-              "channels": "repeat", "adapt": True, "freeze": "none", "layer_decay": None}),
-])
+@pytest.mark.parametrize(
+    "name, model",
+    [
+        (
+            "vit",
+            {
+                "kind": "vit",
+                "embed_dim": 16,
+                "patch_size": 7,
+                "depth": 2,
+                "heads": 2,
+                "mlp_dim": None,
+                "pos_embed": "learned",
+                "dropout": 0.0,
+            },
+        ),
+        ("cnn", {"kind": "cnn", "dropout": 0.0}),  # 0.1.0 wrote the ViT's settings for the CNN too
+        (
+            "timm",
+            {
+                "kind": "timm",
+                "name": "test_vit",
+                "pretrained": "none",
+                "img_size": 16,
+                "patch_size": 8,
+                "channels": "repeat",
+                "adapt": True,
+                "freeze": "none",
+                "layer_decay": None,
+            },
+        ),
+    ],
+)
 def test_0_1_0_config_files_load_as_todays_settings(name, model):
     cfg = load_config(FIXTURES / f"{name}-0.1.0-config.toml")
     assert cfg.model.to_dict() == model and not cfg.notes
     assert "finetune" not in cfg.to_dict() and cfg.data.dataset in ("mnist", "cifar10")
 
 
-@pytest.mark.skipif(torch.__version__.split("+")[0] != EXPECTED["made_with"]["torch"] or not timm.is_model("test_vit"),
-                    reason="bit-identical training is only expected with the PyTorch that made the fixtures")
+@pytest.mark.skipif(
+    torch.__version__.split("+")[0] != EXPECTED["made_with"]["torch"] or not timm.is_model("test_vit"),
+    reason="bit-identical training is only expected with the PyTorch that made the fixtures",
+)
 @pytest.mark.parametrize("name", ["vit", "timm"])
 def test_training_a_0_1_0_config_today_gives_the_0_1_0_weights_bit_for_bit(tmp_path, name):
     """The refactor of model specs changed no number: the same settings on the same data train to the same
@@ -179,10 +237,19 @@ def test_training_a_0_1_0_config_today_gives_the_0_1_0_weights_bit_for_bit(tmp_p
     from vitcli.config import finetune_defaults
     from vitcli.run import train_run
 
-    overrides = {"data": {"data_dir": str(write_mnist(tmp_path / "data"))}, "run": {"out": str(tmp_path / "runs")}}
-    cfg = load_config(FIXTURES / f"{name}-0.1.0-config.toml", overrides,
-                      defaults=finetune_defaults() if name == "timm" else None)
+    overrides = {
+        "data": {"data_dir": str(write_mnist(tmp_path / "data"))},
+        "run": {"out": str(tmp_path / "runs")},
+    }
+    cfg = load_config(
+        FIXTURES / f"{name}-0.1.0-config.toml",
+        overrides,
+        defaults=finetune_defaults() if name == "timm" else None,
+    )
     result = train_run(cfg)
-    new, old = load_file(str(result.run_dir / "model.safetensors")), load_file(str(FIXTURES / f"{name}-0.1.0.safetensors"))
+    new, old = (
+        load_file(str(result.run_dir / "model.safetensors")),
+        load_file(str(FIXTURES / f"{name}-0.1.0.safetensors")),
+    )
     assert new.keys() == old.keys() and all(torch.equal(new[k], old[k]) for k in old)
     assert result.test.accuracy == EXPECTED[name]["test_accuracy"]

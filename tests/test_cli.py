@@ -3,18 +3,14 @@
 import json
 
 import pytest
+from cli_helpers import plain_text
+from fakedata import write_image_folder
 from safetensors import safe_open
 from typer.testing import CliRunner
 
-from fakedata import write_image_folder
 from vitcli.cli import app
 
 runner = CliRunner()
-
-
-def plain_text(output: str) -> str:
-    """The words of the parser's boxed error message, without the box."""
-    return " ".join(output.translate({ord(c): " " for c in "│╭╮╰╯─"}).split())
 
 
 def run(*args):
@@ -22,8 +18,20 @@ def run(*args):
 
 
 def train(tmp_path, data_dir, *extra):
-    return run("train", "--data-dir", data_dir, "--epochs", 1, "--batch-size", 64, "--device", "cpu",
-               "--out", tmp_path / "runs", *extra)
+    return run(
+        "train",
+        "--data-dir",
+        data_dir,
+        "--epochs",
+        1,
+        "--batch-size",
+        64,
+        "--device",
+        "cpu",
+        "--out",
+        tmp_path / "runs",
+        *extra,
+    )
 
 
 def test_train_writes_a_run_directory(tmp_path, mnist_dir):
@@ -42,16 +50,34 @@ def test_train_writes_a_run_directory(tmp_path, mnist_dir):
 
 def test_config_toml_of_a_run_repeats_it(tmp_path, mnist_dir):
     assert train(tmp_path, mnist_dir, "--name", "a", "--heads", 4, "--embed-dim", 16).exit_code == 0
-    result = run("train", "--config", tmp_path / "runs" / "a" / "config.toml", "--name", "b", "--print-config")
+    result = run(
+        "train", "--config", tmp_path / "runs" / "a" / "config.toml", "--name", "b", "--print-config"
+    )
     assert result.exit_code == 0
-    assert "heads = 4" in result.output and "embed_dim = 16" in result.output and 'name = "b"' in result.output
+    assert (
+        "heads = 4" in result.output and "embed_dim = 16" in result.output and 'name = "b"' in result.output
+    )
 
 
 def test_print_config_shows_precedence_and_trains_nothing(tmp_path):
     (tmp_path / "c.toml").write_text("[model]\nembed_dim = 64\ndepth = 3\n")
-    result = run("train", "--config", tmp_path / "c.toml", "--depth", 5, "--no-augment", "--print-config", "--out", tmp_path / "r")
+    result = run(
+        "train",
+        "--config",
+        tmp_path / "c.toml",
+        "--depth",
+        5,
+        "--no-augment",
+        "--print-config",
+        "--out",
+        tmp_path / "r",
+    )
     assert result.exit_code == 0
-    assert "embed_dim = 64" in result.output and "depth = 5" in result.output and "augment = false" in result.output
+    assert (
+        "embed_dim = 64" in result.output
+        and "depth = 5" in result.output
+        and "augment = false" in result.output
+    )
     assert not (tmp_path / "r").exists()
 
 
@@ -69,7 +95,9 @@ def test_eval_rebuilds_from_metadata_and_prints_tables_or_json(tmp_path, mnist_d
 
 
 def test_cnn_on_cifar10_pickles(tmp_path, cifar10_dir):
-    result = train(tmp_path, cifar10_dir, "--model", "cnn", "--dataset", "cifar10", "--name", "c", "--subset", 128)
+    result = train(
+        tmp_path, cifar10_dir, "--model", "cnn", "--dataset", "cifar10", "--name", "c", "--subset", 128
+    )
     assert result.exit_code == 0, result.output
     assert "5,852,234" in result.output
     evaluated = run("eval", tmp_path / "runs" / "c", "--data-dir", cifar10_dir, "--json")
@@ -78,7 +106,19 @@ def test_cnn_on_cifar10_pickles(tmp_path, cifar10_dir):
 
 def test_vit_on_an_image_folder(tmp_path):
     folder = write_image_folder(tmp_path / "pets")
-    result = run("train", "--dataset", f"folder:{folder}", "--patch-size", 4, "--epochs", 1, "--out", tmp_path / "runs", "--name", "f")
+    result = run(
+        "train",
+        "--dataset",
+        f"folder:{folder}",
+        "--patch-size",
+        4,
+        "--epochs",
+        1,
+        "--out",
+        tmp_path / "runs",
+        "--name",
+        "f",
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(run("eval", tmp_path / "runs" / "f", "--json").output)
     assert report["classes"] == ["cat", "dog", "fish"] and report["count"] == 18
@@ -103,10 +143,13 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, mnist_dir, args, mes
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--model", "resnet"], "'resnet' is not one of 'vit', 'cnn'"),
-    (["--pos-embed", "rope"], "'rope' is not one of 'learned', 'sinusoidal'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "resnet"], "'resnet' is not one of 'vit', 'cnn'"),
+        (["--pos-embed", "rope"], "'rope' is not one of 'learned', 'sinusoidal'"),
+    ],
+)
 def test_choices_are_checked_by_the_parser(tmp_path, mnist_dir, args, message):
     result = train(tmp_path, mnist_dir, *args)
     assert result.exit_code == 2 and message in plain_text(result.stderr) and "Traceback" not in result.output
@@ -129,7 +172,11 @@ def test_missing_data_offline_says_where_files_are_expected(tmp_path, monkeypatc
     monkeypatch.setattr("torchvision.datasets.mnist.download_and_extract_archive", offline)
     result = train(tmp_path, tmp_path / "empty")
     assert result.exit_code == 1
-    assert "MNIST (expected raw/train-images-idx3-ubyte" in result.stderr and "download failed" in result.stderr and "--data-dir" in result.stderr
+    assert (
+        "MNIST (expected raw/train-images-idx3-ubyte" in result.stderr
+        and "download failed" in result.stderr
+        and "--data-dir" in result.stderr
+    )
 
 
 @pytest.mark.parametrize(
@@ -160,7 +207,9 @@ def test_eval_on_another_data_set_of_the_same_shape(tmp_path, mnist_dir, cifar10
 
     assert train(tmp_path, mnist_dir, "--name", "m").exit_code == 0
     write_mnist(mnist_dir, folder="FashionMNIST")
-    other = run("eval", tmp_path / "runs" / "m", "--dataset", "fashion-mnist", "--data-dir", mnist_dir, "--json")
+    other = run(
+        "eval", tmp_path / "runs" / "m", "--dataset", "fashion-mnist", "--data-dir", mnist_dir, "--json"
+    )
     assert other.exit_code == 0, other.output
     assert json.loads(other.output)["classes"][0] == "T-shirt/top"
     wrong = run("eval", tmp_path / "runs" / "m", "--dataset", "cifar10", "--data-dir", cifar10_dir)

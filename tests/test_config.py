@@ -20,7 +20,9 @@ def test_file_overrides_defaults_and_options_override_file(tmp_path):
 
 
 def test_toml_round_trip_gives_the_same_config(tmp_path):
-    cfg = load_config(None, {"model": {"kind": "cnn", "dropout": 0.1}, "data": {"subset": 50, "augment": False}})
+    cfg = load_config(
+        None, {"model": {"kind": "cnn", "dropout": 0.1}, "data": {"subset": 50, "augment": False}}
+    )
     path = write(tmp_path, cfg.to_toml())
     assert load_config(path) == cfg
 
@@ -81,5 +83,9 @@ def test_unset_values_are_comments_in_toml():
 
 def test_evaluation_data_keeps_the_validation_hold_out_and_drops_subset_and_augmentation():
     trained = DataConfig(dataset="mnist", data_dir="/data", val_size=1000, subset=500, augment=True)
-    assert trained.for_evaluation() == DataConfig(dataset="mnist", data_dir="/data", val_size=1000, augment=False)
-    assert trained.for_evaluation("fashion-mnist", "/other") == DataConfig("fashion-mnist", "/other", 1000, None, False)
+    assert trained.for_evaluation() == DataConfig(
+        dataset="mnist", data_dir="/data", val_size=1000, augment=False
+    )
+    assert trained.for_evaluation("fashion-mnist", "/other") == DataConfig(
+        "fashion-mnist", "/other", 1000, None, False
+    )

@@ -2,8 +2,8 @@ import os
 
 import pytest
 import torch
-
 from fakedata import write_cifar100, write_image_folder, write_mnist
+
 from vitcli.config import DataConfig
 from vitcli.data import Batches, load_splits
 from vitcli.data.batches import random_flip, random_translate
@@ -27,7 +27,9 @@ def test_fashion_mnist_uses_its_own_folder(tmp_path):
 
 
 def test_cifar10_pickle_batches_load(cifar10_dir):
-    splits = load_splits(DataConfig(dataset="cifar10", data_dir=str(cifar10_dir), val_size=50), download=False)
+    splits = load_splits(
+        DataConfig(dataset="cifar10", data_dir=str(cifar10_dir), val_size=50), download=False
+    )
     assert splits.train.images.shape == (450, 3, 32, 32)
     assert splits.info.classes[-1] == "truck" and splits.info.family == "natural"
 
@@ -53,7 +55,7 @@ def test_image_folder_rgb_rectangular_with_val(tmp_path):
     assert splits.info.classes == ["cat", "dog", "fish"]
     assert splits.train.images.shape == (60, 3, 16, 24)
     assert len(splits.val) == 18 and len(splits.test) == 18  # val/ is used as it is, not held out
-    assert len(splits.stats.mean) == 3 and all(0 < s for s in splits.stats.std)
+    assert len(splits.stats.mean) == 3 and all(s > 0 for s in splits.stats.std)
 
 
 def test_image_folder_grayscale(tmp_path):
@@ -69,7 +71,9 @@ def test_image_folder_without_test_split(tmp_path):
 
 
 def test_missing_data_offline_names_the_expected_files(tmp_path):
-    with pytest.raises(DataError, match=r"mnist is not in .*MNIST \(expected raw/train-images-idx3-ubyte, raw/train-labels"):
+    with pytest.raises(
+        DataError, match=r"mnist is not in .*MNIST \(expected raw/train-images-idx3-ubyte, raw/train-labels"
+    ):
         load_splits(DataConfig(dataset="mnist", data_dir=str(tmp_path)), download=False)
 
 
@@ -142,7 +146,11 @@ def test_batches_are_normalised_and_repeatable(mnist_dir):
     cpu = torch.device("cpu")
 
     def first(seed):
-        return next(iter(Batches(splits.train, 32, cpu, _preprocess(splits), shuffle=True, augment="digits", seed=seed)))
+        return next(
+            iter(
+                Batches(splits.train, 32, cpu, _preprocess(splits), shuffle=True, augment="digits", seed=seed)
+            )
+        )
 
     (x1, y1), (x2, y2), (x3, _) = first(0), first(0), first(1)
     torch.testing.assert_close(x1, x2)
@@ -157,7 +165,10 @@ def test_batches_are_normalised_and_repeatable(mnist_dir):
 def test_drop_last_keeps_shapes_equal_but_never_drops_everything(mnist_dir):
     splits = load_splits(DataConfig(data_dir=str(mnist_dir), subset=70), download=False)
     cpu = torch.device("cpu")
-    assert [len(y) for _, y in Batches(splits.train, 32, cpu, _preprocess(splits), drop_last=True)] == [32, 32]
+    assert [len(y) for _, y in Batches(splits.train, 32, cpu, _preprocess(splits), drop_last=True)] == [
+        32,
+        32,
+    ]
     assert [len(y) for _, y in Batches(splits.train, 100, cpu, _preprocess(splits), drop_last=True)] == [70]
 
 
@@ -177,8 +188,12 @@ def test_config_knows_the_same_data_sets_as_the_registry():
 def test_channel_stats_match_the_direct_computation():
     from vitcli.data.datasets import channel_stats
 
-    images = torch.randint(0, 256, (50, 3, 5, 7), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    images = torch.randint(
+        0, 256, (50, 3, 5, 7), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
     mean, std = channel_stats(images, chunk=8)
     pixels = images.double() / 255
     torch.testing.assert_close(torch.tensor(mean, dtype=torch.float64), pixels.mean(dim=(0, 2, 3)))
-    torch.testing.assert_close(torch.tensor(std, dtype=torch.float64), pixels.std(dim=(0, 2, 3), unbiased=False))
+    torch.testing.assert_close(
+        torch.tensor(std, dtype=torch.float64), pixels.std(dim=(0, 2, 3), unbiased=False)
+    )

@@ -18,12 +18,21 @@ def test_warmup_then_cosine_to_zero():
 
 
 def _fit(mnist_dir, events=None, **train):
-    cfg = load_config(None, {"data": {"data_dir": str(mnist_dir)}, "train": {"epochs": 2, "batch_size": 64, **train}})
+    cfg = load_config(
+        None, {"data": {"data_dir": str(mnist_dir)}, "train": {"epochs": 2, "batch_size": 64, **train}}
+    )
     splits = load_splits(cfg.data, download=False)
     torch.manual_seed(cfg.train.seed)
     model = cfg.model.module(splits.info)
-    result = fit(model, splits, cfg.train, CPU, _preprocess(splits), augment="digits",
-                 on_event=(events.append if events is not None else None))
+    result = fit(
+        model,
+        splits,
+        cfg.train,
+        CPU,
+        _preprocess(splits),
+        augment="digits",
+        on_event=(events.append if events is not None else None),
+    )
     return model, splits, result
 
 

@@ -13,4 +13,7 @@ def test_ci_runs_the_readme_test_command():
 
 def test_readme_main_job_trains_on_mnist():
     readme = (ROOT / "README.md").read_text()
-    assert "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/vitcli train --dataset mnist\n" in readme
+    assert (
+        "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/vitcli train --dataset mnist\n"
+        in readme
+    )

@@ -1,43 +1,20 @@
-"""`vitcli sweep` and `vitcli report`: grids, the multi-value parser, resume, failures, results, charts."""
+"""`vitcli sweep`: grids, the multi-value parser, resume, failures. Its results, table and charts, and
+`vitcli report`, are tested in test_sweep_results.py."""
 
-import csv
-import io
 import json
-import statistics
 
 import pytest
-from PIL import Image
-from rich.console import Console
-from typer.testing import CliRunner
+from sweep_helpers import only_sweep_dir, run, sweep
 
-from vitcli.cli import app
 from vitcli.cli.common import spread_values
 from vitcli.cli.sweep import BOOL_FLAGS
 from vitcli.errors import ConfigError, OutputError, TrainingDiverged
-from vitcli.plots import write_charts
-from vitcli.report import fmt_pct, sweep_table
-from vitcli.sweep import SWEEPABLE, RunStarted, expand, plan_sweep, run_sweep
-from vitcli.sweep_results import aggregate, load_results, write_results
-
-runner = CliRunner()
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def sweep(tmp_path, data_dir, *extra):
-    """A sweep small enough for a test: 200 training images, 1 epoch, 60 for validation."""
-    return run("sweep", "--data-dir", data_dir, "--subset", 200, "--val-size", 60, "--epochs", 1,
-               "--batch-size", 32, "--device", "cpu", "--out", tmp_path / "sweeps", *extra)
-
-
-def only_sweep_dir(tmp_path):
-    [sweep_dir] = (tmp_path / "sweeps").iterdir()
-    return sweep_dir
-
+from vitcli.sweep import SWEEPABLE, expand, plan_sweep
+from vitcli.sweep_results import load_results
+from vitcli.sweep_run import RunStarted, run_sweep
 
 # --- the issue's measure -----------------------------------------------------------------------------
+
 
 def test_2x2_sweep_writes_4_results_resumes_to_0_and_records_the_invalid_combination(tmp_path, mnist_dir):
     first = sweep(tmp_path, mnist_dir, "--embed-dim", 6, 8, "--heads", 2, 4)
@@ -59,19 +36,6 @@ def test_2x2_sweep_writes_4_results_resumes_to_0_and_records_the_invalid_combina
     assert load_results(sweep_dir) == rows
 
 
-def test_results_files_hold_one_row_per_run(tmp_path, mnist_dir):
-    assert sweep(tmp_path, mnist_dir, "--depth", 1, 2, "--embed-dim", 8).exit_code == 0
-    sweep_dir = only_sweep_dir(tmp_path)
-    jsonl = [json.loads(line) for line in (sweep_dir / "results.jsonl").read_text().splitlines()]
-    table = list(csv.DictReader(io.StringIO((sweep_dir / "results.csv").read_text())))
-    assert [r["values"] for r in jsonl] == [{"depth": 1}, {"depth": 2}]
-    assert [r["depth"] for r in table] == ["1", "2"] and [r["key"] for r in table] == [r["key"] for r in jsonl]
-    assert jsonl[0]["config"]["model"]["embed_dim"] == 8 and jsonl[1]["config"]["model"]["depth"] == 2
-    assert jsonl[0]["parameters"] < jsonl[1]["parameters"] and jsonl[0]["tokens"] == 17
-    assert float(table[1]["test_accuracy"]) == pytest.approx(jsonl[1]["test_accuracy"])
-    assert not list(sweep_dir.glob(".*.tmp"))  # atomic writes leave no temporary files
-
-
 def test_a_patch_size_that_does_not_divide_the_image_fails_alone(tmp_path, mnist_dir):
     result = sweep(tmp_path, mnist_dir, "--patch-size", 5, 7, "--embed-dim", 8)
     assert result.exit_code == 0, result.output
@@ -91,7 +55,13 @@ def test_runs_that_failed_for_other_reasons_are_retried(tmp_path, mnist_dir, mon
             raise TrainingDiverged("the loss became nan in epoch 1, step 3; lower --lr")
         return real_train_run(config, on_event)
 
-    options = {"lr": [1e-2, 1.0], "data_dir": [str(mnist_dir)], "subset": [100], "epochs": [1], "device": ["cpu"]}
+    options = {
+        "lr": [1e-2, 1.0],
+        "data_dir": [str(mnist_dir)],
+        "subset": [100],
+        "epochs": [1],
+        "device": ["cpu"],
+    }
     plan = plan_sweep(options, out=tmp_path / "sweeps")
     monkeypatch.setattr(vitcli.run, "train_run", diverge_at_lr_1)
     rows = run_sweep(plan)
@@ -100,7 +70,9 @@ def test_runs_that_failed_for_other_reasons_are_retried(tmp_path, mnist_dir, mon
 
     monkeypatch.setattr(vitcli.run, "train_run", real_train_run)
     started = []
-    rows = run_sweep(plan, on_event=lambda e: started.append(e.run.index) if isinstance(e, RunStarted) else None)
+    rows = run_sweep(
+        plan, on_event=lambda e: started.append(e.run.index) if isinstance(e, RunStarted) else None
+    )
     assert started == [2] and [r["status"] for r in rows] == ["finished", "finished"]
     assert len(load_results(plan.dir)) == 2
 
@@ -117,17 +89,32 @@ def test_retries_are_decided_by_the_kind_of_error(tmp_path, mnist_dir, monkeypat
             raise OutputError("cannot write runs/x/model.safetensors: No space left on device")
         return real_train_run(config, on_event)
 
-    options = {"depth": [1, 2], "heads": [3], "embed_dim": [6, 8], "data_dir": [str(mnist_dir)], "subset": [100],
-               "epochs": [1], "device": ["cpu"]}
+    options = {
+        "depth": [1, 2],
+        "heads": [3],
+        "embed_dim": [6, 8],
+        "data_dir": [str(mnist_dir)],
+        "subset": [100],
+        "epochs": [1],
+        "device": ["cpu"],
+    }
     plan = plan_sweep(options, out=tmp_path / "sweeps")
     monkeypatch.setattr(vitcli.run, "train_run", disk_full_at_depth_2)
     rows = run_sweep(plan)
-    assert [(r["values"]["depth"], r["values"]["embed_dim"], r["status"], r.get("failure")) for r in rows] == [
-        (1, 6, "finished", None), (2, 6, "failed", "output"), (1, 8, "failed", "invalid"), (2, 8, "failed", "invalid")]
+    assert [
+        (r["values"]["depth"], r["values"]["embed_dim"], r["status"], r.get("failure")) for r in rows
+    ] == [
+        (1, 6, "finished", None),
+        (2, 6, "failed", "output"),
+        (1, 8, "failed", "invalid"),
+        (2, 8, "failed", "invalid"),
+    ]
 
     monkeypatch.setattr(vitcli.run, "train_run", real_train_run)
     started = []
-    rows = run_sweep(plan, on_event=lambda e: started.append(e.run.index) if isinstance(e, RunStarted) else None)
+    rows = run_sweep(
+        plan, on_event=lambda e: started.append(e.run.index) if isinstance(e, RunStarted) else None
+    )
     assert started == [2] and rows[1]["status"] == "finished"
 
 
@@ -143,9 +130,13 @@ def test_a_vit_and_cnn_sweep_trains_each_distinct_cnn_once(tmp_path, mnist_dir):
     assert result.exit_code == 0, result.output
     planned = json.loads(result.stdout)["planned"]
     assert [p["values"] for p in planned] == [
-        {"model": "vit", "embed_dim": 8}, {"model": "vit", "embed_dim": 16}, {"model": "cnn", "embed_dim": None}]
-    table = sweep(tmp_path, mnist_dir, "--model", "vit", "cnn", "--embed-dim", 8, 16, "--dropout", 0.0, 0.1,
-                  "--dry-run")
+        {"model": "vit", "embed_dim": 8},
+        {"model": "vit", "embed_dim": 16},
+        {"model": "cnn", "embed_dim": None},
+    ]
+    table = sweep(
+        tmp_path, mnist_dir, "--model", "vit", "cnn", "--embed-dim", 8, 16, "--dropout", 0.0, 0.1, "--dry-run"
+    )
     assert table.exit_code == 0 and "6 planned runs" in table.output  # 4 ViTs, and 2 CNNs (dropout is theirs)
 
 
@@ -165,38 +156,48 @@ def test_ctrl_c_keeps_finished_results_and_exits_130(tmp_path, mnist_dir, monkey
     assert [r["values"] for r in load_results(only_sweep_dir(tmp_path))] == [{"depth": 1}]
 
 
-def test_json_output_and_report_with_charts(tmp_path, mnist_dir):
-    result = sweep(tmp_path, mnist_dir, "--embed-dim", 8, 16, "--json")
-    assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout)  # progress went to stderr: stdout is JSON alone
-    assert data["new_runs"] == 2 and data["axes"] == ["embed_dim"] and len(data["runs"]) == 2
-    assert data["groups"][0]["test_accuracy"] >= data["groups"][1]["test_accuracy"]
-
-    report = run("report", data["sweep"], "--plot")
-    assert report.exit_code == 0, report.output
-    assert fmt_pct(data["groups"][0]["test_accuracy"]) in report.output and "wrote" in report.output
-    with Image.open(f"{data['sweep']}/accuracy.png") as image:
-        assert image.format == "PNG" and image.width >= 300 and image.height >= 200
-
-
 # --- input -------------------------------------------------------------------------------------------
+
 
 def test_spread_values_accepts_several_values_after_one_option():
     multi = [k.replace("_", "-") for k in SWEEPABLE]
-    assert spread_values(["--model", "vit", "cnn", "--epochs", "2"], multi, BOOL_FLAGS) == ["--model", "vit", "--model", "cnn", "--epochs", "2"]
-    assert spread_values(["--lr", "1e-3", "3e-3", "--json"], multi, BOOL_FLAGS) == ["--lr", "1e-3", "--lr", "3e-3", "--json"]
-    assert spread_values(["--no-augment", "--compile"], multi, BOOL_FLAGS) == ["--augment", "false", "--compile", "true"]
+    assert spread_values(["--model", "vit", "cnn", "--epochs", "2"], multi, BOOL_FLAGS) == [
+        "--model",
+        "vit",
+        "--model",
+        "cnn",
+        "--epochs",
+        "2",
+    ]
+    assert spread_values(["--lr", "1e-3", "3e-3", "--json"], multi, BOOL_FLAGS) == [
+        "--lr",
+        "1e-3",
+        "--lr",
+        "3e-3",
+        "--json",
+    ]
+    assert spread_values(["--no-augment", "--compile"], multi, BOOL_FLAGS) == [
+        "--augment",
+        "false",
+        "--compile",
+        "true",
+    ]
     assert spread_values(["--out", "x", "--name", "n"], multi, BOOL_FLAGS) == ["--out", "x", "--name", "n"]
     with pytest.raises(ConfigError, match="--depth needs at least one value"):
         spread_values(["--depth", "--heads", "2"], multi, BOOL_FLAGS)
 
 
 def test_dry_run_prints_sizes_and_writes_nothing(tmp_path, mnist_dir):
-    result = sweep(tmp_path, mnist_dir, "--model", "vit", "cnn", "--lr", "1e-3", "3e-3", "--dry-run", "--json")
+    result = sweep(
+        tmp_path, mnist_dir, "--model", "vit", "cnn", "--lr", "1e-3", "3e-3", "--dry-run", "--json"
+    )
     assert result.exit_code == 0, result.output
     planned = json.loads(result.stdout)["planned"]
     assert [p["values"] for p in planned] == [
-        {"model": "vit", "lr": 1e-3}, {"model": "vit", "lr": 3e-3}, {"model": "cnn", "lr": 1e-3}, {"model": "cnn", "lr": 3e-3},
+        {"model": "vit", "lr": 1e-3},
+        {"model": "vit", "lr": 3e-3},
+        {"model": "cnn", "lr": 1e-3},
+        {"model": "cnn", "lr": 3e-3},
     ]
     assert [(p["parameters"], p["tokens"]) for p in planned[::2]] == [(27_978, 17), (4_016_650, None)]
     table = sweep(tmp_path, mnist_dir, "--embed-dim", 6, 8, "--heads", 4, "--dry-run")
@@ -205,8 +206,27 @@ def test_dry_run_prints_sizes_and_writes_nothing(tmp_path, mnist_dir):
 
 
 def test_the_issues_syntax_plans_27_runs(tmp_path, mnist_dir):
-    result = run("sweep", "--embed-dim", 8, 16, 32, "--patch-size", 7, 14, 28, "--depth", 2, 4, 8,
-                 "--data-dir", mnist_dir, "--out", tmp_path, "--dry-run", "--json")
+    result = run(
+        "sweep",
+        "--embed-dim",
+        8,
+        16,
+        32,
+        "--patch-size",
+        7,
+        14,
+        28,
+        "--depth",
+        2,
+        4,
+        8,
+        "--data-dir",
+        mnist_dir,
+        "--out",
+        tmp_path,
+        "--dry-run",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     planned = json.loads(result.stdout)["planned"]
     assert len(planned) == 27 and all(p["error"] is None for p in planned)
@@ -216,7 +236,18 @@ def test_the_issues_syntax_plans_27_runs(tmp_path, mnist_dir):
 def test_help_lists_train_options_with_types_and_defaults():
     result = run("sweep", "--help")
     assert result.exit_code == 0
-    for text in ("--embed-dim", "--patch-size", "--lr", "--model", "--seed", "--augment", "[default: 32]", "float", "--dry-run", "--mode"):
+    for text in (
+        "--embed-dim",
+        "--patch-size",
+        "--lr",
+        "--model",
+        "--seed",
+        "--augment",
+        "[default: 32]",
+        "float",
+        "--dry-run",
+        "--mode",
+    ):
         assert text in result.output, text
     assert "--name" in result.output and "--print-config" not in result.output
 
@@ -235,8 +266,12 @@ def test_options_given_once_apply_to_every_run(tmp_path):
 
 def test_grid_and_zip_expansion():
     axes = {"embed_dim": [8, 16], "depth": [2, 4]}
-    assert expand(axes, "grid") == [{"embed_dim": 8, "depth": 2}, {"embed_dim": 8, "depth": 4},
-                                    {"embed_dim": 16, "depth": 2}, {"embed_dim": 16, "depth": 4}]
+    assert expand(axes, "grid") == [
+        {"embed_dim": 8, "depth": 2},
+        {"embed_dim": 8, "depth": 4},
+        {"embed_dim": 16, "depth": 2},
+        {"embed_dim": 16, "depth": 4},
+    ]
     assert expand(axes, "zip") == [{"embed_dim": 8, "depth": 2}, {"embed_dim": 16, "depth": 4}]
     assert expand({}, "grid") == [{}]
     with pytest.raises(ConfigError, match="same length"):
@@ -245,13 +280,22 @@ def test_grid_and_zip_expansion():
 
 def test_config_file_grid_with_shared_settings_and_command_line_overrides(tmp_path):
     path = tmp_path / "sweep.toml"
-    path.write_text("[grid]\nembed_dim = [8, 16]\npatch_size = [7, 14]\n\n[model]\ndepth = 3\n\n[train]\nepochs = 2\n")
+    path.write_text(
+        "[grid]\nembed_dim = [8, 16]\npatch_size = [7, 14]\n\n[model]\ndepth = 3\n\n[train]\nepochs = 2\n"
+    )
     plan = plan_sweep(None, path, out=tmp_path)
-    assert [r.values for r in plan.runs] == [{"embed_dim": 8, "patch_size": 7}, {"embed_dim": 8, "patch_size": 14},
-                                             {"embed_dim": 16, "patch_size": 7}, {"embed_dim": 16, "patch_size": 14}]
+    assert [r.values for r in plan.runs] == [
+        {"embed_dim": 8, "patch_size": 7},
+        {"embed_dim": 8, "patch_size": 14},
+        {"embed_dim": 16, "patch_size": 7},
+        {"embed_dim": 16, "patch_size": 14},
+    ]
     assert all(r.config.model.depth == 3 and r.config.train.epochs == 2 for r in plan.runs)
     overridden = plan_sweep({"patch_size": [4], "depth": [1, 2]}, path, mode="zip", out=tmp_path)
-    assert [r.values for r in overridden.runs] == [{"embed_dim": 8, "depth": 1}, {"embed_dim": 16, "depth": 2}]
+    assert [r.values for r in overridden.runs] == [
+        {"embed_dim": 8, "depth": 1},
+        {"embed_dim": 16, "depth": 2},
+    ]
     assert all(r.config.model.patch_size == 4 for r in overridden.runs)
 
 
@@ -261,7 +305,10 @@ def test_config_file_grid_with_shared_settings_and_command_line_overrides(tmp_pa
         (["--colour", "red"], "No such option: --colour"),
         (["--embed-dim", "8", "x"], "Invalid value for '--embed-dim'"),
         (["--embed-dim", "--depth", "2"], "--embed-dim needs at least one value"),
-        (["--mode", "zip", "--embed-dim", "8", "16", "--depth", "1", "2", "3"], "--mode zip needs lists of the same length"),
+        (
+            ["--mode", "zip", "--embed-dim", "8", "16", "--depth", "1", "2", "3"],
+            "--mode zip needs lists of the same length",
+        ),
         (["--model", "vit", "resnet"], "'resnet' is not one of 'vit', 'cnn'"),
         (["--epochs", "1", "0"], "--epochs must be a positive"),
         (["--mode", "cube"], "'cube' is not one of 'grid', 'zip'"),
@@ -285,8 +332,8 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, mnist_dir, args, mes
         ("[grid]\nembed_dim = 8\n", "[grid] embed_dim must be a non-empty list"),
         ("[grid]\nembed_dim = []\n", "[grid] embed_dim must be a non-empty list"),
         ("[grid]\nwidth = [8, 16]\n", "[grid] unknown option 'width'"),
-        ("[grid]\nembed_dim = [8, \"x\"]\n", "embed_dim must be int, got 'x'"),
-        ("[run]\nname = \"x\"\n", "[run] does not apply to sweeps"),
+        ('[grid]\nembed_dim = [8, "x"]\n', "embed_dim must be int, got 'x'"),
+        ('[run]\nname = "x"\n', "[run] does not apply to sweeps"),
     ],
 )
 def test_bad_grid_tables(tmp_path, toml, message):
@@ -297,92 +344,23 @@ def test_bad_grid_tables(tmp_path, toml, message):
     assert message in str(error.value)
 
 
-def test_report_of_a_folder_without_results(tmp_path):
-    result = run("report", tmp_path)
-    assert result.exit_code == 1 and "holds no sweep results" in result.stderr
-
-
-# --- aggregation and charts --------------------------------------------------------------------------
-
-def fake_row(embed_dim, seed, test, status="finished", tokens=17, device="cpu"):
-    row = {"key": f"{embed_dim}-{seed}", "values": {"embed_dim": embed_dim, "seed": seed}, "axes": ["embed_dim", "seed"],
-           "config": {"train": {"seed": seed}}, "status": status}
-    if status == "failed":
-        return {**row, "failure": "diverged", "error": "the loss became nan"}
-    return {**row, "parameters": 1000 * embed_dim, "tokens": tokens, "val_accuracy": test - 0.01, "test_accuracy": test,
-            "train_seconds": 10.0 * embed_dim, "images_per_s": 100.0, "peak_memory": 2**30 * seed, "device": device}
-
-
-def test_seeds_are_aggregated_as_mean_and_standard_deviation():
-    rows = [fake_row(8, 0, 0.90), fake_row(8, 1, 0.92), fake_row(8, 2, 0.97),
-            fake_row(16, 0, 0.95), fake_row(16, 1, 0.96), fake_row(16, 2, 0.0, status="failed"),
-            fake_row(32, 0, 0.0, status="failed")]
-    groups = aggregate(rows)
-    assert [g.values for g in groups] == [{"embed_dim": 16}, {"embed_dim": 8}, {"embed_dim": 32}]
-    best, second, failed = groups
-    assert best.test_accuracy == pytest.approx(0.955) and best.test_std == pytest.approx(statistics.stdev([0.95, 0.96]))
-    assert best.status == "2/3 finished" and best.errors == ["the loss became nan"] and best.seeds == [0, 1, 2]
-    assert second.test_accuracy == pytest.approx(0.93) and second.test_std == pytest.approx(statistics.stdev([0.90, 0.92, 0.97]))
-    assert second.peak_memory == 2 * 2**30 and failed.status == "failed" and failed.test_accuracy is None
-
-    console = Console(width=200, record=True)
-    console.print(sweep_table(groups, ["embed_dim", "seed"], "t"))
-    text = console.export_text()
-    assert "95.50 ± 0.71%" in text and "0,1,2" in text and "2/3 finished" in text
-
-
-def test_a_single_seed_has_no_deviation():
-    [group] = aggregate([fake_row(8, 0, 0.9)], ["embed_dim"])
-    assert group.test_accuracy == 0.9 and group.test_std is None and group.status == "finished"
-
-
-def test_charts_are_pngs_and_gpu_memory_is_charted_only_when_measured(tmp_path):
-    cpu_rows = [fake_row(d, s, 0.9 + d / 1000, tokens=t) for d, t in ((8, 17), (16, 5)) for s in (0, 1)]
-    written, notes = write_charts(cpu_rows, ["embed_dim", "seed"], tmp_path / "cpu")
-    assert [p.name for p in written] == ["accuracy.png", "cost.png"]
-    assert any("peak memory left out" in n for n in notes)
-    sizes = {}
-    for name, rows in (("cpu", cpu_rows), ("gpu", [{**r, "device": "cuda:0"} for r in cpu_rows])):
-        write_charts(rows, ["embed_dim", "seed"], tmp_path / name)
-        with Image.open(tmp_path / name / "cost.png") as image:
-            assert image.format == "PNG" and image.height >= 300
-            sizes[name] = image.width
-        with Image.open(tmp_path / name / "accuracy.png") as image:
-            assert image.width >= 600  # one panel per swept option
-    assert sizes["gpu"] > sizes["cpu"]  # the memory panel is there
-
-
-def test_no_charts_without_finished_runs(tmp_path):
-    assert write_charts([fake_row(8, 0, 0, status="failed")], ["embed_dim"], tmp_path) == ([], ["no finished runs to chart"])
-    assert not list(tmp_path.iterdir())
-
-
 def test_an_out_folder_that_cannot_be_made_is_one_line(tmp_path, mnist_dir):
     (tmp_path / "afile").write_text("not a folder")
-    result = run("sweep", "--data-dir", mnist_dir, "--epochs", 1, "--subset", 64, "--device", "cpu",
-                 "--out", tmp_path / "afile" / "sweeps", "--embed-dim", 8, 16)
+    result = run(
+        "sweep",
+        "--data-dir",
+        mnist_dir,
+        "--epochs",
+        1,
+        "--subset",
+        64,
+        "--device",
+        "cpu",
+        "--out",
+        tmp_path / "afile" / "sweeps",
+        "--embed-dim",
+        8,
+        16,
+    )
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "cannot create sweep directory" in result.stderr and "--out" in result.stderr
-
-
-def test_a_chart_that_cannot_be_written_is_one_line(tmp_path):
-    sweep_dir = tmp_path / "done"
-    write_results(sweep_dir, [fake_row(8, 0, 0.9), fake_row(16, 0, 0.95)])
-    (sweep_dir / "accuracy.png").mkdir()  # where the chart should go
-    result = run("report", sweep_dir, "--plot")
-    assert result.exit_code == 1 and "Traceback" not in result.output
-    assert "cannot write chart" in result.stderr
-
-
-def test_table_shows_peak_memory_for_cuda_runs_only_and_status_only_when_a_run_failed():
-    def text(rows):
-        console = Console(width=200, record=True)
-        console.print(sweep_table(aggregate(rows), ["embed_dim", "seed"], "t"))
-        return console.export_text()
-
-    cpu = text([fake_row(8, 0, 0.9), fake_row(16, 0, 0.95)])
-    header = cpu.splitlines()[2]
-    assert "img/s" in header and "peak mem" not in header and "status" not in header and "CUDA runs only" in cpu
-    gpu = text([fake_row(8, 1, 0.9, device="cuda"), fake_row(16, 0, 0.0, status="failed", device="cuda")])
-    assert "peak mem" in gpu and "1.0 GiB" in gpu and "status" in gpu and "failed" in gpu
-    assert "CUDA runs only" not in gpu

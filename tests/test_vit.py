@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from vitcli.data import DatasetInfo
+from vitcli.errors import ConfigError
 from vitcli.models import count_parameters
 from vitcli.models.specs import ViTSpec
 from vitcli.models.vit import (
@@ -14,7 +15,6 @@ from vitcli.models.vit import (
     ViT,
     sinusoidal_embedding,
 )
-from vitcli.errors import ConfigError
 
 CIFAR = DatasetInfo("cifar10", 3, 32, 32, [str(i) for i in range(10)], "natural")
 MNIST = DatasetInfo("mnist", 1, 28, 28, [str(i) for i in range(10)], "digits")
@@ -45,7 +45,9 @@ def test_vit_output_shapes_and_tokens():
 
 
 def test_rectangular_images_work():
-    model = ViT(image_size=(16, 24), in_channels=3, num_classes=4, embed_dim=16, patch_size=4, depth=1, heads=2)
+    model = ViT(
+        image_size=(16, 24), in_channels=3, num_classes=4, embed_dim=16, patch_size=4, depth=1, heads=2
+    )
     assert model.grid_size == (4, 6) and model(torch.randn(2, 3, 16, 24)).shape == (2, 4)
 
 
@@ -90,7 +92,7 @@ def test_attention_weights_are_softmax_of_scaled_scores():
     _, weights = attn(x, need_weights=True)
     q, k, _ = attn.qkv(x).chunk(3, dim=-1)
     for h in range(3):
-        qh, kh = q[..., h * 4:(h + 1) * 4], k[..., h * 4:(h + 1) * 4]
+        qh, kh = q[..., h * 4 : (h + 1) * 4], k[..., h * 4 : (h + 1) * 4]
         expected = torch.softmax(qh @ kh.transpose(1, 2) / math.sqrt(4), dim=-1)
         torch.testing.assert_close(weights[:, h], expected)
     torch.testing.assert_close(weights.sum(-1), torch.ones(2, 3, 5))

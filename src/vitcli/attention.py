@@ -126,8 +126,13 @@ def rollout(weights: list[Tensor], head_fusion: str = "mean", discard_ratio: flo
     return result
 
 
-def rollout_map(weights: list[Tensor], grid_size: tuple[int, int], num_prefix_tokens: int = 1,
-                head_fusion: str = "mean", discard_ratio: float = 0.0) -> Tensor:
+def rollout_map(
+    weights: list[Tensor],
+    grid_size: tuple[int, int],
+    num_prefix_tokens: int = 1,
+    head_fusion: str = "mean",
+    discard_ratio: float = 0.0,
+) -> Tensor:
     """(batch, rows, cols): the [CLS] row of the rollout over the patch tokens."""
     rolled = rollout(weights, head_fusion, discard_ratio)
     return rolled[:, 0, num_prefix_tokens:].reshape(-1, *grid_size)
@@ -150,18 +155,21 @@ def explain(
     grid, prefix = tuple(model.grid_size), model.num_prefix_tokens
     results = []
     for start in range(0, len(images), batch_size):
-        batch = images[start:start + batch_size]
+        batch = images[start : start + batch_size]
         logits, weights = extract(model, preprocess(batch.to(device)))
         maps = cls_attention(weights, grid, prefix).cpu()
         rolled = rollout_map(weights, grid, prefix, head_fusion, discard_ratio).cpu()
         probabilities = logits.softmax(dim=-1).cpu()
         for i in range(len(batch)):
             n = start + i
-            results.append(ImageAttention(sources[n], batch[i], labels[n], probabilities[i], maps[i], rolled[i]))
+            results.append(
+                ImageAttention(sources[n], batch[i], labels[n], probabilities[i], maps[i], rolled[i])
+            )
     return results
 
 
 # --- choosing images ---------------------------------------------------------------------------------
+
 
 @dataclass
 class Chosen:
@@ -170,8 +178,14 @@ class Chosen:
     labels: list[int | None]
 
 
-def from_dataset(checkpoint: Checkpoint, split: str, indices: list[int] | None = None, random: int | None = None,
-                 seed: int = 0, data_dir: str | None = None) -> Chosen:
+def from_dataset(
+    checkpoint: Checkpoint,
+    split: str,
+    indices: list[int] | None = None,
+    random: int | None = None,
+    seed: int = 0,
+    data_dir: str | None = None,
+) -> Chosen:
     """Images of the checkpoint's own data set, split as in training, by index or drawn at random."""
     data = load_splits(checkpoint.config.data.for_evaluation(data_dir=data_dir))
     chosen = data.get(split)
@@ -184,15 +198,21 @@ def from_dataset(checkpoint: Checkpoint, split: str, indices: list[int] | None =
     indices = indices or [0]
     bad = [i for i in indices if not 0 <= i < n]
     if bad:
-        raise ConfigError(f"--index {bad[0]} is out of range: the {split} split has {n} images (0 to {n - 1})")
-    return Chosen(chosen.images[indices], [f"{split}[{i}]" for i in indices], [int(chosen.labels[i]) for i in indices])
+        raise ConfigError(
+            f"--index {bad[0]} is out of range: the {split} split has {n} images (0 to {n - 1})"
+        )
+    return Chosen(
+        chosen.images[indices], [f"{split}[{i}]" for i in indices], [int(chosen.labels[i]) for i in indices]
+    )
 
 
 def from_files(paths: list[Path], info: DatasetInfo) -> Chosen:
     """Image files converted to the checkpoint's channels and size (bilinear resize when they differ)."""
     mode = "L" if info.channels == 1 else "RGB"
     if info.channels not in (1, 3):
-        raise ConfigError(f"--image needs a model trained on 1- or 3-channel images; this one has {info.channels}")
+        raise ConfigError(
+            f"--image needs a model trained on 1- or 3-channel images; this one has {info.channels}"
+        )
     arrays = []
     for path in paths:
         try:
@@ -210,6 +230,7 @@ def from_files(paths: list[Path], info: DatasetInfo) -> Chosen:
 
 
 # --- a checkpoint from start to finish ---------------------------------------------------------------
+
 
 @dataclass
 class AttentionReport:
@@ -240,7 +261,7 @@ class AttentionReport:
                     "rollout": r.rollout.tolist(),  # [row][col]
                     "picture": str(picture) if picture else None,
                 }
-                for r, picture in itertools.zip_longest(self.images, self.pictures[:len(self.images)])
+                for r, picture in itertools.zip_longest(self.images, self.pictures[: len(self.images)])
             ],
         }
 
@@ -265,9 +286,19 @@ def explain_checkpoint(
     file = checkpoint_file(path)
     checkpoint = load_checkpoint(file, resolve_device(device))
     require_attention(checkpoint.model)
-    chosen = (from_files(files, checkpoint.info) if files
-              else from_dataset(checkpoint, split, indices, random, seed, data_dir))
-    results = explain(checkpoint, chosen.images, chosen.sources, chosen.labels,
-                      head_fusion=head_fusion, discard_ratio=discard_ratio)
-    return AttentionReport(file, checkpoint.info.classes, tuple(checkpoint.model.grid_size), head_fusion,
-                           discard_ratio, results)
+    chosen = (
+        from_files(files, checkpoint.info)
+        if files
+        else from_dataset(checkpoint, split, indices, random, seed, data_dir)
+    )
+    results = explain(
+        checkpoint,
+        chosen.images,
+        chosen.sources,
+        chosen.labels,
+        head_fusion=head_fusion,
+        discard_ratio=discard_ratio,
+    )
+    return AttentionReport(
+        file, checkpoint.info.classes, tuple(checkpoint.model.grid_size), head_fusion, discard_ratio, results
+    )

@@ -32,7 +32,9 @@ def draw_report(report: AttentionReport, out: str | Path | None = None) -> Atten
     with their paths."""
     out_dir = Path(out) if out is not None else report.checkpoint.parent / "attention"
     pictures = [out_dir / f"{_file_name(r.source)}.png" for r in report.images]
-    note = f"rollout: {report.head_fusion} of heads" + (f", discard {report.discard_ratio:g}" if report.discard_ratio else "")
+    note = f"rollout: {report.head_fusion} of heads" + (
+        f", discard {report.discard_ratio:g}" if report.discard_ratio else ""
+    )
     for result, picture in zip(report.images, pictures):
         try:
             save_figure(result, report.classes, picture, note)
@@ -42,7 +44,7 @@ def draw_report(report: AttentionReport, out: str | Path | None = None) -> Atten
 
 
 def _file_name(source: str) -> str:
-    """"test[17]" -> "test-17"; "photos/seven.png" -> "seven"."""
+    """ "test[17]" -> "test-17"; "photos/seven.png" -> "seven"."""
     if source.endswith("]") and "[" in source:
         split, index = source[:-1].split("[")
         return f"{split}-{index}"
@@ -67,64 +69,87 @@ def save_figure(result: ImageAttention, classes: list[str], path: str | Path, no
     from vitcli.plots import pyplot
 
     plt = pyplot()
-
     blocks, heads = result.cls_attention.shape[:2]
-    rows, cols = grid_shape(blocks, heads)
     width, height = figure_size_px(blocks, heads)
     fig = plt.figure(figsize=(width / DPI, height / DPI), dpi=DPI)
-    grid = fig.add_gridspec(
-        rows, cols + 1,
-        width_ratios=[CELL_PX] * cols + [COLORBAR_PX * 0.25],
-        left=0.02, right=1 - 0.75 * COLORBAR_PX / width, bottom=0.01, top=1 - TITLE_PX / height,
-        wspace=0.08, hspace=0.25,
-    )
-    image = _displayable(result.image)
-    extent = (0, image.shape[1], image.shape[0], 0)
-    maps = result.cls_attention.numpy()
-    means = maps.mean(axis=1)
-    norm = Normalize(0, max(float(maps.max()), float(means.max()), 1e-12))
+    try:
+        cells = _Cells(fig, blocks, heads, _displayable(result.image))
+        maps = result.cls_attention.numpy()
+        means = maps.mean(axis=1)
+        norm = Normalize(0, max(float(maps.max()), float(means.max()), 1e-12))
+        _header_row(cells, result, classes, Normalize)
+        for b in range(blocks):
+            for h in range(heads):
+                cells.overlay(
+                    cells.cell(b + 1, h, f"block {b + 1} head {h + 1}" if h == 0 else f"head {h + 1}"),
+                    maps[b, h],
+                    norm,
+                )
+            cells.overlay(cells.cell(b + 1, heads, "mean of heads"), means[b], norm)
+            cells.blank(b + 1, heads + 1)
+        bar = fig.colorbar(
+            plt.cm.ScalarMappable(norm=norm, cmap=CMAP), cax=fig.add_subplot(cells.grid[1:, cells.cols])
+        )
+        bar.set_label("[CLS] attention weight", fontsize=8)
+        bar.ax.tick_params(labelsize=7)
+        title = f"{result.source}: predicted {classes[result.prediction]} ({100 * result.probability:.1f}%)"
+        fig.suptitle(title + (f"   {note}" if note else ""), fontsize=10, y=1 - 0.3 * TITLE_PX / height)
+        # No bbox_inches="tight": the file keeps the size figure_size_px promises.
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
+    finally:
+        plt.close(fig)
 
-    def cell(row: int, col: int, title: str):
-        ax = fig.add_subplot(grid[row, col])
+
+class _Cells:
+    """The figure's grid of map cells, and the two ways a cell shows a map."""
+
+    def __init__(self, fig, blocks: int, heads: int, image: np.ndarray):
+        rows, self.cols = grid_shape(blocks, heads)
+        width, height = figure_size_px(blocks, heads)
+        self.fig, self.image = fig, image
+        self.extent = (0, image.shape[1], image.shape[0], 0)
+        self.grid = fig.add_gridspec(
+            rows,
+            self.cols + 1,
+            width_ratios=[CELL_PX] * self.cols + [COLORBAR_PX * 0.25],
+            left=0.02,
+            right=1 - 0.75 * COLORBAR_PX / width,
+            bottom=0.01,
+            top=1 - TITLE_PX / height,
+            wspace=0.08,
+            hspace=0.25,
+        )
+
+    def cell(self, row: int, col: int, title: str):
+        ax = self.fig.add_subplot(self.grid[row, col])
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(title, fontsize=8)
         return ax
 
-    def overlay(ax, attention: np.ndarray, norm_) -> None:
-        ax.imshow(image, cmap="gray", extent=extent, vmin=0, vmax=255)
-        ax.imshow(attention, cmap=CMAP, norm=norm_, alpha=0.6, extent=extent, interpolation="nearest")
+    def blank(self, row: int, from_col: int) -> None:
+        for col in range(from_col, self.cols):
+            self.fig.add_subplot(self.grid[row, col]).axis("off")
 
+    def show_image(self, ax) -> None:
+        ax.imshow(self.image, cmap="gray", extent=self.extent, vmin=0, vmax=255)
+
+    def overlay(self, ax, attention: np.ndarray, norm) -> None:
+        self.show_image(ax)
+        ax.imshow(attention, cmap=CMAP, norm=norm, alpha=0.6, extent=self.extent, interpolation="nearest")
+
+
+def _header_row(cells: _Cells, result: ImageAttention, classes: list[str], normalize) -> None:
+    """The input, the input with the rollout over it, and the rollout on its own colour scale."""
     truth = "" if result.label is None else f"  (true: {classes[result.label]})"
-    cell(0, 0, "input" + truth).imshow(image, cmap="gray", extent=extent, vmin=0, vmax=255)
+    cells.show_image(cells.cell(0, 0, "input" + truth))
     rolled = result.rollout.numpy()
-    rollout_norm = Normalize(0, max(float(rolled.max()), 1e-12))
-    overlay(cell(0, 1, "input + rollout"), rolled, rollout_norm)
-    cell(0, 2, "rollout (own scale)").imshow(rolled, cmap=CMAP, norm=rollout_norm, interpolation="nearest")
-    for col in range(3, cols):
-        fig.add_subplot(grid[0, col]).axis("off")
-
-    for b in range(blocks):
-        for h in range(heads):
-            ax = cell(b + 1, h, f"block {b + 1} head {h + 1}" if h == 0 else f"head {h + 1}")
-            overlay(ax, maps[b, h], norm)
-        overlay(cell(b + 1, heads, "mean of heads"), means[b], norm)
-        for col in range(heads + 1, cols):
-            fig.add_subplot(grid[b + 1, col]).axis("off")
-
-    bar = fig.colorbar(
-        plt.cm.ScalarMappable(norm=norm, cmap=CMAP), cax=fig.add_subplot(grid[1:, cols]),
+    rollout_norm = normalize(0, max(float(rolled.max()), 1e-12))
+    cells.overlay(cells.cell(0, 1, "input + rollout"), rolled, rollout_norm)
+    cells.cell(0, 2, "rollout (own scale)").imshow(
+        rolled, cmap=CMAP, norm=rollout_norm, interpolation="nearest"
     )
-    bar.set_label("[CLS] attention weight", fontsize=8)
-    bar.ax.tick_params(labelsize=7)
-    title = (f"{result.source}: predicted {classes[result.prediction]} ({100 * result.probability:.1f}%)"
-             f"{'   ' + note if note else ''}")
-    fig.suptitle(title, fontsize=10, y=1 - 0.3 * TITLE_PX / height)
-    try:
-        # No bbox_inches="tight": the file keeps the size figure_size_px promises.
-        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
-    finally:
-        plt.close(fig)
+    cells.blank(0, 3)
 
 
 def _displayable(image) -> np.ndarray:

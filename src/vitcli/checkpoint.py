@@ -50,7 +50,9 @@ class Checkpoint:
     adaptation: Adaptation | None = None
 
 
-def save_checkpoint(path: str | Path, built: Built, config: Config, info: DatasetInfo, metrics: dict[str, Any]) -> None:
+def save_checkpoint(
+    path: str | Path, built: Built, config: Config, info: DatasetInfo, metrics: dict[str, Any]
+) -> None:
     """Write `built`'s module with everything needed to rebuild it; the config's model section is
     `built.spec`, the spec the weights belong to."""
     # Detached, contiguous CPU copies: what safetensors can write, whatever device trained the model.
@@ -76,10 +78,14 @@ def checkpoint_file(path: str | Path) -> Path:
     """The checkpoint file for `path`: the file itself, or a run directory's model.safetensors."""
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist; pass a model.safetensors from a run directory")
+        raise CheckpointError(
+            f"checkpoint {path} does not exist; pass a model.safetensors from a run directory"
+        )
     if path.is_dir():
         if not (path / "model.safetensors").is_file():
-            raise CheckpointError(f"{path} is a directory without model.safetensors; pass the checkpoint file")
+            raise CheckpointError(
+                f"{path} is a directory without model.safetensors; pass the checkpoint file"
+            )
         path = path / "model.safetensors"
     return path
 
@@ -97,8 +103,8 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     written = metadata.get("format", "")
     if written.startswith("vitcli/") and written not in READS:
         raise CheckpointError(
-            f"{path} was written by vitcli {metadata.get('vitcli_version', '?')} (format {written}), newer than "
-            f"this vitcli {__version__}; upgrade vitcli to read it"
+            f"{path} was written by vitcli {metadata.get('vitcli_version', '?')} (format {written}), "
+            f"newer than this vitcli {__version__}; upgrade vitcli to read it"
         )
     if written not in READS:
         raise CheckpointError(
@@ -120,16 +126,24 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Che
             preprocessing = json.loads(metadata["preprocessing"])
         config = Config.from_dict(settings, source=f"{path} metadata")
         info = DatasetInfo(**dataset)
-        adaptation = Adaptation.from_dict(json.loads(metadata["adaptation"])) if (
-            metadata["format"] == FORMAT and "adaptation" in metadata) else None
+        adaptation = (
+            Adaptation.from_dict(json.loads(metadata["adaptation"]))
+            if (metadata["format"] == FORMAT and "adaptation" in metadata)
+            else None
+        )
         checkpoint = Checkpoint(
-            model=config.model.module(info), config=config, info=info,
+            model=config.model.module(info),
+            config=config,
+            info=info,
             preprocessing=Preprocessing.from_dict(preprocessing),
             metrics=json.loads(metadata.get("metrics", "{}")),
-            vitcli_version=metadata.get("vitcli_version", "?"), adaptation=adaptation,
+            vitcli_version=metadata.get("vitcli_version", "?"),
+            adaptation=adaptation,
         )
     except (KeyError, TypeError, ValueError, VitcliError) as e:
-        raise CheckpointError(f"{path} has damaged vitcli metadata ({e}); retrain or use another checkpoint") from None
+        raise CheckpointError(
+            f"{path} has damaged vitcli metadata ({e}); retrain or use another checkpoint"
+        ) from None
     state = load_file(str(path))
     _check_shapes(path, checkpoint.model, state)
     checkpoint.model.load_state_dict(state)
@@ -143,7 +157,8 @@ def _check_shapes(path: Path, model: nn.Module, state: dict[str, torch.Tensor]) 
     for name, tensor in expected.items():
         if name not in state:
             raise CheckpointError(
-                f"{path} lacks tensor {name!r} that its config's model has; the file does not match its metadata"
+                f"{path} lacks tensor {name!r} that its config's model has; "
+                "the file does not match its metadata"
             )
         if state[name].shape != tensor.shape:
             raise CheckpointError(
@@ -153,5 +168,6 @@ def _check_shapes(path: Path, model: nn.Module, state: dict[str, torch.Tensor]) 
     extra = sorted(set(state) - set(expected))
     if extra:
         raise CheckpointError(
-            f"{path} has tensor {extra[0]!r} that its config's model does not; the file does not match its metadata"
+            f"{path} has tensor {extra[0]!r} that its config's model does not; "
+            "the file does not match its metadata"
         )

@@ -45,7 +45,9 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS and not self.dataset.startswith("folder:"):
-            raise ConfigError(f"unknown dataset {self.dataset!r}; use one of {', '.join(DATASETS)} or folder:PATH")
+            raise ConfigError(
+                f"unknown dataset {self.dataset!r}; use one of {', '.join(DATASETS)} or folder:PATH"
+            )
         if self.dataset == "folder:":
             raise ConfigError("--dataset folder: needs a path, e.g. folder:./my-images")
         if self.val_size is not None and self.val_size < 0:
@@ -56,8 +58,12 @@ class DataConfig:
         """The data a checkpoint trained on these settings is evaluated on: the same held-out validation
         images, no augmentation, and every training image (a subset only shrinks training). `dataset`
         and `data_dir` replace the trained ones when given."""
-        return DataConfig(dataset=dataset or self.dataset, data_dir=self.data_dir if data_dir is None else data_dir,
-                          val_size=self.val_size, augment=False)
+        return DataConfig(
+            dataset=dataset or self.dataset,
+            data_dir=self.data_dir if data_dir is None else data_dir,
+            val_size=self.val_size,
+            augment=False,
+        )
 
 
 @dataclass
@@ -106,7 +112,10 @@ class Config:
     notes: list[str] = field(default_factory=list, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
-        return {"model": self.model.to_dict(), **{name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}}
+        return {
+            "model": self.model.to_dict(),
+            **{name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS},
+        }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -127,17 +136,21 @@ class Config:
         unknown = set(values) - {"model", *SECTIONS}
         if unknown:
             raise ConfigError(
-                f"{source}: unknown section [{sorted(unknown)[0]}]; the sections are model, {', '.join(SECTIONS)}"
+                f"{source}: unknown section [{sorted(unknown)[0]}]; "
+                f"the sections are model, {', '.join(SECTIONS)}"
             )
         for section, given in values.items():
             if not isinstance(given, dict):
                 raise ConfigError(f"{source}: '{section}' must be a table ([{section}])")
-        given = {section: {k: v for k, v in items.items() if v is not None} for section, items in values.items()}
+        given = {
+            section: {k: v for k, v in items.items() if v is not None} for section, items in values.items()
+        }
         notes = list(self.notes)
         model = merge_model(self.model, given.get("model", {}), source, notes)
         parts = {
-            name: fields.build(cls, {**dataclasses.asdict(getattr(self, name)), **given.get(name, {})},
-                               f"{source}: [{name}]")
+            name: fields.build(
+                cls, {**dataclasses.asdict(getattr(self, name)), **given.get(name, {})}, f"{source}: [{name}]"
+            )
             for name, cls in SECTIONS.items()
         }
         return Config(model=model, notes=notes, **parts)
@@ -167,7 +180,10 @@ def merge_model(base: ModelSpec, given: dict[str, Any], source: str, notes: list
             values[key] = value
         else:
             said = fields.flag(key) if source == "options" else f"{source}: [model] {key}"
-            notes.append(f"{said} is a setting of {' and '.join(owners)} models; a {kind} model has none, so it is ignored")
+            notes.append(
+                f"{said} is a setting of {' and '.join(owners)} models; "
+                f"a {kind} model has none, so it is ignored"
+            )
     return fields.build(spec_cls, values, f"{source}: [model]")
 
 

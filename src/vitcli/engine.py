@@ -35,11 +35,27 @@ from vitcli.preprocessing import Preprocessor
 
 AUTO = "auto"  # autocast_dtype: bfloat16 on CUDA, none (float32) on the CPU
 
-__all__ = ["AUTO", "EpochMetrics", "EpochStart", "EvalResult", "Event", "FitResult", "Listener", "Status",
-           "StepDone", "evaluate", "fit", "make_optimizer", "resolve_device", "train_epoch", "warmup_cosine"]
+__all__ = [
+    "AUTO",
+    "EpochMetrics",
+    "EpochStart",
+    "EvalResult",
+    "Event",
+    "FitResult",
+    "Listener",
+    "Status",
+    "StepDone",
+    "evaluate",
+    "fit",
+    "make_optimizer",
+    "resolve_device",
+    "train_epoch",
+    "warmup_cosine",
+]
 
 
 # --- devices, precision, optimiser -------------------------------------------------------------------
+
 
 def resolve_device(name: str) -> torch.device:
     """'auto' is the GPU when PyTorch sees one, else the CPU."""
@@ -65,7 +81,9 @@ def autocast(device: torch.device, dtype: torch.dtype | str | None = AUTO):
 
 
 def make_optimizer(
-    model: nn.Module, cfg: TrainConfig, param_groups: list[dict] | None = None,
+    model: nn.Module,
+    cfg: TrainConfig,
+    param_groups: list[dict] | None = None,
     options: dict[str, Any] | None = None,
 ) -> torch.optim.Optimizer:
     """AdamW over the trainable parameters; `param_groups` (e.g. timm's layer-decay groups) replace the
@@ -80,8 +98,10 @@ def make_optimizer(
                 continue
             plain = p.ndim < 2 or name.endswith(("pos_embed", "cls_token"))
             (no_decay if plain else decay).append(p)
-        param_groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-                        {"params": no_decay, "weight_decay": 0.0}]
+        param_groups = [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
     # LambdaLR multiplies each group's own starting lr, so the per-group scale survives the schedule.
     groups = [{**g, "lr": cfg.lr * g.get("lr_scale", 1.0)} for g in param_groups]
     if options is not None:
@@ -118,6 +138,7 @@ def peak_memory_bytes(device: torch.device) -> int | None:
 
 # --- evaluation --------------------------------------------------------------------------------------
 
+
 @dataclass
 class EvalResult:
     loss: float
@@ -131,8 +152,15 @@ class EvalResult:
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, split: Split, preprocess: Preprocessor, device: torch.device, num_classes: int,
-             batch_size: int = 1024, autocast_dtype: torch.dtype | str | None = AUTO) -> EvalResult:
+def evaluate(
+    model: nn.Module,
+    split: Split,
+    preprocess: Preprocessor,
+    device: torch.device,
+    num_classes: int,
+    batch_size: int = 1024,
+    autocast_dtype: torch.dtype | str | None = AUTO,
+) -> EvalResult:
     """Loss (without label smoothing), accuracy and confusion matrix of `model` on `split`."""
     was_training = model.training
     model.eval()
@@ -142,7 +170,9 @@ def evaluate(model: nn.Module, split: Split, preprocess: Preprocessor, device: t
         with autocast(device, autocast_dtype):
             logits = model(images)
         loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
-        confusion += torch.bincount(labels * num_classes + logits.argmax(1), minlength=num_classes * num_classes)
+        confusion += torch.bincount(
+            labels * num_classes + logits.argmax(1), minlength=num_classes * num_classes
+        )
     model.train(was_training)
     confusion = confusion.view(num_classes, num_classes).cpu()
     count = len(split)
@@ -155,6 +185,7 @@ def evaluate(model: nn.Module, split: Split, preprocess: Preprocessor, device: t
 
 
 # --- training ----------------------------------------------------------------------------------------
+
 
 @dataclass
 class EpochTotals:
@@ -176,7 +207,9 @@ class Step:
     autocast_dtype: torch.dtype | str | None = AUTO
 
 
-def train_epoch(step: Step, batches: Batches, device: torch.device, epoch: int, emit: Listener) -> EpochTotals:
+def train_epoch(
+    step: Step, batches: Batches, device: torch.device, epoch: int, emit: Listener
+) -> EpochTotals:
     """One pass over `batches`; a StepDone every ~2% of the epoch (the only host syncs), and
     TrainingDiverged as soon as the loss is not finite."""
     steps = len(batches)
@@ -199,9 +232,15 @@ def train_epoch(step: Step, batches: Batches, device: torch.device, epoch: int, 
         if i % log_every == 0 or i == steps:
             mean_loss = loss_sum.item() / seen
             if not math.isfinite(mean_loss):
-                raise TrainingDiverged(f"the loss became {mean_loss} in epoch {epoch}, step {i}; "
-                                       f"lower --lr (now {step.lr:g}) or raise --warmup")
-            emit(StepDone(epoch, i, steps, mean_loss, correct.item() / seen, seen / (time.perf_counter() - start)))
+                raise TrainingDiverged(
+                    f"the loss became {mean_loss} in epoch {epoch}, step {i}; "
+                    f"lower --lr (now {step.lr:g}) or raise --warmup"
+                )
+            emit(
+                StepDone(
+                    epoch, i, steps, mean_loss, correct.item() / seen, seen / (time.perf_counter() - start)
+                )
+            )
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return EpochTotals(loss_sum.item() / seen, correct.item() / seen, seen, time.perf_counter() - start)
@@ -256,8 +295,16 @@ def fit(
     `augment`: the augmentation family ("digits", "natural") or None; `param_groups`: optimiser groups
     with an optional "lr_scale" each, instead of the default ones."""
     emit = on_event or (lambda event: None)
-    batches = Batches(splits.train, cfg.batch_size, device, preprocess,
-                      shuffle=True, augment=augment, drop_last=True, seed=cfg.seed)
+    batches = Batches(
+        splits.train,
+        cfg.batch_size,
+        device,
+        preprocess,
+        shuffle=True,
+        augment=augment,
+        drop_last=True,
+        seed=cfg.seed,
+    )
     optimizer = make_optimizer(model, cfg, param_groups, optimizer_options)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(round(cfg.warmup * len(batches)), cfg.epochs * len(batches))
@@ -281,13 +328,20 @@ def fit(
         emit(EpochStart(epoch, cfg.epochs, len(batches)))
         totals = train_epoch(step, batches, device, epoch, emit)
         images += totals.images
-        measured = evaluate(model, val, preprocess, device, len(splits.info.classes),
-                            autocast_dtype=autocast_dtype) if val is not None else None
+        measured = (
+            evaluate(model, val, preprocess, device, len(splits.info.classes), autocast_dtype=autocast_dtype)
+            if val is not None
+            else None
+        )
         metrics = EpochMetrics(
-            epoch=epoch, train_loss=totals.loss, train_accuracy=totals.accuracy,
-            val_loss=measured.loss if measured else None, val_accuracy=measured.accuracy if measured else None,
+            epoch=epoch,
+            train_loss=totals.loss,
+            train_accuracy=totals.accuracy,
+            val_loss=measured.loss if measured else None,
+            val_accuracy=measured.accuracy if measured else None,
             lr=max(g["lr"] for g in optimizer.param_groups),  # the peak group's, with layer decay
-            seconds=totals.seconds, images_per_s=totals.images / totals.seconds,
+            seconds=totals.seconds,
+            images_per_s=totals.images / totals.seconds,
         )
         history.append(metrics)
         emit(metrics)

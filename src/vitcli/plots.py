@@ -17,7 +17,9 @@ from vitcli.sweep import fmt_value
 from vitcli.sweep_results import FINISHED
 
 
-def write_charts(rows: list[dict[str, Any]], axes: list[str], out_dir: str | Path) -> tuple[list[Path], list[str]]:
+def write_charts(
+    rows: list[dict[str, Any]], axes: list[str], out_dir: str | Path
+) -> tuple[list[Path], list[str]]:
     """Write the charts for the finished rows; return the files written and why any chart was left out."""
     out_dir = Path(out_dir)
     done = [r for r in rows if r["status"] == FINISHED]
@@ -55,12 +57,18 @@ def _accuracy_chart(rows: list[dict[str, Any]], axes: list[str], path: Path) -> 
         # Evenly spaced positions: swept values are few and often powers of two or categories.
         where = {v: i for i, v in enumerate(values)}
         for metric, colour in (("test_accuracy", "tab:blue"), ("val_accuracy", "tab:orange")):
-            points = [(where[r["values"][key]], 100 * r[metric]) for r in rows if r.get(metric) is not None and key in r["values"]]
+            points = [
+                (where[r["values"][key]], 100 * r[metric])
+                for r in rows
+                if r.get(metric) is not None and key in r["values"]
+            ]
             if not points:
                 continue
             ax.scatter(*zip(*points), s=14, alpha=0.5, color=colour)
-            means = [(x, sum(y for px, y in points if px == x) / sum(1 for px, _ in points if px == x))
-                     for x in sorted({px for px, _ in points})]
+            means = [
+                (x, sum(y for px, y in points if px == x) / sum(1 for px, _ in points if px == x))
+                for x in sorted({px for px, _ in points})
+            ]
             ax.plot(*zip(*means), marker="o", color=colour, label=metric.split("_")[0])
         ax.set_xticks(range(len(values)), [fmt_value(v) for v in values])
         ax.set_xlabel(key)
@@ -83,7 +91,10 @@ def _cost_chart(rows: list[dict[str, Any]], path: Path) -> tuple[Path, str | Non
     if gpu:
         _scatter_by_tokens(panels[0][1], gpu, lambda r: r["peak_memory"] / 2**20, "peak GPU memory (MiB)")
     else:
-        note = "peak memory left out of cost.png: on the CPU only the whole process's peak is known, not each run's"
+        note = (
+            "peak memory left out of cost.png: on the CPU only the whole process's peak is known, "
+            "not each run's"
+        )
     fig.suptitle("cost against tokens per image", fontsize=10)
     return _save(fig, path), note
 
@@ -91,8 +102,14 @@ def _cost_chart(rows: list[dict[str, Any]], path: Path) -> tuple[Path, str | Non
 def _scatter_by_tokens(ax, rows: list[dict[str, Any]], y, label: str) -> None:
     ax.scatter([r["tokens"] for r in rows], [y(r) for r in rows], s=18)
     for r in rows:
-        ax.annotate(_short(r["values"]), (r["tokens"], y(r)), fontsize=6, alpha=0.7,
-                    xytext=(3, 3), textcoords="offset points")
+        ax.annotate(
+            _short(r["values"]),
+            (r["tokens"], y(r)),
+            fontsize=6,
+            alpha=0.7,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
     ax.set_xscale("log", base=2)
     ax.set_xlabel("tokens per image (log scale)")
     ax.set_ylabel(label)

@@ -35,8 +35,12 @@ class Preprocessing:
     @classmethod
     def from_dict(cls, values: dict) -> Preprocessing:
         size = values.get("size")
-        return cls(tuple(values["mean"]), tuple(values["std"]), None if size is None else tuple(size),
-                   values.get("channels"))
+        return cls(
+            tuple(values["mean"]),
+            tuple(values["std"]),
+            None if size is None else tuple(size),
+            values.get("channels"),
+        )
 
     def on(self, device: torch.device | str) -> Preprocessor:
         return Preprocessor(self, device)

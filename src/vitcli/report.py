@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 from rich import box
 from rich.table import Table
 from rich.text import Text
-
-import math
 
 from vitcli.events import EpochMetrics
 from vitcli.models.pretrained import Adaptation
@@ -39,7 +39,11 @@ def fmt_loss(x: float | None) -> str:
 def epoch_line(m: EpochMetrics, epochs: int) -> str:
     """One line per epoch, in rich markup."""
     width = len(str(epochs))
-    val = "" if m.val_accuracy is None else f"  val loss {m.val_loss:.4f} acc [bold]{fmt_pct(m.val_accuracy)}[/]"
+    val = (
+        ""
+        if m.val_accuracy is None
+        else f"  val loss {m.val_loss:.4f} acc [bold]{fmt_pct(m.val_accuracy)}[/]"
+    )
     return (
         f"epoch {m.epoch:>{width}}/{epochs}  train loss {m.train_loss:.4f} acc {fmt_pct(m.train_accuracy)}"
         f"{val}  lr {m.lr:.2e}  {m.seconds:.1f}s  {m.images_per_s:,.0f} img/s"
@@ -53,10 +57,16 @@ def run_table(r: RunResult) -> Table:
     table.add_column("accuracy", justify="right")
     table.add_column("loss", justify="right")
     best = r.best
-    table.add_row(f"train (epoch {r.best_epoch}, running mean)", fmt_pct(best.train_accuracy), fmt_loss(best.train_loss))
+    table.add_row(
+        f"train (epoch {r.best_epoch}, running mean)", fmt_pct(best.train_accuracy), fmt_loss(best.train_loss)
+    )
     if best.val_accuracy is not None:
-        table.add_row(f"val (best, epoch {r.best_epoch})", fmt_pct(best.val_accuracy), fmt_loss(best.val_loss))
-    table.add_row(Text("test", style="bold"), Text(fmt_pct(r.test.accuracy), style="bold"), fmt_loss(r.test.loss))
+        table.add_row(
+            f"val (best, epoch {r.best_epoch})", fmt_pct(best.val_accuracy), fmt_loss(best.val_loss)
+        )
+    table.add_row(
+        Text("test", style="bold"), Text(fmt_pct(r.test.accuracy), style="bold"), fmt_loss(r.test.loss)
+    )
     table.add_section()
     table.add_row("parameters", f"{r.parameters:,}", "")
     table.add_row("tokens per image", "n/a (CNN)" if r.tokens is None else f"{r.tokens}", "")
@@ -76,47 +86,81 @@ def run_table(r: RunResult) -> Table:
 def adaptation_rows(a: Adaptation, preprocessing: Preprocessing, dataset: str) -> list[tuple[str, str]]:
     """(part, change) in words for each part of a fine-tuned timm ViT: as it was published (or built by
     timm), or how it was made to fit the data."""
-
-    def how(done: str) -> str:  # with random weights a changed part is simply built new
-        return done if a.loaded else "new, random"
-
-    same = "as pretrained" if a.loaded else "as timm builds it"
-    weights = {"timm": f"{a.weights} (timm)", "file": f"file {a.weights}"}.get(a.source, "none (random initialisation)")
+    words = _AdaptationWords(a)
+    weights = {"timm": f"{a.weights} (timm)", "file": f"file {a.weights}"}.get(
+        a.source, "none (random initialisation)"
+    )
     size = f"{a.image_size[0]}x{a.image_size[1]}"
-    rows = [("weights", weights), ("images", f"{size} -> {a.model_size[0]}x{a.model_size[1]}, resized on the device "
-                                   "(bilinear)" if a.image_size != a.model_size else f"{size}, as they are")]
-    if a.gray_repeated:
-        channels = f"1 -> 3, gray repeated to RGB on the device; input conv {a.channels} channels, {same}"
-    elif a.channels_before is not None and a.channels_before != a.channels:
-        conv = "summed over RGB (timm adapt_input_conv)" if a.channels == 1 else "adapted (timm adapt_input_conv)"
-        channels = f"{a.channels_before} -> {a.channels}, input conv " + how(conv)
-    else:
-        channels = f"{a.channels}, {same}"
-    rows.append(("channels", channels))
-    patch = f"{a.patch[0]}x{a.patch[1]} px"
-    if a.patch_before is not None and a.patch_before != a.patch:
-        resampled = how("resampled (timm resample_patch_embed)")
-        rows.append(("patches", f"{a.patch_before[0]}x{a.patch_before[1]} -> {patch}, patch embedding {resampled}"))
-    else:
-        rows.append(("patches", f"{patch}, {same}"))
-    grid = f"{a.grid[0]}x{a.grid[1]} + {a.prefix_tokens}"
-    if a.positions_before is not None and a.positions_before != a.positions:
-        side = math.isqrt(a.positions_before - a.prefix_tokens)
-        was = (f"{side}x{side} + {a.prefix_tokens}" if side * side == a.positions_before - a.prefix_tokens
-               else f"{a.positions_before} rows")
-        rows.append(("positions", f"{was} -> {grid}, position table " + how("resampled (timm resample_abs_pos_embed)")))
-    else:
-        rows.append(("positions", f"{grid}, {same}"))
-    rows.append(("head", f"{a.classes_before if a.classes_before is not None else 'none'} -> {a.classes} classes, new"))
+    resized = f"{size} -> {a.model_size[0]}x{a.model_size[1]}, resized on the device (bilinear)"
+    rows = [
+        ("weights", weights),
+        ("images", resized if a.image_size != a.model_size else f"{size}, as they are"),
+        ("channels", words.channels()),
+        ("patches", words.patches()),
+        ("positions", words.positions()),
+        (
+            "head",
+            f"{a.classes_before if a.classes_before is not None else 'none'} -> {a.classes} classes, new",
+        ),
+    ]
     if a.freeze != "none":
-        what = "backbone (linear probe)" if a.freeze == "backbone" else f"stem and the first {a.freeze} blocks"
+        what = (
+            "backbone (linear probe)" if a.freeze == "backbone" else f"stem and the first {a.freeze} blocks"
+        )
         rows.append(("frozen", f"{what}: {a.trainable:,} of {a.total:,} parameters train"))
     if a.layer_decay is not None:
-        rows.append(("layer decay", f"{a.layer_decay:g} per block: lr x1 at the head down to x{a.lowest_lr_scale:.3g}"))
+        rows.append(
+            (
+                "layer decay",
+                f"{a.layer_decay:g} per block: lr x1 at the head down to x{a.lowest_lr_scale:.3g}",
+            )
+        )
     source = "the pretrained weights'" if a.normalisation == "weights" else f"{dataset}'s own"
-    numbers = [", ".join(f"{v:.4g}" for v in values) for values in (preprocessing.mean, preprocessing.std)]
-    rows.append(("normalisation", f"{source}: mean {numbers[0]}, std {numbers[1]}"))
+    mean, std = (", ".join(f"{v:.4g}" for v in values) for values in (preprocessing.mean, preprocessing.std))
+    rows.append(("normalisation", f"{source}: mean {mean}, std {std}"))
     return rows
+
+
+class _AdaptationWords:
+    """The words for the parts that timm's functions adapt: each is as pretrained, or changed by one."""
+
+    def __init__(self, a: Adaptation):
+        self.a = a
+        self.same = "as pretrained" if a.loaded else "as timm builds it"
+
+    def how(self, done: str) -> str:  # with random weights a changed part is simply built new
+        return done if self.a.loaded else "new, random"
+
+    def channels(self) -> str:
+        a = self.a
+        if a.gray_repeated:
+            return (
+                f"1 -> 3, gray repeated to RGB on the device; input conv {a.channels} channels, {self.same}"
+            )
+        if a.channels_before is not None and a.channels_before != a.channels:
+            conv = "summed over RGB" if a.channels == 1 else "adapted"
+            return f"{a.channels_before} -> {a.channels}, input conv " + self.how(
+                f"{conv} (timm adapt_input_conv)"
+            )
+        return f"{a.channels}, {self.same}"
+
+    def patches(self) -> str:
+        a = self.a
+        patch = f"{a.patch[0]}x{a.patch[1]} px"
+        if a.patch_before is None or a.patch_before == a.patch:
+            return f"{patch}, {self.same}"
+        resampled = self.how("resampled (timm resample_patch_embed)")
+        return f"{a.patch_before[0]}x{a.patch_before[1]} -> {patch}, patch embedding {resampled}"
+
+    def positions(self) -> str:
+        a = self.a
+        grid = f"{a.grid[0]}x{a.grid[1]} + {a.prefix_tokens}"
+        if a.positions_before is None or a.positions_before == a.positions:
+            return f"{grid}, {self.same}"
+        side = math.isqrt(a.positions_before - a.prefix_tokens)
+        square = side * side == a.positions_before - a.prefix_tokens
+        was = f"{side}x{side} + {a.prefix_tokens}" if square else f"{a.positions_before} rows"
+        return f"{was} -> {grid}, position table " + self.how("resampled (timm resample_abs_pos_embed)")
 
 
 def eval_tables(report: EvalReport) -> list[Table]:
@@ -124,7 +168,13 @@ def eval_tables(report: EvalReport) -> list[Table]:
     summary = Table(title=str(report.checkpoint), title_justify="left")
     for column in ("data set", "split", "images", "accuracy", "loss"):
         summary.add_column(column, justify="left" if column in ("data set", "split") else "right")
-    summary.add_row(report.dataset, report.split, f"{r.count:,}", Text(fmt_pct(r.accuracy), style="bold"), fmt_loss(r.loss))
+    summary.add_row(
+        report.dataset,
+        report.split,
+        f"{r.count:,}",
+        Text(fmt_pct(r.accuracy), style="bold"),
+        fmt_loss(r.loss),
+    )
 
     per_class = Table(title="per class", title_justify="left")
     per_class.add_column("class")
@@ -141,7 +191,9 @@ def eval_tables(report: EvalReport) -> list[Table]:
     for label in labels:
         confusion.add_column(label, justify="right")
     for i, (label, row) in enumerate(zip(labels, r.confusion)):
-        cells = [Text(str(v), style="bold green" if i == j else ("red" if v else "dim")) for j, v in enumerate(row)]
+        cells = [
+            Text(str(v), style="bold green" if i == j else ("red" if v else "dim")) for j, v in enumerate(row)
+        ]
         confusion.add_row(label, *cells)
     return [summary, per_class, confusion]
 
@@ -171,6 +223,7 @@ def half_blocks(rgb) -> Text:
 
 # --- sweeps ------------------------------------------------------------------------------------------
 
+
 def fmt_mean_std(mean: float | None, std: float | None) -> str:
     if mean is None:
         return "n/a"
@@ -189,12 +242,21 @@ def sweep_table(groups: list[Group], axes: list[str], title: str) -> Table:
     cuda = any(str(g.device).startswith("cuda") for g in groups)
     failures = any(g.status != FINISHED for g in groups)
     # No column rules and no edge padding: ten or more columns still fit an 80-column terminal.
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, collapse_padding=True)
+    table = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        pad_edge=False,
+        collapse_padding=True,
+    )
     for name in columns:
         table.add_column(name, justify="right", no_wrap=True)
     if seeds:
         table.add_column("seeds", justify="right")
-    for name in ("params", "tokens", "val acc", "test acc", "train s", "img/s") + (("peak mem",) if cuda else ()):
+    for name in ("params", "tokens", "val acc", "test acc", "train s", "img/s") + (
+        ("peak mem",) if cuda else ()
+    ):
         table.add_column(name, justify="right", no_wrap=True)
     if failures:
         table.add_column("status", no_wrap=True, min_width=6)
@@ -236,7 +298,8 @@ def planned_table(planned: list[dict], axes: list[str], title: str) -> Table:
         else:
             plan = {"finished": "done, skipped", "failed": "retried"}.get(p["recorded"], "run")
         table.add_row(
-            str(p["index"]), *[fmt_value(p["values"][a]) for a in axes],
+            str(p["index"]),
+            *[fmt_value(p["values"][a]) for a in axes],
             "n/a" if p["parameters"] is None else f"{p['parameters']:,}",
             "n/a" if p["tokens"] is None else str(p["tokens"]),
             plan,

@@ -97,17 +97,34 @@ def train_run(config: Config, on_event: Listener | None = None) -> RunResult:
     with writing(run_dir / "config.toml") as path:
         atomic_write_text(path, config.to_toml())
     with MetricsLog(run_dir / "metrics.jsonl", emit) as log:
-        fitted = fit(model, splits, config.train, device, preprocess,
-                     augment=splits.info.family if config.data.augment else None,
-                     param_groups=built.param_groups, on_event=log)
+        fitted = fit(
+            model,
+            splits,
+            config.train,
+            device,
+            preprocess,
+            augment=splits.info.family if config.data.augment else None,
+            param_groups=built.param_groups,
+            on_event=log,
+        )
     emit(Status("evaluating the best epoch on the test set"))
     result = RunResult(
-        run_dir=run_dir, config=config, spec=built.spec, info=splits.info, preprocessing=built.preprocessing,
-        device=str(device), parameters=count_parameters(model), tokens=num_tokens(model),
-        history=fitted.history, best_epoch=fitted.best_epoch,
+        run_dir=run_dir,
+        config=config,
+        spec=built.spec,
+        info=splits.info,
+        preprocessing=built.preprocessing,
+        device=str(device),
+        parameters=count_parameters(model),
+        tokens=num_tokens(model),
+        history=fitted.history,
+        best_epoch=fitted.best_epoch,
         test=evaluate(model, splits.test, preprocess, device, len(splits.info.classes)),
-        train_seconds=fitted.seconds, total_seconds=0.0, images_per_s=fitted.images_per_s,
-        peak_memory=fitted.peak_memory, adaptation=built.adaptation,
+        train_seconds=fitted.seconds,
+        total_seconds=0.0,
+        images_per_s=fitted.images_per_s,
+        peak_memory=fitted.peak_memory,
+        adaptation=built.adaptation,
     )
     save_checkpoint(run_dir / "model.safetensors", built, config, splits.info, result.metrics())
     result.total_seconds = time.perf_counter() - started
@@ -143,7 +160,9 @@ def writing(path: Path):
     try:
         yield path
     except OSError as e:
-        raise OutputError(f"cannot write {path}: {e.strerror or e}; free space or choose another --out") from None
+        raise OutputError(
+            f"cannot write {path}: {e.strerror or e}; free space or choose another --out"
+        ) from None
 
 
 def _new_run_dir(config: Config, info: DatasetInfo) -> Path:
@@ -153,7 +172,7 @@ def _new_run_dir(config: Config, info: DatasetInfo) -> Path:
         if (run_dir / "model.safetensors").exists():
             raise ConfigError(f"{run_dir} already holds a trained model; choose another --name or remove it")
     else:
-        dataset = Path(info.name[len("folder:"):]).name if info.name.startswith("folder:") else info.name
+        dataset = Path(info.name[len("folder:") :]).name if info.name.startswith("folder:") else info.name
         base = out / f"{config.model.kind}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_dir, n = base, 1
         while run_dir.exists():  # two runs started in the same second
@@ -162,11 +181,14 @@ def _new_run_dir(config: Config, info: DatasetInfo) -> Path:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise OutputError(f"cannot create run directory {run_dir}: {e.strerror}; choose another --out") from None
+        raise OutputError(
+            f"cannot create run directory {run_dir}: {e.strerror}; choose another --out"
+        ) from None
     return run_dir
 
 
 # --- evaluation of a checkpoint ----------------------------------------------------------------------
+
 
 @dataclass
 class EvalReport:
@@ -208,12 +230,21 @@ def eval_checkpoint(
     data_cfg = checkpoint.config.data.for_evaluation(dataset, data_dir)
     splits = load_splits(data_cfg)
     info, trained = splits.info, checkpoint.info
-    shape, trained_shape = (info.channels, info.height, info.width), (trained.channels, trained.height, trained.width)
+    shape, trained_shape = (
+        (info.channels, info.height, info.width),
+        (trained.channels, trained.height, trained.width),
+    )
     if shape != trained_shape or len(info.classes) != len(trained.classes):
         raise CheckpointError(
-            f"the checkpoint was trained on {trained.describe()} but {data_cfg.dataset} has {info.describe()}; "
-            "evaluate it on data of the same shape and number of classes"
+            f"the checkpoint was trained on {trained.describe()} but {data_cfg.dataset} has "
+            f"{info.describe()}; evaluate it on data of the same shape and number of classes"
         )
-    result = evaluate(checkpoint.model, splits.get(split), checkpoint.preprocessing.on(torch_device), torch_device,
-                      len(info.classes), batch_size)
+    result = evaluate(
+        checkpoint.model,
+        splits.get(split),
+        checkpoint.preprocessing.on(torch_device),
+        torch_device,
+        len(info.classes),
+        batch_size,
+    )
     return EvalReport(Path(path), data_cfg.dataset, split, info.classes, result)

@@ -1,18 +1,16 @@
 """Hyperparameter sweeps: a grid of train settings, one run directory per run, one results table.
 
     sweep = plan_sweep({"embed_dim": [8, 16, 32], "depth": [2, 4]}, out="sweeps")
-    rows = run_sweep(sweep, on_event=print)
-    groups = aggregate(rows, sweep.axes)
+    rows = run_sweep(sweep, on_event=print)          # vitcli.sweep_run
+    groups = aggregate(rows, sweep.axes)              # vitcli.sweep_results
 
 A sweep directory `sweeps/<name>/` holds one run directory per run (as `vitcli train` writes them) and
     results.jsonl   one JSON object per run: status, swept values, full config, metrics or failure reason
     results.csv     the same rows, flat, for spreadsheets
 Both are rewritten atomically after every run (`sweep_results`, which also summarises them).
 
-Identity and resume: a run's key is a hash of its full resolved config without output paths, so the same
-settings always get the same key and run directory. Re-running a sweep skips runs recorded as finished
-and runs recorded as invalid (a bad combination of values fails the same way every time); runs that
-failed for another reason (diverged, out of memory, data, a file that could not be written) are retried.
+This module plans: identity and resume rest on a run's key, a hash of its full resolved config without
+output paths, so the same settings always get the same key and run directory (`sweep_run` runs them).
 Runs that differ only in options their model kind does not have (--embed-dim for the CNN) are one run.
 """
 
@@ -23,9 +21,6 @@ import hashlib
 import itertools
 import json
 import re
-import shutil
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,29 +28,35 @@ from typing import Any
 import torch
 
 from vitcli import fields
-from vitcli.config import Config, DataConfig, TrainConfig, load_toml
+from vitcli.config import Config, DataConfig, RunConfig, TrainConfig, load_toml
 from vitcli.engine import resolve_device
 from vitcli.errors import ConfigError, DataError, OutputError, TrainingDiverged
-from vitcli.events import Event
 from vitcli.fields import field_names
-from vitcli.models.specs import CNNSpec, ViTSpec
-from vitcli.sweep_results import FAILED, FINISHED, load_results, write_results
+from vitcli.models.specs import SPECS
+from vitcli.sweep_results import load_results
 
 MODES = ("grid", "zip")
 INVALID = "invalid"  # the kind of failure that is not retried: the same settings fail the same way
 # Each error kind's name in a failed row; all but INVALID are retried when the sweep is run again.
-FAILURES = ((ConfigError, INVALID), (DataError, "data"), (OutputError, "output"), (TrainingDiverged, "diverged"))
+FAILURES = (
+    (ConfigError, INVALID),
+    (DataError, "data"),
+    (OutputError, "output"),
+    (TrainingDiverged, "diverged"),
+)
 
 
 def _sweepable() -> dict[str, tuple[str, str]]:
-    """Option name (as in `[grid]`, snake case) -> (Config section, field), for every train setting:
-    the model kind (`--model`), the ViT's and the CNN's options, data and training.
+    """Option name (as in `[grid]`, snake case) -> (Config section, field), for every setting of a run:
+    the model kind (`--model`), every kind's own settings, data and training.
 
-    The output settings ([run]) belong to the sweep itself.
+    The output settings ([run] out and name) belong to the sweep itself, so a timm model's `name` is not
+    swept (a sweep of timm models is a [grid] of whole configs, not yet offered).
     """
     options = {"model": ("model", "kind")}
-    for spec in (ViTSpec, CNNSpec):
-        options.update({name: ("model", name) for name in field_names(spec)})
+    sweep_own = field_names(RunConfig)
+    for spec in SPECS.values():
+        options.update({name: ("model", name) for name in field_names(spec) if name not in sweep_own})
     for section, section_cls in (("data", DataConfig), ("train", TrainConfig)):
         options.update({name: (section, name) for name in field_names(section_cls)})
     return options
@@ -94,6 +95,7 @@ class Sweep:
 
 
 # --- planning ----------------------------------------------------------------------------------------
+
 
 def plan_sweep(
     options: dict[str, list[Any]] | None = None,
@@ -136,13 +138,15 @@ def _distinct_runs(base: Config, axes: dict[str, list[Any]], combos: list[dict[s
     kind (--embed-dim for the CNN) becomes None, and the runs that differ only by such values are one
     run; an option that is a setting of no run is refused, as are values repeated on the command line."""
     configs = [base.merged(_nest(values)) for values in combos]
-    shown = [{k: v if applies(k, c) else None for k, v in values.items()} for values, c in zip(combos, configs)]
+    shown = [
+        {k: v if applies(k, c) else None for k, v in values.items()} for values, c in zip(combos, configs)
+    ]
     for key in axes:
         if all(values[key] is None for values in shown):
             kinds = sorted({c.model.kind for c in configs})
             raise ConfigError(
-                f"{fields.flag(key)} is not a setting of the {' or '.join(kinds)} model this sweep trains, so each "
-                f"of its values would train the same model again; leave it out, or sweep --model too"
+                f"{fields.flag(key)} is not a setting of the {' or '.join(kinds)} model this sweep trains, "
+                "so each of its values would train the same model again; leave it out, or sweep --model too"
             )
     first: dict[str, int] = {}
     kept: list[int] = []
@@ -153,9 +157,16 @@ def _distinct_runs(base: Config, axes: dict[str, list[Any]], combos: list[dict[s
             kept.append(i)
         elif combos[first[key]] == combos[i] or shown[first[key]] != shown[i]:
             j = first[key]
-            raise ConfigError(f"runs {j + 1} and {i + 1} are the same run ({describe(combos[j])}); remove the repeated values")
+            raise ConfigError(
+                f"runs {j + 1} and {i + 1} are the same run ({describe(combos[j])}); "
+                "remove the repeated values"
+            )
     merged = len(configs) - len(kept)
-    notes = [f"{merged} runs left out: they differ from others only in options their model kind does not have"] if merged else []
+    notes = (
+        [f"{merged} runs left out: they differ from others only in options their model kind does not have"]
+        if merged
+        else []
+    )
     return [shown[i] for i in kept], [configs[i] for i in kept], notes
 
 
@@ -205,7 +216,9 @@ def _read_config(path: str | Path | None) -> tuple[Config, dict[str, list[Any]]]
         raise ConfigError(f"{path}: 'grid' must be a table ([grid]) of lists")
     for key, listed in grid.items():
         if key not in SWEEPABLE:
-            raise ConfigError(f"{path}: [grid] unknown option {key!r}; the options are {', '.join(SWEEPABLE)}")
+            raise ConfigError(
+                f"{path}: [grid] unknown option {key!r}; the options are {', '.join(SWEEPABLE)}"
+            )
         if not isinstance(listed, list) or not listed:
             raise ConfigError(f"{path}: [grid] {key} must be a non-empty list, e.g. {key} = [1, 2]")
         for value in listed:  # the same type checks as the other sections
@@ -258,6 +271,7 @@ def describe(values: dict[str, Any]) -> str:
 
 # --- dry run: sizes without training -----------------------------------------------------------------
 
+
 def dry_run(sweep: Sweep) -> list[dict[str, Any]]:
     """Each planned run with its parameter count and tokens per image (models built on the meta device,
     so nothing is allocated), or why it cannot run; and whether its result is already recorded."""
@@ -267,8 +281,15 @@ def dry_run(sweep: Sweep) -> list[dict[str, Any]]:
     infos: dict[tuple[str, str | None], Any] = {}
     planned = []
     for run in sweep.runs:
-        row = {"index": run.index, "values": run.values, "key": run.key, "parameters": None, "tokens": None,
-               "recorded": done.get(run.key, {}).get("status"), "error": run.invalid}
+        row = {
+            "index": run.index,
+            "values": run.values,
+            "key": run.key,
+            "parameters": None,
+            "tokens": None,
+            "recorded": done.get(run.key, {}).get("status"),
+            "error": run.invalid,
+        }
         if run.invalid is None:
             info = _dataset_info(run.config.data, infos)
             try:
@@ -297,110 +318,3 @@ def _dataset_info(data: DataConfig, cache: dict) -> Any:
     if where not in cache:
         cache[where] = load_splits(DataConfig(dataset=data.dataset, data_dir=data.data_dir, val_size=0)).info
     return cache[where]
-
-
-# --- running -----------------------------------------------------------------------------------------
-
-@dataclass
-class RunStarted:
-    run: PlannedRun
-    total: int
-
-
-@dataclass
-class RunEnded:
-    run: PlannedRun
-    total: int
-    row: dict[str, Any]
-
-
-SweepEvent = RunStarted | RunEnded
-SweepListener = Callable[[SweepEvent | Event], None]
-
-
-@dataclass
-class Resume:
-    rows: list[dict[str, Any]]  # recorded results, from earlier invocations
-    todo: list[PlannedRun]
-    skipped: int  # recorded as finished or invalid
-    retried: int  # recorded as failed for another reason, run again
-
-
-def resume_state(sweep: Sweep) -> Resume:
-    rows = load_results(sweep.dir)
-    recorded = {row["key"]: row for row in rows}
-    todo, skipped, retried = [], 0, 0
-    for run in sweep.runs:
-        row = recorded.get(run.key)
-        if row is not None and (row["status"] == FINISHED or row.get("failure") == INVALID):
-            skipped += 1
-            continue
-        retried += row is not None
-        todo.append(run)
-    return Resume(rows, todo, skipped, retried)
-
-
-def run_sweep(sweep: Sweep, on_event: SweepListener | None = None) -> list[dict[str, Any]]:
-    """Train every run not yet recorded; return this sweep's rows (in plan order). A run that fails
-    becomes a failed row and the sweep goes on; Ctrl-C stops it with the finished rows already saved."""
-    emit = on_event or (lambda event: None)
-    state = resume_state(sweep)
-    rows = {row["key"]: row for row in state.rows}
-    total = len(sweep.runs)
-    for run in state.todo:
-        emit(RunStarted(run, total))
-        row = _attempt(sweep, run, emit)
-        rows.pop(run.key, None)  # a retried run's new row replaces the old one, at the end
-        rows[run.key] = row
-        write_results(sweep.dir, list(rows.values()))
-        emit(RunEnded(run, total, row))
-    return [rows[run.key] for run in sweep.runs if run.key in rows]
-
-
-def _attempt(sweep: Sweep, run: PlannedRun, emit: SweepListener) -> dict[str, Any]:
-    """Train one run; its row, finished or failed with the reason."""
-    from vitcli.run import train_run
-
-    if run.invalid:
-        return _failed_row(sweep, run, ConfigError(run.invalid))
-    stale = sweep.dir / run.config.run.name
-    if stale.exists():  # left by an interrupted or failed attempt: results.jsonl is the record
-        shutil.rmtree(stale)
-    try:
-        return _finished_row(sweep, run, train_run(run.config, on_event=emit))
-    except (ConfigError, DataError, OutputError, TrainingDiverged, torch.cuda.OutOfMemoryError, MemoryError) as e:
-        if isinstance(e, torch.cuda.OutOfMemoryError):
-            torch.cuda.empty_cache()  # so the next, perhaps smaller, run has the memory back
-        return _failed_row(sweep, run, e)
-
-
-def _base_row(sweep: Sweep, run: PlannedRun) -> dict[str, Any]:
-    return {
-        "key": run.key,
-        "run": run.config.run.name,
-        "index": run.index,
-        "values": run.values,
-        "axes": sweep.axes,
-        "config": {k: v for k, v in run.config.to_dict().items() if k != "run"},
-        "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
-
-
-def _finished_row(sweep: Sweep, run: PlannedRun, result) -> dict[str, Any]:
-    # The run's own summary, the one its checkpoint keeps: one list of metrics for both.
-    return {**_base_row(sweep, run), "status": FINISHED, **result.metrics()}
-
-
-def _failed_row(sweep: Sweep, run: PlannedRun, error: BaseException) -> dict[str, Any]:
-    kind = next((name for cls, name in FAILURES if isinstance(error, cls)), "out of memory")
-    reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-    return {**_base_row(sweep, run), "status": FAILED, "failure": kind, "error": reason}
-
-
-def make_sweep_dir(sweep: Sweep) -> None:
-    """Create the sweep directory before the first run, so a bad --out is one error, not a failed row
-    per run."""
-    try:
-        sweep.dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"cannot create sweep directory {sweep.dir}: {e.strerror or e}; choose another --out") from None

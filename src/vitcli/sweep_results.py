@@ -23,8 +23,20 @@ FINISHED, FAILED = "finished", "failed"
 
 
 RESULTS_JSONL, RESULTS_CSV = "results.jsonl", "results.csv"
-CSV_METRICS = ["parameters", "tokens", "best_epoch", "val_accuracy", "test_accuracy", "test_loss",
-               "train_seconds", "images_per_s", "peak_memory", "device", "failure", "error"]
+CSV_METRICS = [
+    "parameters",
+    "tokens",
+    "best_epoch",
+    "val_accuracy",
+    "test_accuracy",
+    "test_loss",
+    "train_seconds",
+    "images_per_s",
+    "peak_memory",
+    "device",
+    "failure",
+    "error",
+]
 
 
 def load_results(sweep_dir: str | Path) -> list[dict[str, Any]]:
@@ -50,7 +62,9 @@ def results_csv(rows: list[dict[str, Any]]) -> str:
     """One line per run: key, run directory, status, the swept values (a column per option), metrics."""
     axes = list(dict.fromkeys(k for row in rows for k in row["values"]))
     out = io.StringIO()
-    writer = csv.DictWriter(out, ["key", "run", "status", *axes, *CSV_METRICS], extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(
+        out, ["key", "run", "status", *axes, *CSV_METRICS], extrasaction="ignore", lineterminator="\n"
+    )
     writer.writeheader()
     for row in rows:
         writer.writerow({**row, **row["values"]})
@@ -58,6 +72,7 @@ def results_csv(rows: list[dict[str, Any]]) -> str:
 
 
 # --- aggregation -------------------------------------------------------------------------------------
+
 
 @dataclass
 class Group:
@@ -104,8 +119,13 @@ def aggregate(rows: list[dict[str, Any]], axes: list[str] | None = None) -> list
 
 def _summarise(values: dict[str, Any], rows: list[dict[str, Any]]) -> Group:
     done = [r for r in rows if r["status"] == FINISHED]
-    group = Group(values, len(rows), len(done), sorted(r["config"]["train"]["seed"] for r in rows),
-                  errors=[r["error"] for r in rows if r["status"] == FAILED])
+    group = Group(
+        values,
+        len(rows),
+        len(done),
+        sorted(r["config"]["train"]["seed"] for r in rows),
+        errors=[r["error"] for r in rows if r["status"] == FAILED],
+    )
     if not done:
         return group
     group.parameters, group.tokens, group.device = done[0]["parameters"], done[0]["tokens"], done[0]["device"]

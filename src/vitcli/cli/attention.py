@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 from rich.table import Table
@@ -18,18 +18,51 @@ from vitcli.report import half_blocks
 
 
 def attention(
-    checkpoint: Path = typer.Argument(..., help="A ViT model.safetensors written by vitcli (or its run directory)."),
-    index: Optional[List[int]] = typer.Option(None, "--index", help="Images of the split by position: --index 0 5 17. \\[default: 0]", rich_help_panel="Images"),
-    image: Optional[List[Path]] = typer.Option(None, "--image", help="Image files instead: --image a.png b.png (converted to the model's channels and size).", rich_help_panel="Images"),
-    random: Optional[int] = typer.Option(None, "--random", help="N images of the split drawn at random (see --seed).", rich_help_panel="Images"),
-    split: SplitName = typer.Option("test", help="Which split (val and train are split as in training).", rich_help_panel="Images"),
+    checkpoint: Path = typer.Argument(
+        ..., help="A ViT model.safetensors written by vitcli (or its run directory)."
+    ),
+    index: Optional[list[int]] = typer.Option(
+        None,
+        "--index",
+        help="Images of the split by position: --index 0 5 17. \\[default: 0]",
+        rich_help_panel="Images",
+    ),
+    image: Optional[list[Path]] = typer.Option(
+        None,
+        "--image",
+        help="Image files instead: --image a.png b.png (converted to the model's channels and size).",
+        rich_help_panel="Images",
+    ),
+    random: Optional[int] = typer.Option(
+        None, "--random", help="N images of the split drawn at random (see --seed).", rich_help_panel="Images"
+    ),
+    split: SplitName = typer.Option(
+        "test", help="Which split (val and train are split as in training).", rich_help_panel="Images"
+    ),
     seed: int = typer.Option(0, help="Seed for --random.", rich_help_panel="Images"),
-    data_dir: Optional[Path] = typer.Option(None, help="Where the data set is. \\[default: as in training]", rich_help_panel="Images"),
-    head_fusion: HeadFusion = typer.Option("mean", help="How rollout fuses the heads of a block.", rich_help_panel="Rollout"),
-    discard: float = typer.Option(0.0, help="Fraction of the weakest attention weights rollout drops in each block, in [0, 1).", rich_help_panel="Rollout"),
-    out: Optional[Path] = typer.Option(None, help="Folder for the PNGs. \\[default: the run directory's attention/]", rich_help_panel="Output"),
+    data_dir: Optional[Path] = typer.Option(
+        None, help="Where the data set is. \\[default: as in training]", rich_help_panel="Images"
+    ),
+    head_fusion: HeadFusion = typer.Option(
+        "mean", help="How rollout fuses the heads of a block.", rich_help_panel="Rollout"
+    ),
+    discard: float = typer.Option(
+        0.0,
+        help="Fraction of the weakest attention weights rollout drops in each block, in [0, 1).",
+        rich_help_panel="Rollout",
+    ),
+    out: Optional[Path] = typer.Option(
+        None,
+        help="Folder for the PNGs. \\[default: the run directory's attention/]",
+        rich_help_panel="Output",
+    ),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N.", rich_help_panel="Output"),
-    as_json: bool = typer.Option(False, "--json", help="Print the raw maps as JSON (lists) instead of previews.", rich_help_panel="Output"),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print the raw maps as JSON (lists) instead of previews.",
+        rich_help_panel="Output",
+    ),
 ) -> None:
     """Draw what each block and head of a ViT attends to, and the attention rollout, for a few images.
 
@@ -37,8 +70,16 @@ def attention(
     """
     with user_errors():
         report = explain_checkpoint(
-            checkpoint, indices=index or None, files=image or None, random=random, split=plain(split), seed=seed,
-            data_dir=plain(data_dir), head_fusion=plain(head_fusion), discard_ratio=discard, device=device,
+            checkpoint,
+            indices=index or None,
+            files=image or None,
+            random=random,
+            split=plain(split),
+            seed=seed,
+            data_dir=plain(data_dir),
+            head_fusion=plain(head_fusion),
+            discard_ratio=discard,
+            device=device,
         )
         report = draw_report(report, out)
     if as_json:
@@ -52,19 +93,28 @@ def previews(report: AttentionReport) -> list:
     """Per image: a line with the prediction, then the input and the rollout overlay in half-block
     characters beside the top classes."""
     shown = []
-    fusion = f"{report.head_fusion} of heads" + (f", discard {report.discard_ratio:g}" if report.discard_ratio else "")
+    fusion = f"{report.head_fusion} of heads" + (
+        f", discard {report.discard_ratio:g}" if report.discard_ratio else ""
+    )
     for result, picture in zip(report.images, report.pictures):
         right = result.label in (None, result.prediction)
         title = Text.assemble(
-            (result.source, "bold"), ": predicted ",
+            (result.source, "bold"),
+            ": predicted ",
             (report.classes[result.prediction], "bold green" if right else "bold red"),
             f" ({100 * result.probability:.1f}%)",
             "" if result.label is None else f", true {report.classes[result.label]}",
         )
         top = result.probabilities.topk(min(3, len(report.classes)))
-        ranking = Text("left: input\nright: rollout\n\ntop classes\n" + "\n".join(
-            f"{100 * p:5.1f}% {report.classes[i]}" for p, i in zip(top.values.tolist(), top.indices.tolist())
-        ), no_wrap=True, overflow="ellipsis")
+        ranking = Text(
+            "left: input\nright: rollout\n\ntop classes\n"
+            + "\n".join(
+                f"{100 * p:5.1f}% {report.classes[i]}"
+                for p, i in zip(top.values.tolist(), top.indices.tolist())
+            ),
+            no_wrap=True,
+            overflow="ellipsis",
+        )
         before, after = overlay_rgb(result)
         grid = Table.grid(padding=(0, 2))
         grid.add_column(no_wrap=True, min_width=before.shape[1])

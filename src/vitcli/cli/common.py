@@ -76,7 +76,7 @@ def spread_values(args: list[str], multi, bool_flags=()) -> list[str]:
         j = i + 1
         while j < len(args) and not args[j].startswith("--"):
             j += 1
-        values = args[i + 1:j] or (["true"] if token[2:] in bool_flags else [])
+        values = args[i + 1 : j] or (["true"] if token[2:] in bool_flags else [])
         if not values:
             raise ConfigError(f"{token} needs at least one value")
         for value in values:

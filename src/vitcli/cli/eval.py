@@ -15,8 +15,12 @@ from vitcli.run import eval_checkpoint
 
 
 def eval_(
-    checkpoint: Path = typer.Argument(..., help="A model.safetensors written by vitcli (or its run directory)."),
-    dataset: Optional[str] = typer.Option(None, help="Data set to evaluate on. \\[default: the one it was trained on]"),
+    checkpoint: Path = typer.Argument(
+        ..., help="A model.safetensors written by vitcli (or its run directory)."
+    ),
+    dataset: Optional[str] = typer.Option(
+        None, help="Data set to evaluate on. \\[default: the one it was trained on]"
+    ),
     split: SplitName = typer.Option("test", help="Which split of the data set."),
     data_dir: Optional[Path] = typer.Option(None, help="Where the data set is. \\[default: as in training]"),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
@@ -25,7 +29,9 @@ def eval_(
 ) -> None:
     """Evaluate a checkpoint; the model is rebuilt from the checkpoint's own metadata."""
     with user_errors():
-        report = eval_checkpoint(checkpoint, dataset, plain(split), None if data_dir is None else str(data_dir), device, batch_size)
+        report = eval_checkpoint(
+            checkpoint, dataset, plain(split), None if data_dir is None else str(data_dir), device, batch_size
+        )
     if as_json:
         typer.echo(json.dumps(report.to_dict()))
         return

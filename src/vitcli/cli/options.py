@@ -22,7 +22,17 @@ DATA, TRAINING, OUTPUT = "Data", "Training", "Output"
 # The config sections these shared options fill, by option name.
 SHARED_SECTIONS = {
     "data": ("dataset", "data_dir", "val_size", "subset", "augment"),
-    "train": ("epochs", "batch_size", "lr", "weight_decay", "warmup", "label_smoothing", "seed", "device", "compile"),
+    "train": (
+        "epochs",
+        "batch_size",
+        "lr",
+        "weight_decay",
+        "warmup",
+        "label_smoothing",
+        "seed",
+        "device",
+        "compile",
+    ),
     "run": ("out", "name"),
 }
 
@@ -36,7 +46,9 @@ def shared_overrides(options: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def default_help(defaults: Config, section: str, key: str) -> str:
     """` [default: VALUE]` for --help ("" for an unset value, whose meaning the help text gives)."""
     value = getattr(getattr(defaults, section), key)
-    return "" if value is None else f" \\[default: {str(value).lower() if isinstance(value, bool) else value}]"
+    return (
+        "" if value is None else f" \\[default: {str(value).lower() if isinstance(value, bool) else value}]"
+    )
 
 
 def _shared_default(section: str, key: str) -> str:
@@ -44,20 +56,101 @@ def _shared_default(section: str, key: str) -> str:
     return default_help(Config(), section, key)
 
 
-Dataset = Annotated[Optional[str], typer.Option(help="mnist, fashion-mnist, cifar10, cifar100 or folder:PATH." + _shared_default("data", "dataset"), rich_help_panel=DATA)]
-DataDir = Annotated[Optional[Path], typer.Option(help="Where data sets are (or are downloaded to). \\[default: $VITCLI_DATA_DIR or ~/.cache/vitcli/data]", rich_help_panel=DATA)]
-ValSize = Annotated[Optional[int], typer.Option(help="Training images held out for validation; 0 trains on all. \\[default: 5000, a tenth for sets under 50k]", rich_help_panel=DATA)]
-Subset = Annotated[Optional[int], typer.Option(help="Train on only N training images, for quick tries.", rich_help_panel=DATA)]
-Augment = Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Shifts for digits; crops with padding and flips for natural images. \\[default: augment]", rich_help_panel=DATA)]
+Dataset = Annotated[
+    Optional[str],
+    typer.Option(
+        help="mnist, fashion-mnist, cifar10, cifar100 or folder:PATH." + _shared_default("data", "dataset"),
+        rich_help_panel=DATA,
+    ),
+]
+DataDir = Annotated[
+    Optional[Path],
+    typer.Option(
+        help="Where data sets are (or are downloaded to). "
+        "\\[default: $VITCLI_DATA_DIR or ~/.cache/vitcli/data]",
+        rich_help_panel=DATA,
+    ),
+]
+ValSize = Annotated[
+    Optional[int],
+    typer.Option(
+        help="Training images held out for validation; 0 trains on all. "
+        "\\[default: 5000, a tenth for sets under 50k]",
+        rich_help_panel=DATA,
+    ),
+]
+Subset = Annotated[
+    Optional[int],
+    typer.Option(help="Train on only N training images, for quick tries.", rich_help_panel=DATA),
+]
+Augment = Annotated[
+    Optional[bool],
+    typer.Option(
+        "--augment/--no-augment",
+        help="Shifts for digits; crops with padding and flips for natural images. \\[default: augment]",
+        rich_help_panel=DATA,
+    ),
+]
 
-Epochs = Annotated[Optional[int], typer.Option(help="Passes over the training images." + _shared_default("train", "epochs"), rich_help_panel=TRAINING)]
-BatchSize = Annotated[Optional[int], typer.Option(help="Images per step." + _shared_default("train", "batch_size"), rich_help_panel=TRAINING)]
-WeightDecay = Annotated[Optional[float], typer.Option(help="AdamW weight decay on weight matrices." + _shared_default("train", "weight_decay"), rich_help_panel=TRAINING)]
-Warmup = Annotated[Optional[float], typer.Option(help="Epochs of linear warmup before the cosine decay." + _shared_default("train", "warmup"), rich_help_panel=TRAINING)]
-LabelSmoothing = Annotated[Optional[float], typer.Option(help="Label smoothing of the loss." + _shared_default("train", "label_smoothing"), rich_help_panel=TRAINING)]
-Device = Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N." + _shared_default("train", "device"), rich_help_panel=TRAINING)]
-Compile = Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the model (faster steps, slower start). \\[default: no-compile]", rich_help_panel=TRAINING)]
+Epochs = Annotated[
+    Optional[int],
+    typer.Option(
+        help="Passes over the training images." + _shared_default("train", "epochs"), rich_help_panel=TRAINING
+    ),
+]
+BatchSize = Annotated[
+    Optional[int],
+    typer.Option(help="Images per step." + _shared_default("train", "batch_size"), rich_help_panel=TRAINING),
+]
+WeightDecay = Annotated[
+    Optional[float],
+    typer.Option(
+        help="AdamW weight decay on weight matrices." + _shared_default("train", "weight_decay"),
+        rich_help_panel=TRAINING,
+    ),
+]
+Warmup = Annotated[
+    Optional[float],
+    typer.Option(
+        help="Epochs of linear warmup before the cosine decay." + _shared_default("train", "warmup"),
+        rich_help_panel=TRAINING,
+    ),
+]
+LabelSmoothing = Annotated[
+    Optional[float],
+    typer.Option(
+        help="Label smoothing of the loss." + _shared_default("train", "label_smoothing"),
+        rich_help_panel=TRAINING,
+    ),
+]
+Device = Annotated[
+    Optional[str],
+    typer.Option(
+        help="auto, cpu, cuda or cuda:N." + _shared_default("train", "device"), rich_help_panel=TRAINING
+    ),
+]
+Compile = Annotated[
+    Optional[bool],
+    typer.Option(
+        "--compile/--no-compile",
+        help="torch.compile the model (faster steps, slower start). \\[default: no-compile]",
+        rich_help_panel=TRAINING,
+    ),
+]
 
-Out = Annotated[Optional[Path], typer.Option(help="Folder for run directories." + _shared_default("run", "out"), rich_help_panel=OUTPUT)]
-ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="TOML file of settings; options given here override it.", rich_help_panel=OUTPUT)]
-PrintConfig = Annotated[bool, typer.Option("--print-config", help="Print the resolved config as TOML and exit.", rich_help_panel=OUTPUT)]
+Out = Annotated[
+    Optional[Path],
+    typer.Option(help="Folder for run directories." + _shared_default("run", "out"), rich_help_panel=OUTPUT),
+]
+ConfigFile = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--config", help="TOML file of settings; options given here override it.", rich_help_panel=OUTPUT
+    ),
+]
+PrintConfig = Annotated[
+    bool,
+    typer.Option(
+        "--print-config", help="Print the resolved config as TOML and exit.", rich_help_panel=OUTPUT
+    ),
+]

@@ -17,7 +17,9 @@ class TrainProgress:
             TextColumn("epoch {task.fields[epoch]}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]:6.2%}  {task.fields[ips]:,.0f} img/s"),
+            TextColumn(
+                "loss {task.fields[loss]:.4f}  acc {task.fields[acc]:6.2%}  {task.fields[ips]:,.0f} img/s"
+            ),
             TimeRemainingColumn(),
             console=console,
             transient=True,
@@ -45,10 +47,14 @@ class TrainProgress:
             self.epochs = event.epochs
             label = f"{event.epoch}/{event.epochs}"
             if self.task is None:
-                self.task = self.progress.add_task("train", total=event.steps, epoch=label, loss=0.0, acc=0.0, ips=0.0)
+                self.task = self.progress.add_task(
+                    "train", total=event.steps, epoch=label, loss=0.0, acc=0.0, ips=0.0
+                )
             else:
                 self.progress.reset(self.task, total=event.steps, epoch=label, loss=0.0, acc=0.0, ips=0.0)
         elif isinstance(event, StepDone):
-            self.progress.update(self.task, completed=event.step, loss=event.loss, acc=event.accuracy, ips=event.images_per_s)
+            self.progress.update(
+                self.task, completed=event.step, loss=event.loss, acc=event.accuracy, ips=event.images_per_s
+            )
         elif isinstance(event, EpochMetrics):
             self.progress.console.print(epoch_line(event, self.epochs), highlight=False)

@@ -10,7 +10,7 @@ import inspect
 import json
 from copy import copy
 from pathlib import Path
-from typing import List, Optional, get_args
+from typing import Optional, get_args
 
 import typer
 from rich.markup import escape
@@ -19,31 +19,60 @@ from vitcli.cli.choices import SweepMode, plain
 from vitcli.cli.common import console, err_console, multi_value_command, user_errors
 from vitcli.cli.progress import TrainProgress
 from vitcli.cli.train import train
-from vitcli.events import EpochStart, StepDone
 from vitcli.errors import ConfigError
+from vitcli.events import EpochStart, StepDone
 from vitcli.report import fmt_pct, planned_table, sweep_table
-from vitcli.sweep import (SWEEPABLE, RunEnded, RunStarted, check_data, describe, dry_run, make_sweep_dir, plan_sweep,
-                          resume_state, run_sweep)
+from vitcli.sweep import SWEEPABLE, check_data, describe, dry_run, plan_sweep
 from vitcli.sweep_results import FAILED, aggregate, load_results
+from vitcli.sweep_run import RunEnded, RunStarted, make_sweep_dir, resume_state, run_sweep
 
 BOOL_FLAGS = ("augment", "compile")  # train's --x/--no-x switches; here --x true false, --no-x, --x
 
 
 def sweep(
-    mode: SweepMode = typer.Option("grid", help="grid: every combination of the swept values; zip: the value lists walked in step (same lengths).", rich_help_panel="Sweep"),
-    name: Optional[str] = typer.Option(None, help="Sweep directory name. \\[default: the swept options and a hash of the runs, so the same command resumes]", rich_help_panel="Sweep"),
+    mode: SweepMode = typer.Option(
+        "grid",
+        help="grid: every combination of the swept values; zip: the value lists walked in step "
+        "(same lengths).",
+        rich_help_panel="Sweep",
+    ),
+    name: Optional[str] = typer.Option(
+        None,
+        help="Sweep directory name. "
+        "\\[default: the swept options and a hash of the runs, so the same command resumes]",
+        rich_help_panel="Sweep",
+    ),
     out: Path = typer.Option(Path("sweeps"), help="Folder for sweep directories.", rich_help_panel="Sweep"),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML file: a \\[grid] table of lists, and shared settings in \\[model], \\[data], \\[train].", rich_help_panel="Sweep"),
-    dry_run_: bool = typer.Option(False, "--dry-run", help="Print the planned runs, their parameters and tokens, and train nothing.", rich_help_panel="Sweep"),
-    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout instead of the table (progress goes to stderr).", rich_help_panel="Sweep"),
-    plot: bool = typer.Option(False, "--plot", help="Also write PNG charts into the sweep directory.", rich_help_panel="Sweep"),
+    config: Optional[Path] = typer.Option(
+        None,
+        "--config",
+        help="TOML file: a \\[grid] table of lists, and shared settings in \\[model], \\[data], \\[train].",
+        rich_help_panel="Sweep",
+    ),
+    dry_run_: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Print the planned runs, their parameters and tokens, and train nothing.",
+        rich_help_panel="Sweep",
+    ),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print the results as JSON on stdout instead of the table (progress goes to stderr).",
+        rich_help_panel="Sweep",
+    ),
+    plot: bool = typer.Option(
+        False, "--plot", help="Also write PNG charts into the sweep directory.", rich_help_panel="Sweep"
+    ),
     **options,
 ) -> None:
     """Train every combination of the given values and print one results table; re-running resumes.
 
-    Every train option takes one or more values: [bold]vitcli sweep --embed-dim 8 16 32 --depth 2 4[/]. Options with one value apply to every run.
+    Every train option takes one or more values: [bold]vitcli sweep --embed-dim 8 16 32 --depth 2 4[/].
 
-    Finished runs are skipped on re-run; runs that failed for a reason other than an invalid combination are retried.
+    Options with one value apply to every run. Finished runs are skipped on re-run.
+
+    Runs that failed for a reason other than an invalid combination are retried.
     """
     given = {key: [plain(v) for v in values] for key, values in options.items() if values}
     with user_errors():
@@ -74,12 +103,16 @@ def report(
     with user_errors():
         rows = load_results(sweep_dir)
         if not rows:
-            raise ConfigError(f"{sweep_dir} holds no sweep results (results.jsonl); pass a directory written by vitcli sweep")
+            raise ConfigError(
+                f"{sweep_dir} holds no sweep results (results.jsonl); "
+                "pass a directory written by vitcli sweep"
+            )
         axes = list(dict.fromkeys(k for row in rows for k in row["axes"]))
         _print_results(rows, axes, sweep_dir, as_json, plot)
 
 
 # --- the options, derived from vitcli train's --------------------------------------------------------
+
 
 def _sweep_options() -> list[inspect.Parameter]:
     """train's parameters for every sweepable setting, as lists: same help, panel and value type."""
@@ -87,18 +120,30 @@ def _sweep_options() -> list[inspect.Parameter]:
     for p in inspect.signature(train, eval_str=True).parameters.values():
         if p.name not in SWEEPABLE:
             continue
-        optional_type, info = get_args(p.annotation)[:2]  # train's are Annotated[Optional[T], typer.Option(...)]
+        optional_type, info = get_args(p.annotation)[
+            :2
+        ]  # train's are Annotated[Optional[T], typer.Option(...)]
         info = copy(info)
         # In Annotated, Option's first argument is a flag ("--augment/--no-augment"), not the default: one
         # flag per option here, which drops train's --x/--no-x pairs.
         info.default, info.param_decls = None, (f"--{p.name.replace('_', '-')}",)
         value_type = next(t for t in get_args(optional_type) if t is not type(None))
-        params.append(p.replace(kind=inspect.Parameter.KEYWORD_ONLY, default=info, annotation=Optional[List[value_type]]))
+        params.append(
+            p.replace(
+                kind=inspect.Parameter.KEYWORD_ONLY, default=info, annotation=Optional[list[value_type]]
+            )
+        )
     return params
 
 
-_own = [p for p in inspect.signature(sweep, eval_str=True).parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
-sweep.__signature__ = inspect.Signature([*(p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in _own), *_sweep_options()])
+_own = [
+    p
+    for p in inspect.signature(sweep, eval_str=True).parameters.values()
+    if p.kind != inspect.Parameter.VAR_KEYWORD
+]
+sweep.__signature__ = inspect.Signature(
+    [*(p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in _own), *_sweep_options()]
+)
 
 
 # Several values after one option; train's switches swept as `--augment true false`.
@@ -106,6 +151,7 @@ SweepCommand = multi_value_command([k.replace("_", "-") for k in SWEEPABLE], BOO
 
 
 # --- printing ----------------------------------------------------------------------------------------
+
 
 def _listener(shown, bar: TrainProgress):
     """One line per finished run; train's progress bar (without its epoch lines) for the current run."""
@@ -141,9 +187,13 @@ def _resume_line(plan, state) -> str:
 def _print_dry_run(plan, as_json: bool) -> None:
     planned = dry_run(plan)
     if as_json:
-        typer.echo(json.dumps({"sweep": str(plan.dir), "mode": plan.mode, "axes": plan.axes, "planned": planned}))
+        typer.echo(
+            json.dumps({"sweep": str(plan.dir), "mode": plan.mode, "axes": plan.axes, "planned": planned})
+        )
         return
-    console.print(planned_table(planned, plan.axes, f"{len(planned)} planned runs ({plan.mode}) in {plan.dir}"))
+    console.print(
+        planned_table(planned, plan.axes, f"{len(planned)} planned runs ({plan.mode}) in {plan.dir}")
+    )
     console.print("dry run: nothing was trained or written")
 
 
@@ -155,8 +205,13 @@ def _print_results(rows, axes, sweep_dir, as_json: bool, plot: bool, new_runs: i
 
         charts, notes = write_charts(rows, axes, sweep_dir)
     if as_json:
-        result = {"sweep": str(sweep_dir), "axes": axes, "runs": rows, "groups": [g.to_dict() for g in groups],
-                  "charts": [str(c) for c in charts]}
+        result = {
+            "sweep": str(sweep_dir),
+            "axes": axes,
+            "runs": rows,
+            "groups": [g.to_dict() for g in groups],
+            "charts": [str(c) for c in charts],
+        }
         if new_runs is not None:
             result["new_runs"] = new_runs
         typer.echo(json.dumps(result))
@@ -164,7 +219,9 @@ def _print_results(rows, axes, sweep_dir, as_json: bool, plot: bool, new_runs: i
     console.print(sweep_table(groups, axes, f"{len(rows)} runs in {sweep_dir}"))
     for group in groups:
         for error in group.errors:
-            console.print(f"[red]failed[/] {escape(describe(group.values))}: {escape(error)}", highlight=False)
+            console.print(
+                f"[red]failed[/] {escape(describe(group.values))}: {escape(error)}", highlight=False
+            )
     for note in notes:
         console.print(f"[dim]{escape(note)}[/]")
     for chart in charts:

@@ -6,18 +6,39 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.markup import escape
 
-from vitcli.cli.common import console, user_errors
-from vitcli.cli.options import (OUTPUT, TRAINING, Augment, BatchSize, Compile, ConfigFile, DataDir, Dataset, Device,
-                                Epochs, LabelSmoothing, Out, PrintConfig, Subset, ValSize, Warmup, WeightDecay,
-                                default_help, shared_overrides)
-from vitcli.cli.progress import TrainProgress
 from vitcli.cli.choices import PosEmbed, TrainModel, plain
+from vitcli.cli.common import console, err_console, user_errors
+from vitcli.cli.options import (
+    OUTPUT,
+    TRAINING,
+    Augment,
+    BatchSize,
+    Compile,
+    ConfigFile,
+    DataDir,
+    Dataset,
+    Device,
+    Epochs,
+    LabelSmoothing,
+    Out,
+    PrintConfig,
+    Subset,
+    ValSize,
+    Warmup,
+    WeightDecay,
+    default_help,
+    shared_overrides,
+)
+from vitcli.cli.progress import TrainProgress
 from vitcli.config import Config, load_config
 from vitcli.report import run_table
 from vitcli.run import train_run
 
 _DEFAULTS = Config()
+# train's options for the [model] section besides --model (the kind): the ViT's, and the CNN's dropout.
+MODEL_OPTIONS = ("embed_dim", "patch_size", "depth", "heads", "mlp_dim", "pos_embed", "dropout")
 _MODEL = "Model"
 
 
@@ -27,14 +48,55 @@ def _default(section: str, key: str) -> str:
 
 # Each option defaults to None ("not given"; see cli/options.py). `vitcli sweep` copies these parameters.
 def train(
-    model: Annotated[Optional[TrainModel], typer.Option("--model", help="The in-house ViT or the baseline CNN. \\[default: vit]", rich_help_panel=_MODEL)] = None,
-    embed_dim: Annotated[Optional[int], typer.Option(help="Token width of the ViT." + _default("model", "embed_dim"), rich_help_panel=_MODEL)] = None,
-    patch_size: Annotated[Optional[int], typer.Option(help="Patch side in pixels; must divide the image height and width." + _default("model", "patch_size"), rich_help_panel=_MODEL)] = None,
-    depth: Annotated[Optional[int], typer.Option(help="Number of transformer blocks." + _default("model", "depth"), rich_help_panel=_MODEL)] = None,
-    heads: Annotated[Optional[int], typer.Option(help="Attention heads; 1 uses single-head attention. Must divide --embed-dim." + _default("model", "heads"), rich_help_panel=_MODEL)] = None,
-    mlp_dim: Annotated[Optional[int], typer.Option(help="Hidden size of each MLP. \\[default: 4 x embed-dim]", rich_help_panel=_MODEL)] = None,
-    pos_embed: Annotated[Optional[PosEmbed], typer.Option(help="Positional embedding of the ViT." + _default("model", "pos_embed"), rich_help_panel=_MODEL)] = None,
-    dropout: Annotated[Optional[float], typer.Option(help="Dropout rate in the ViT's blocks or the CNN's classifier." + _default("model", "dropout"), rich_help_panel=_MODEL)] = None,
+    model: Annotated[
+        Optional[TrainModel],
+        typer.Option(
+            "--model", help="The in-house ViT or the baseline CNN. \\[default: vit]", rich_help_panel=_MODEL
+        ),
+    ] = None,
+    embed_dim: Annotated[
+        Optional[int],
+        typer.Option(help="Token width of the ViT." + _default("model", "embed_dim"), rich_help_panel=_MODEL),
+    ] = None,
+    patch_size: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Patch side in pixels; must divide the image height and width."
+            + _default("model", "patch_size"),
+            rich_help_panel=_MODEL,
+        ),
+    ] = None,
+    depth: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Number of transformer blocks." + _default("model", "depth"), rich_help_panel=_MODEL
+        ),
+    ] = None,
+    heads: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Attention heads; 1 uses single-head attention. Must divide --embed-dim."
+            + _default("model", "heads"),
+            rich_help_panel=_MODEL,
+        ),
+    ] = None,
+    mlp_dim: Annotated[
+        Optional[int],
+        typer.Option(help="Hidden size of each MLP. \\[default: 4 x embed-dim]", rich_help_panel=_MODEL),
+    ] = None,
+    pos_embed: Annotated[
+        Optional[PosEmbed],
+        typer.Option(
+            help="Positional embedding of the ViT." + _default("model", "pos_embed"), rich_help_panel=_MODEL
+        ),
+    ] = None,
+    dropout: Annotated[
+        Optional[float],
+        typer.Option(
+            help="Dropout rate in the ViT's blocks or the CNN's classifier." + _default("model", "dropout"),
+            rich_help_panel=_MODEL,
+        ),
+    ] = None,
     dataset: Dataset = None,
     data_dir: DataDir = None,
     val_size: ValSize = None,
@@ -42,15 +104,31 @@ def train(
     augment: Augment = None,
     epochs: Epochs = None,
     batch_size: BatchSize = None,
-    lr: Annotated[Optional[float], typer.Option(help="Peak AdamW learning rate (small ViTs like the default: ~1e-2; width 256: ~1e-3)." + _default("train", "lr"), rich_help_panel=TRAINING)] = None,
+    lr: Annotated[
+        Optional[float],
+        typer.Option(
+            help="Peak AdamW learning rate (small ViTs like the default: ~1e-2; width 256: ~1e-3)."
+            + _default("train", "lr"),
+            rich_help_panel=TRAINING,
+        ),
+    ] = None,
     weight_decay: WeightDecay = None,
     warmup: Warmup = None,
     label_smoothing: LabelSmoothing = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed for weights, order and augmentation." + _default("train", "seed"), rich_help_panel=TRAINING)] = None,
+    seed: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Seed for weights, order and augmentation." + _default("train", "seed"),
+            rich_help_panel=TRAINING,
+        ),
+    ] = None,
     device: Device = None,
     compile: Compile = None,
     out: Out = None,
-    name: Annotated[Optional[str], typer.Option(help="Run directory name. \\[default: MODEL-DATASET-DATE-TIME]", rich_help_panel=OUTPUT)] = None,
+    name: Annotated[
+        Optional[str],
+        typer.Option(help="Run directory name. \\[default: MODEL-DATASET-DATE-TIME]", rich_help_panel=OUTPUT),
+    ] = None,
     config: ConfigFile = None,
     print_config: PrintConfig = False,
 ) -> None:
@@ -58,21 +136,26 @@ def train(
 
     Options of the other model kind (--heads for the CNN) are left out with a note.
     """
+    given = locals()
     overrides = {
-        "model": {key: plain(value) for key, value in dict(
-            kind=model, embed_dim=embed_dim, patch_size=patch_size, depth=depth, heads=heads, mlp_dim=mlp_dim,
-            pos_embed=pos_embed, dropout=dropout).items()},
-        **shared_overrides(locals()),
+        "model": {"kind": plain(model), **{key: plain(given[key]) for key in MODEL_OPTIONS}},
+        **shared_overrides(given),
     }
     train_and_print(config, overrides, print_config)
 
 
-def train_and_print(config: Path | None, overrides: dict[str, dict[str, Any]], print_config: bool,
-                    defaults: Config | None = None) -> None:
+def train_and_print(
+    config: Path | None,
+    overrides: dict[str, dict[str, Any]],
+    print_config: bool,
+    defaults: Config | None = None,
+) -> None:
     """What train and finetune do once their options are a config: print it, or train and summarise."""
     with user_errors():
         cfg = load_config(config, overrides, defaults=defaults)
         if print_config:
+            for note in cfg.notes:  # on stderr, so that stdout stays a TOML file
+                err_console.print(f"[dim]note: {escape(note)}[/]", highlight=False)
             typer.echo(cfg.validate().to_toml(), nl=False)
             return
         with TrainProgress(console) as listen:

@@ -2,8 +2,9 @@
 
 The whole split is moved to the device once (60,000 MNIST images are 47 MB as uint8); each batch is a
 gather, an optional augmentation on the uint8 images, and the model's preprocessing (one multiply-add
-to normalise, and a resize where the model takes another size; `vitcli.preprocessing`). There are no worker processes, no
-PIL and no per-image Python, which is what makes small models train fast on a CPU as on a GPU.
+to normalise, and a resize where the model takes another size; `vitcli.preprocessing`). There are no
+worker processes, no PIL and no per-image Python, which is what makes small models train fast on a CPU
+as on a GPU.
 """
 
 from __future__ import annotations
@@ -82,7 +83,9 @@ class Batches:
 
     def __iter__(self):
         n = len(self.labels)
-        order = torch.randperm(n, generator=self.generator, device=self.labels.device) if self.shuffle else None
+        order = (
+            torch.randperm(n, generator=self.generator, device=self.labels.device) if self.shuffle else None
+        )
         for i in range(len(self)):
             index = slice(i * self.batch_size, (i + 1) * self.batch_size)
             if order is not None:

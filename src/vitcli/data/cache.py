@@ -33,7 +33,8 @@ def fingerprint(source: Path) -> str:
         dirnames.sort()
         for name in sorted(filenames):
             stat = os.stat(os.path.join(dirpath, name))
-            digest.update(f"{os.path.relpath(os.path.join(dirpath, name), source)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            relpath = os.path.relpath(os.path.join(dirpath, name), source)
+            digest.update(f"{relpath}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
 
 

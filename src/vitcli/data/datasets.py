@@ -46,7 +46,8 @@ class DatasetInfo:
 @dataclass(frozen=True)
 class ChannelStats:
     """Per-channel mean and std of a data set's training pixels scaled to [0, 1]: the published constants
-    for the torchvision sets, computed for an image folder. Models trained from scratch normalise with them."""
+    for the torchvision sets, computed for an image folder. Models trained from scratch normalise with
+    them."""
 
     mean: tuple[float, ...]
     std: tuple[float, ...]
@@ -124,13 +125,16 @@ Source = tuple[DatasetInfo, ChannelStats, Split, Split | None, Split]
 
 def _load_source(dataset: str, data_dir: Path | None, download: bool) -> Source:
     if dataset.startswith("folder:"):
-        return _load_folder(Path(dataset[len("folder:"):]).expanduser())
+        return _load_folder(Path(dataset[len("folder:") :]).expanduser())
     if dataset not in TORCHVISION_SOURCES:
-        raise DataError(f"unknown dataset {dataset!r}; use one of {', '.join(TORCHVISION_SOURCES)} or folder:PATH")
+        raise DataError(
+            f"unknown dataset {dataset!r}; use one of {', '.join(TORCHVISION_SOURCES)} or folder:PATH"
+        )
     return _load_torchvision(dataset, data_dir or default_data_dir(), download)
 
 
 # --- torchvision data sets -------------------------------------------------------------------------
+
 
 def _trusting(base: type) -> type:
     """torchvision's CIFAR class `base`, trusting batch files already on disk.
@@ -139,11 +143,15 @@ def _trusting(base: type) -> type:
     test's small file in the same pickle format) would not load. Downloads are still checked: the archive
     keeps its MD5.
     """
-    return type(base.__name__, (base,), {
-        "train_list": [[name, None] for name, _ in base.train_list],
-        "test_list": [[name, None] for name, _ in base.test_list],
-        "meta": {**base.meta, "md5": None},
-    })
+    return type(
+        base.__name__,
+        (base,),
+        {
+            "train_list": [[name, None] for name, _ in base.train_list],
+            "test_list": [[name, None] for name, _ in base.test_list],
+            "meta": {**base.meta, "md5": None},
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -158,18 +166,32 @@ class TorchvisionSource:
     std: tuple[float, ...]
 
 
-_IDX = ("raw/train-images-idx3-ubyte", "raw/train-labels-idx1-ubyte", "raw/t10k-images-idx3-ubyte", "raw/t10k-labels-idx1-ubyte")
+_IDX = (
+    "raw/train-images-idx3-ubyte",
+    "raw/train-labels-idx1-ubyte",
+    "raw/t10k-images-idx3-ubyte",
+    "raw/t10k-labels-idx1-ubyte",
+)
 TORCHVISION_SOURCES = {
     "mnist": TorchvisionSource(tvd.MNIST, "MNIST", _IDX, "digits", (0.1307,), (0.3081,)),
-    "fashion-mnist": TorchvisionSource(tvd.FashionMNIST, "FashionMNIST", _IDX, "digits", (0.2860,), (0.3530,)),
+    "fashion-mnist": TorchvisionSource(
+        tvd.FashionMNIST, "FashionMNIST", _IDX, "digits", (0.2860,), (0.3530,)
+    ),
     "cifar10": TorchvisionSource(
-        _trusting(tvd.CIFAR10), "cifar-10-batches-py",
+        _trusting(tvd.CIFAR10),
+        "cifar-10-batches-py",
         tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta"),
-        "natural", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
+        "natural",
+        (0.4914, 0.4822, 0.4465),
+        (0.2470, 0.2435, 0.2616),
     ),
     "cifar100": TorchvisionSource(
-        _trusting(tvd.CIFAR100), "cifar-100-python", ("train", "test", "meta"),
-        "natural", (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
+        _trusting(tvd.CIFAR100),
+        "cifar-100-python",
+        ("train", "test", "meta"),
+        "natural",
+        (0.5071, 0.4865, 0.4409),
+        (0.2673, 0.2564, 0.2762),
     ),
 }
 
@@ -183,7 +205,9 @@ def _load_torchvision(name: str, root: Path, download: bool) -> Source:
         for split, train in (("train", True), ("test", False)):
             ds = _open_torchvision(name, root, train, download)
             images = torch.as_tensor(np.asarray(ds.data))
-            images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)  # to (N, C, H, W)
+            images = (
+                images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)
+            )  # to (N, C, H, W)
             out[f"{split}_images"] = images.contiguous()
             out[f"{split}_labels"] = torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
         return {"tensors": out, "classes": list(ds.classes)}
@@ -196,7 +220,13 @@ def _load_torchvision(name: str, root: Path, download: bool) -> Source:
     _, channels, height, width = t["train_images"].shape
     info = DatasetInfo(name, channels, height, width, entry["classes"], source.family)
     stats = ChannelStats(source.mean, source.std)
-    return info, stats, Split(t["train_images"], t["train_labels"]), None, Split(t["test_images"], t["test_labels"])
+    return (
+        info,
+        stats,
+        Split(t["train_images"], t["train_labels"]),
+        None,
+        Split(t["test_images"], t["test_labels"]),
+    )
 
 
 def _open_torchvision(name: str, root: Path, train: bool, download: bool):
@@ -220,12 +250,19 @@ def _open_torchvision(name: str, root: Path, train: bool, download: bool):
 
 # --- image folders ---------------------------------------------------------------------------------
 
+
 def _load_folder(path: Path) -> Source:
     if not path.is_dir():
-        raise DataError(f"folder data set {path} does not exist; expected {path}/train/<class>/*.png and {path}/test/<class>/*.png")
+        raise DataError(
+            f"folder data set {path} does not exist; "
+            f"expected {path}/train/<class>/*.png and {path}/test/<class>/*.png"
+        )
     for required in ("train", "test"):
         if not (path / required).is_dir():
-            raise DataError(f"folder data set {path} has no {required}/ folder; expected {path}/{required}/<class>/<image files>")
+            raise DataError(
+                f"folder data set {path} has no {required}/ folder; "
+                f"expected {path}/{required}/<class>/<image files>"
+            )
     names = ["train", "test"] + (["val"] if (path / "val").is_dir() else [])
 
     def decode() -> dict:
@@ -242,7 +279,9 @@ def _load_folder(path: Path) -> Source:
             tensors[f"{split}_images"], tensors[f"{split}_labels"] = images, labels
         # No published constants for a user's folder: normalise with its own training pixels, computed
         # once here and cached with the images.
-        tensors["train_mean"], tensors["train_std"] = map(torch.tensor, channel_stats(tensors["train_images"]))
+        tensors["train_mean"], tensors["train_std"] = map(
+            torch.tensor, channel_stats(tensors["train_images"])
+        )
         return {"tensors": tensors, "classes": classes}
 
     entry = cache.cached(f"folder-{path.name}", path, decode)
@@ -251,7 +290,10 @@ def _load_folder(path: Path) -> Source:
     _, channels, height, width = train.images.shape
     for split in names[1:]:
         if t[f"{split}_images"].shape[1:] != train.images.shape[1:]:
-            raise DataError(f"images in {path}/{split} are not the size of those in {path}/train ({height}x{width}x{channels})")
+            raise DataError(
+                f"images in {path}/{split} are not the size of those in {path}/train "
+                f"({height}x{width}x{channels})"
+            )
     stats = ChannelStats(tuple(t["train_mean"].tolist()), tuple(t["train_std"].tolist()))
     family = "digits" if channels == 1 else "natural"
     info = DatasetInfo(f"folder:{path}", channels, height, width, classes, family)

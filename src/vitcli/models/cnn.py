@@ -23,12 +23,16 @@ def _stage(in_channels: int, mid_channels: int, out_channels: int) -> nn.Sequent
 
 
 class CNN(nn.Module):
-    def __init__(self, *, image_size: tuple[int, int], in_channels: int, num_classes: int, dropout: float = 0.0):
+    def __init__(
+        self, *, image_size: tuple[int, int], in_channels: int, num_classes: int, dropout: float = 0.0
+    ):
         super().__init__()
         height, width = image_size
         if min(height, width) < 8:
             raise ValueError(f"image {height}x{width} is too small for three 2x2 poolings (at least 8x8)")
-        self.features = nn.Sequential(_stage(in_channels, 32, 64), _stage(64, 128, 128), _stage(128, 256, 256))
+        self.features = nn.Sequential(
+            _stage(in_channels, 32, 64), _stage(64, 128, 128), _stage(128, 256, 256)
+        )
         # Each pooling floors the size: 32 -> 16 -> 8 -> 4, and 28 -> 14 -> 7 -> 3.
         flat = 256 * (height // 8) * (width // 8)
         self.classifier = nn.Sequential(

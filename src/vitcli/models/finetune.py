@@ -16,13 +16,17 @@ from vitcli.models.timm_vit import Native, build_timm_vit, freeze, in_chans, lay
 from vitcli.preprocessing import Preprocessing
 
 
-def build_finetune(spec: TimmSpec, info: DatasetInfo, stats: ChannelStats, weight_decay: float, emit: Emit) -> Built:
+def build_finetune(
+    spec: TimmSpec, info: DatasetInfo, stats: ChannelStats, weight_decay: float, emit: Emit
+) -> Built:
     model_native = native(spec.name)
     spec = spec.resolved()
     if not spec.adapt:
         _refuse_adaptation(spec, model_native, info)
     if spec.pretrained in ("imagenet", "dino"):
-        emit(Status(f"loading timm's {spec.pretrained} weights of {spec.name} (Hugging Face hub or its cache)"))
+        emit(
+            Status(f"loading timm's {spec.pretrained} weights of {spec.name} (Hugging Face hub or its cache)")
+        )
     elif spec.pretrained != "none":
         emit(Status(f"reading weights from {spec.pretrained}"))
     weights = fetch(spec)
@@ -52,8 +56,15 @@ def build_finetune(spec: TimmSpec, info: DatasetInfo, stats: ChannelStats, weigh
     else:
         mean, std, normalisation = stats.mean, stats.std, "data"
     preprocessing = Preprocessing(mean, std, size=vit.img_size, channels=3 if repeated else None)
-    record = dataclasses.replace(record, freeze=spec.freeze, trainable=trainable, total=total,
-                                 layer_decay=spec.layer_decay, lowest_lr_scale=lowest, normalisation=normalisation)
+    record = dataclasses.replace(
+        record,
+        freeze=spec.freeze,
+        trainable=trainable,
+        total=total,
+        layer_decay=spec.layer_decay,
+        lowest_lr_scale=lowest,
+        normalisation=normalisation,
+    )
     return Built(spec, vit, preprocessing, groups, record)
 
 
@@ -64,5 +75,6 @@ def _refuse_adaptation(spec: TimmSpec, model: Native, info: DatasetInfo) -> None
     if (spec.img_size, spec.patch_size) != (model.img_size, model.patch_size):
         raise ConfigError(
             f"--no-adapt keeps {model.name} as pretrained ({model.img_size}x{model.img_size} images, "
-            f"{model.patch_size}x{model.patch_size} patches); leave out --img-size and --patch-size, or --no-adapt"
+            f"{model.patch_size}x{model.patch_size} patches); leave out --img-size and --patch-size, "
+            "or --no-adapt"
         )

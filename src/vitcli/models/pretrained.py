@@ -57,7 +57,9 @@ def hub_tag(model: str, pretrained: str) -> str:
     else:
         # timm's default tag when it is ImageNet-1k classification weights, else the first that is.
         default = get_pretrained_cfg(model).tag if tags else None
-        wanted = [default] if default and default.endswith("in1k") else [t for t in tags if t.endswith("in1k")]
+        wanted = (
+            [default] if default and default.endswith("in1k") else [t for t in tags if t.endswith("in1k")]
+        )
     if not wanted:
         have = ", ".join(tags) or "none"
         raise ConfigError(
@@ -99,9 +101,9 @@ def _download(tag: str) -> dict[str, Tensor]:
         first = (str(e).strip().splitlines() or [""])[0].split(". ")[0]  # hub errors run to paragraphs
         reason = f"{type(e).__name__}: {first[:150]}" if first else type(e).__name__
         raise WeightsError(
-            f"could not fetch timm's {tag} weights ({reason}); without internet pass a local state dict of "
-            f"{tag.split('.')[0]} with --pretrained FILE (.safetensors, .pth or .bin), or fill the Hugging Face "
-            "cache on a connected machine and set HF_HUB_OFFLINE=1"
+            f"could not fetch timm's {tag} weights ({reason}); without internet pass a local state dict "
+            f"of {tag.split('.')[0]} with --pretrained FILE (.safetensors, .pth or .bin), or fill the "
+            "Hugging Face cache on a connected machine and set HF_HUB_OFFLINE=1"
         ) from None
     finally:
         hub_logger.setLevel(level)
@@ -113,7 +115,8 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise WeightsError(
-            f"--pretrained {path}: no such file; use none, imagenet, dino or a {', '.join(SUFFIXES)} state dict"
+            f"--pretrained {path}: no such file; use none, imagenet, dino or a {', '.join(SUFFIXES)} "
+            "state dict"
         )
     if path.suffix.lower() not in SUFFIXES:
         raise WeightsError(f"--pretrained {path}: not a {', '.join(SUFFIXES)} file")
@@ -127,10 +130,12 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     except Exception as e:  # noqa: BLE001 - a damaged file fails in many ways; each is the same to the user
         if isinstance(e, pickle.UnpicklingError) and "unsupported global" in str(e).lower():
             raise WeightsError(
-                f"--pretrained {path} holds Python objects besides tensors, and vitcli reads .pth/.bin files with "
-                "weights_only=True; save just the weights: torch.save(model.state_dict(), PATH)"
+                f"--pretrained {path} holds Python objects besides tensors, and vitcli reads .pth/.bin "
+                "files with weights_only=True; save just the weights: torch.save(model.state_dict(), PATH)"
             ) from None
-        raise WeightsError(f"--pretrained {path} cannot be read ({type(e).__name__}); is it a complete weights file?") from None
+        raise WeightsError(
+            f"--pretrained {path} cannot be read ({type(e).__name__}); is it a complete weights file?"
+        ) from None
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -152,22 +157,31 @@ def load(vit: TimmViT, weights: Weights, where: str) -> None:
             state[PATCH_WEIGHT] = adapt_input_conv(expected[PATCH_WEIGHT].shape[1], state[PATCH_WEIGHT])
     except (RuntimeError, ValueError, KeyError, IndexError, AssertionError, NotImplementedError) as e:
         reason = (str(e).strip().splitlines() or [""])[0][:150]
-        raise WeightsError(f"{where} cannot be adapted to {vit_name(vit)} ({type(e).__name__}: {reason}); is it a state dict of that model? (--model)") from None
+        raise WeightsError(
+            f"{where} cannot be adapted to {vit_name(vit)} ({type(e).__name__}: {reason}); "
+            "is it a state dict of that model? (--model)"
+        ) from None
     heads = classifier_names(model)
     state = {k: v for k, v in state.items() if k.split(".")[0] not in heads}
     for name, tensor in expected.items():
         if name.split(".")[0] in heads:
             continue
         if name not in state:
-            raise WeightsError(f"{where} lacks {name!r} that {vit_name(vit)} has; it holds another model's weights (choose it with --model)")
+            raise WeightsError(
+                f"{where} lacks {name!r} that {vit_name(vit)} has; it holds another model's weights "
+                "(choose it with --model)"
+            )
         if state[name].shape != tensor.shape:
             raise WeightsError(
-                f"{where}: {name!r} is {tuple(state[name].shape)} where {vit_name(vit)} has {tuple(tensor.shape)}; "
-                "it holds another model's weights (choose it with --model)"
+                f"{where}: {name!r} is {tuple(state[name].shape)} where {vit_name(vit)} has "
+                f"{tuple(tensor.shape)}; it holds another model's weights (choose it with --model)"
             )
     extra = sorted(set(state) - set(expected))
     if extra:
-        raise WeightsError(f"{where} has {extra[0]!r} that {vit_name(vit)} does not; it holds another model's weights (choose it with --model)")
+        raise WeightsError(
+            f"{where} has {extra[0]!r} that {vit_name(vit)} does not; it holds another model's weights "
+            "(choose it with --model)"
+        )
     model.load_state_dict(state, strict=False)  # strict but for the head, checked above
 
 
@@ -176,6 +190,7 @@ def vit_name(vit: TimmViT) -> str:
 
 
 # --- what changed, as data for the checkpoint; report.py words it ------------------------------------
+
 
 @dataclass(frozen=True)
 class Adaptation:
@@ -218,25 +233,35 @@ class Adaptation:
         return cls(**{**values, **tuples})
 
 
-def adaptation(source: dict[str, torch.Size], vit: TimmViT, info: DatasetInfo, weights: Weights,
-               gray_repeated: bool) -> Adaptation:
+def adaptation(
+    source: dict[str, torch.Size], vit: TimmViT, info: DatasetInfo, weights: Weights, gray_repeated: bool
+) -> Adaptation:
     """What differs between `source` (the shapes of the published model, or of the file) and `vit`."""
     target = {k: v.shape for k, v in vit.model.state_dict().items()}
     was, now = source.get(PATCH_WEIGHT), target[PATCH_WEIGHT]
     head = f"{classifier_names(vit.model)[0]}.weight"
     return Adaptation(
-        weights=weights.label, source=weights.source,
-        image_size=(info.height, info.width), model_size=vit.img_size,
-        channels_before=None if was is None else was[1], channels=now[1], gray_repeated=gray_repeated,
-        patch_before=None if was is None else tuple(was[-2:]), patch=tuple(now[-2:]),
+        weights=weights.label,
+        source=weights.source,
+        image_size=(info.height, info.width),
+        model_size=vit.img_size,
+        channels_before=None if was is None else was[1],
+        channels=now[1],
+        gray_repeated=gray_repeated,
+        patch_before=None if was is None else tuple(was[-2:]),
+        patch=tuple(now[-2:]),
         positions_before=source["pos_embed"][1] if "pos_embed" in source else None,
-        positions=target["pos_embed"][1], grid=vit.grid_size, prefix_tokens=vit.num_prefix_tokens,
-        classes_before=source[head][0] if head in source else None, classes=len(info.classes),
+        positions=target["pos_embed"][1],
+        grid=vit.grid_size,
+        prefix_tokens=vit.num_prefix_tokens,
+        classes_before=source[head][0] if head in source else None,
+        classes=len(info.classes),
     )
 
 
 def no_adapt_explanation(native: Native, info: DatasetInfo) -> str | None:
-    """Why data shaped like `info` cannot go through the model as pretrained, in one paragraph; None when it can."""
+    """Why data shaped like `info` cannot go through the model as pretrained, in one paragraph; None
+    when it can."""
     S, p, c = native.img_size, native.patch_size, native.in_chans
     H, W = info.height, info.width
     if (H, W, info.channels) == (S, S, c):
@@ -248,24 +273,39 @@ def no_adapt_explanation(native: Native, info: DatasetInfo) -> str | None:
     if (H, W) != (S, S):
         patches = (H // p) * (W // p)
         if H % p or W % p:
-            cut = f"{H}x{W} is not a multiple of {p} (it holds {patches} whole patch{'es' if patches != 1 else ''}, not {grid * grid})"
+            cut = (
+                f"{H}x{W} is not a multiple of {p} (it holds {patches} whole "
+                f"patch{'es' if patches != 1 else ''}, not {grid * grid})"
+            )
         else:
             cut = f"{H}x{W} gives {H // p}x{W // p} = {patches} patches, not {grid * grid}"
         problems.append(f"{cut}, so the patch grid and the {rows}-row position table do not fit")
     if info.channels != c:
         problems.append(f"the input conv expects {c} channels where {info.name} has {info.channels}")
     small = next((d for d in range(2, H + 1) if H == W and H % d == 0 and H // d <= 8), None)
-    fast = f" (--img-size {H} --patch-size {small} gives a {H // small}x{H // small} grid, the fast setting for {info.name})" if small else ""
-    gray = ("; --channels adapt sums the input conv's RGB weights into one gray channel, or --channels repeat "
-            "copies gray to RGB") if info.channels == 1 else ""
+    fast = (
+        f" (--img-size {H} --patch-size {small} gives a {H // small}x{H // small} grid, "
+        f"the fast setting for {info.name})"
+        if small
+        else ""
+    )
+    gray = (
+        (
+            "; --channels adapt sums the input conv's RGB weights into one gray channel, "
+            "or --channels repeat copies gray to RGB"
+        )
+        if info.channels == 1
+        else ""
+    )
     return (
-        f"--no-adapt uses {native.name} exactly as pretrained, and {info.name} cannot go through it unchanged. "
-        f"The model cuts a {S}x{S} image with {c} channels into {p}x{p} patches: a {grid}x{grid} grid of "
-        f"{grid * grid} patches, plus {prefix_words} makes {rows} tokens, and each token position has its own row "
-        f"in a learned position table of {rows} rows; the patch embedding is a {p}x{p} convolution over {c} input "
-        f"channels. {info.name}'s images are {H}x{W} with {info.channels} channel{'s' if info.channels != 1 else ''}: "
-        f"{'; and '.join(problems)}. Leave out --no-adapt and vitcli adapts the model with timm's own functions: "
-        f"--img-size resizes the images on the device and resamples the position table to the new grid (default "
-        f"{S}, the pretrained resolution); --patch-size N resamples the patch embedding to NxN patches{fast}{gray}; "
-        f"and a new head is made for {info.name}'s {len(info.classes)} classes."
+        f"--no-adapt uses {native.name} exactly as pretrained, and {info.name} cannot go through it "
+        f"unchanged. The model cuts a {S}x{S} image with {c} channels into {p}x{p} patches: a "
+        f"{grid}x{grid} grid of {grid * grid} patches, plus {prefix_words} makes {rows} tokens, and each "
+        f"token position has its own row in a learned position table of {rows} rows; the patch embedding "
+        f"is a {p}x{p} convolution over {c} input channels. {info.name}'s images are {H}x{W} with "
+        f"{info.channels} channel{'s' if info.channels != 1 else ''}: {'; and '.join(problems)}. "
+        "Leave out --no-adapt and vitcli adapts the model with timm's own functions: --img-size resizes "
+        "the images on the device and resamples the position table to the new grid (default "
+        f"{S}, the pretrained resolution); --patch-size N resamples the patch embedding to NxN "
+        f"patches{fast}{gray}; and a new head is made for {info.name}'s {len(info.classes)} classes."
     )

@@ -109,16 +109,28 @@ class ViTSpec(ModelSpec):
         from vitcli.models.vit import ViT
 
         if info.height % self.patch_size or info.width % self.patch_size:
-            fits = [p for p in range(2, max(info.height, info.width) + 1)
-                    if info.height % p == 0 and info.width % p == 0]
+            fits = [
+                p
+                for p in range(2, max(info.height, info.width) + 1)
+                if info.height % p == 0 and info.width % p == 0
+            ]
             raise ConfigError(
                 f"{info.name} images are {info.height}x{info.width}, not divisible by --patch-size "
-                f"{self.patch_size}; use a patch size that divides both, such as {', '.join(map(str, fits)) or '1'}"
+                f"{self.patch_size}; use a patch size that divides both, "
+                f"such as {', '.join(map(str, fits)) or '1'}"
             )
-        return ViT(image_size=(info.height, info.width), in_channels=info.channels,
-                   num_classes=len(info.classes), embed_dim=self.embed_dim, patch_size=self.patch_size,
-                   depth=self.depth, heads=self.heads, mlp_dim=self.mlp_dim, pos_embed=self.pos_embed,
-                   dropout=self.dropout)
+        return ViT(
+            image_size=(info.height, info.width),
+            in_channels=info.channels,
+            num_classes=len(info.classes),
+            embed_dim=self.embed_dim,
+            patch_size=self.patch_size,
+            depth=self.depth,
+            heads=self.heads,
+            mlp_dim=self.mlp_dim,
+            pos_embed=self.pos_embed,
+            dropout=self.dropout,
+        )
 
 
 @dataclass
@@ -135,9 +147,15 @@ class CNNSpec(ModelSpec):
         from vitcli.models.cnn import CNN
 
         if min(info.height, info.width) < 8:
-            raise ConfigError(f"the CNN needs images of at least 8x8 pixels; {info.name} has {info.height}x{info.width}")
-        return CNN(image_size=(info.height, info.width), in_channels=info.channels,
-                   num_classes=len(info.classes), dropout=self.dropout)
+            raise ConfigError(
+                f"the CNN needs images of at least 8x8 pixels; {info.name} has {info.height}x{info.width}"
+            )
+        return CNN(
+            image_size=(info.height, info.width),
+            in_channels=info.channels,
+            num_classes=len(info.classes),
+            dropout=self.dropout,
+        )
 
 
 @dataclass
@@ -184,8 +202,9 @@ class TimmSpec(ModelSpec):
         from vitcli.models.timm_vit import native
 
         model = native(self.name)
-        return dataclasses.replace(self, img_size=self.img_size or model.img_size,
-                                   patch_size=self.patch_size or model.patch_size).validate()
+        return dataclasses.replace(
+            self, img_size=self.img_size or model.img_size, patch_size=self.patch_size or model.patch_size
+        ).validate()
 
     def module(self, info: DatasetInfo) -> nn.Module:
         from vitcli.models.timm_vit import build_timm_vit

@@ -46,22 +46,41 @@ def native(name: str) -> Native:
 
     if not timm.is_model(name) or "." in name:
         like = timm.list_models(f"*{name.split('.')[0]}*")[:4] if name else []
-        hint = f"; close names: {', '.join(like)}" if like else "; e.g. vit_small_patch16_224, vit_tiny_patch16_224, deit_small_patch16_224"
+        hint = (
+            f"; close names: {', '.join(like)}"
+            if like
+            else "; e.g. vit_small_patch16_224, vit_tiny_patch16_224, deit_small_patch16_224"
+        )
         raise ConfigError(f"--model {name!r} is not a timm model name (without a .tag){hint}")
     with torch.device("meta"):
         model = timm.create_model(name)
-    if not isinstance(model, VisionTransformer) or model.pos_embed is None or not all(
-        hasattr(block.attn, "fused_attn") and hasattr(block.attn, "attn_drop") for block in model.blocks
+    if (
+        not isinstance(model, VisionTransformer)
+        or model.pos_embed is None
+        or not all(
+            hasattr(block.attn, "fused_attn") and hasattr(block.attn, "attn_drop") for block in model.blocks
+        )
     ):
         raise ConfigError(
-            f"--model {name} is a timm {type(model).__name__}; vitcli finetune drives timm's VisionTransformer "
-            "family with a learned position table (vit_*, deit_*), e.g. vit_small_patch16_224"
+            f"--model {name} is a timm {type(model).__name__}; vitcli finetune drives timm's "
+            "VisionTransformer family with a learned position table (vit_*, deit_*), "
+            "e.g. vit_small_patch16_224"
         )
     img, patch = model.patch_embed.img_size, model.patch_embed.patch_size
     if img[0] != img[1] or patch[0] != patch[1]:
-        raise ConfigError(f"--model {name} has non-square images or patches ({img}, {patch}); use a square one")
+        raise ConfigError(
+            f"--model {name} has non-square images or patches ({img}, {patch}); use a square one"
+        )
     shapes = {k: v.shape for k, v in model.state_dict().items()}
-    return Native(name, img[0], patch[0], model.patch_embed.proj.in_channels, model.num_prefix_tokens, len(model.blocks), shapes)
+    return Native(
+        name,
+        img[0],
+        patch[0],
+        model.patch_embed.proj.in_channels,
+        model.num_prefix_tokens,
+        len(model.blocks),
+        shapes,
+    )
 
 
 def in_chans(spec: TimmSpec, info: DatasetInfo) -> int:
@@ -75,8 +94,12 @@ def build_timm_vit(spec: TimmSpec, info: DatasetInfo) -> TimmViT:
     import timm
 
     model = timm.create_model(
-        spec.name, pretrained=False, img_size=spec.img_size, patch_size=spec.patch_size,
-        in_chans=in_chans(spec, info), num_classes=len(info.classes),
+        spec.name,
+        pretrained=False,
+        img_size=spec.img_size,
+        patch_size=spec.patch_size,
+        in_chans=in_chans(spec, info),
+        num_classes=len(info.classes),
     )
     return TimmViT(model)
 
@@ -107,8 +130,10 @@ class TimmViT(nn.Module):
         attentions: list[Tensor] = []
         modules = [block.attn for block in self.model.blocks]
         fused = [attn.fused_attn for attn in modules]
-        hooks = [attn.attn_drop.register_forward_hook(lambda _m, inputs, _out: attentions.append(inputs[0]))
-                 for attn in modules]
+        hooks = [
+            attn.attn_drop.register_forward_hook(lambda _m, inputs, _out: attentions.append(inputs[0]))
+            for attn in modules
+        ]
         try:
             for attn in modules:
                 attn.fused_attn = False
@@ -140,7 +165,10 @@ def freeze(vit: TimmViT, spec: str) -> int:
     else:
         n = int(spec)
         if n > len(model.blocks):
-            raise ConfigError(f"--freeze {n}: the model has only {len(model.blocks)} blocks; use 0 to {len(model.blocks)} or backbone")
+            raise ConfigError(
+                f"--freeze {n}: the model has only {len(model.blocks)} blocks; "
+                f"use 0 to {len(model.blocks)} or backbone"
+            )
         frozen_prefixes = STEM + tuple(f"blocks.{i}." for i in range(n))
     for name, p in model.named_parameters():
         if spec == "backbone":
@@ -163,8 +191,12 @@ def layer_decay_groups(vit: TimmViT, weight_decay: float, layer_decay: float) ->
     from timm.optim import param_groups_layer_decay
 
     model = vit.model
-    return param_groups_layer_decay(model, weight_decay=weight_decay, no_weight_decay_list=model.no_weight_decay(),
-                                    layer_decay=layer_decay)
+    return param_groups_layer_decay(
+        model,
+        weight_decay=weight_decay,
+        no_weight_decay_list=model.no_weight_decay(),
+        layer_decay=layer_decay,
+    )
 
 
 def checkpoint_filter(model: nn.Module):
@@ -172,5 +204,7 @@ def checkpoint_filter(model: nn.Module):
     converts key names and resamples the patch embedding and the position table."""
     filter_fn = getattr(sys.modules[type(model).__module__], "checkpoint_filter_fn", None)
     if filter_fn is None:
-        raise ConfigError(f"timm has no checkpoint filter for {type(model).__name__}; vitcli cannot adapt weights to it")
+        raise ConfigError(
+            f"timm has no checkpoint filter for {type(model).__name__}; vitcli cannot adapt weights to it"
+        )
     return filter_fn
