@@ -8,6 +8,7 @@ import timm
 import torch
 from fakedata import write_mnist
 from PIL import Image
+from timm_helpers import finetune
 from typer.testing import CliRunner
 
 from vitcli.attention import ImageAttention, cls_attention, extract, fuse_heads, rollout, rollout_map
@@ -281,33 +282,7 @@ def test_a_fine_tuned_timm_vit_works_unchanged(tmp_path):
     """timm's tiny test_vit (6 blocks, 2 heads), fine-tuned from scratch on 28x28 gray images resized
     to 32x32 with 8x8 patches: its maps come out of timm's own attention code."""
     data_dir = write_mnist(tmp_path / "data", train=96, test=16)
-    tuned = run(
-        "finetune",
-        "--model",
-        "test_vit",
-        "--pretrained",
-        "none",
-        "--data-dir",
-        data_dir,
-        "--img-size",
-        32,
-        "--patch-size",
-        8,
-        "--subset",
-        32,
-        "--val-size",
-        16,
-        "--epochs",
-        1,
-        "--batch-size",
-        16,
-        "--device",
-        "cpu",
-        "--out",
-        tmp_path / "runs",
-        "--name",
-        "timm",
-    )
+    tuned = finetune(tmp_path, data_dir, "--model", "test_vit", "--pretrained", "none", "--name", "timm")
     assert tuned.exit_code == 0, tuned.output
     out = tmp_path / "p"
     result = run("attention", tmp_path / "runs" / "timm", "--index", 0, 3, "--out", out, "--json")

@@ -253,3 +253,29 @@ def test_training_a_0_1_0_config_today_gives_the_0_1_0_weights_bit_for_bit(tmp_p
     )
     assert new.keys() == old.keys() and all(torch.equal(new[k], old[k]) for k in old)
     assert result.test.accuracy == EXPECTED[name]["test_accuracy"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "vit",
+        pytest.param(
+            "timm",
+            marks=pytest.mark.skipif(not timm.is_model("test_vit"), reason="this timm has no test_vit"),
+        ),
+    ],
+)
+def test_0_1_0_checkpoints_draw_attention(tmp_path, name):
+    from typer.testing import CliRunner
+
+    from vitcli.cli import app
+
+    data_dir = write_mnist(tmp_path / "data")
+    file = FIXTURES / f"{name}-0.1.0.safetensors"
+    args = ["attention", file, "--data-dir", data_dir, "--index", 0, 7, "--out", tmp_path / "pictures"]
+    result = CliRunner().invoke(app, [str(a) for a in args] + ["--json", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert [image["source"] for image in report["images"]] == ["test[0]", "test[7]"]
+    assert report["grid_size"] == ([4, 4] if name == "vit" else [2, 2])
+    assert sorted(p.name for p in (tmp_path / "pictures").iterdir()) == ["test-0.png", "test-7.png"]

@@ -3,7 +3,7 @@ import torch
 
 from vitcli.config import DataConfig, load_config
 from vitcli.data import load_splits
-from vitcli.engine import EpochMetrics, StepDone, evaluate, fit, warmup_cosine
+from vitcli.engine import EpochMetrics, StepDone, cross_entropy, evaluate, fit, warmup_cosine
 from vitcli.errors import TrainingDiverged
 from vitcli.preprocessing import Preprocessing
 
@@ -17,7 +17,7 @@ def test_warmup_then_cosine_to_zero():
     assert all(f(s) >= f(s + 1) for s in range(4, 14))
 
 
-def _fit(mnist_dir, events=None, **train):
+def _fit(mnist_dir, events=None, criterion=None, **train):
     cfg = load_config(
         None, {"data": {"data_dir": str(mnist_dir)}, "train": {"epochs": 2, "batch_size": 64, **train}}
     )
@@ -32,6 +32,7 @@ def _fit(mnist_dir, events=None, **train):
         _preprocess(splits),
         augment="digits",
         on_event=(events.append if events is not None else None),
+        criterion=criterion,
     )
     return model, splits, result
 
@@ -92,3 +93,23 @@ def test_confusion_matrix_counts_every_image(mnist_dir):
     result = evaluate(model, splits.test, _preprocess(splits), CPU, 10, batch_size=64)
     assert sum(map(sum, result.confusion)) == len(splits.test) == result.count
     assert result.accuracy == pytest.approx(sum(result.confusion[i][i] for i in range(10)) / result.count)
+
+
+def test_a_model_kind_can_bring_its_own_loss_without_touching_the_engine(mnist_dir):
+    """`criterion` gets the model's output with the inputs of the same augmented batch (what a teacher for
+    distillation needs) and returns the loss and the logits scored for accuracy."""
+    seen = []
+
+    def plain(outputs, inputs, labels, smoothing):
+        seen.append(inputs.shape)
+        return cross_entropy(outputs, inputs, labels, smoothing)
+
+    def smoothed(outputs, inputs, labels, smoothing):
+        return cross_entropy(outputs, inputs, labels, 0.5)
+
+    default, _, _ = _fit(mnist_dir, epochs=1)
+    same, splits, _ = _fit(mnist_dir, epochs=1, criterion=plain)
+    other, _, _ = _fit(mnist_dir, epochs=1, criterion=smoothed)
+    assert all(torch.equal(a, b) for a, b in zip(default.state_dict().values(), same.state_dict().values()))
+    assert not torch.equal(default.head.weight, other.head.weight)
+    assert seen == [(64, 1, 28, 28)] * (len(splits.train) // 64)

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from vitcli.config import TrainConfig
 from vitcli.data import Batches, Splits
@@ -195,6 +195,17 @@ class EpochTotals:
     seconds: float
 
 
+# The training loss: (model output, inputs, labels, label smoothing) -> (loss, logits scored for accuracy).
+# A model kind whose loss needs more than its logits (a distillation token with a teacher that sees the
+# same augmented inputs) brings its own through `Built.criterion`; the engine stays the same.
+Criterion = Callable[[Any, Tensor, Tensor, float], tuple[Tensor, Tensor]]
+
+
+def cross_entropy(outputs: Tensor, inputs: Tensor, labels: Tensor, smoothing: float) -> tuple[Tensor, Tensor]:
+    """The default criterion: cross-entropy of the logits, with label smoothing."""
+    return F.cross_entropy(outputs, labels, label_smoothing=smoothing), outputs
+
+
 @dataclass
 class Step:
     """What one training step needs besides the batch."""
@@ -205,6 +216,7 @@ class Step:
     label_smoothing: float
     lr: float  # the peak learning rate, for the message when the loss diverges
     autocast_dtype: torch.dtype | str | None = AUTO
+    criterion: Criterion = cross_entropy
 
 
 def train_epoch(
@@ -220,8 +232,7 @@ def train_epoch(
     start = time.perf_counter()
     for i, (images, labels) in enumerate(batches, start=1):
         with autocast(device, step.autocast_dtype):
-            logits = step.model(images)
-            loss = F.cross_entropy(logits, labels, label_smoothing=step.label_smoothing)
+            loss, logits = step.criterion(step.model(images), images, labels, step.label_smoothing)
         step.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         step.optimizer.step()
@@ -277,6 +288,29 @@ class FitResult:
         return self.images / self.seconds
 
 
+def _step(
+    model,
+    cfg: TrainConfig,
+    steps: int,
+    param_groups,
+    optimizer_options,
+    autocast_dtype,
+    criterion,
+    emit: Listener,
+) -> Step:
+    """The optimiser, the warmup-cosine schedule over every step of the run, and the model as stepped."""
+    optimizer = make_optimizer(model, cfg, param_groups, optimizer_options)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(round(cfg.warmup * steps), cfg.epochs * steps)
+    )
+    if cfg.compile:
+        emit(Status("compiling the model (the first steps are slow)"))
+        model = torch.compile(model)
+    return Step(
+        model, optimizer, schedule, cfg.label_smoothing, cfg.lr, autocast_dtype, criterion or cross_entropy
+    )
+
+
 def fit(
     model: nn.Module,
     splits: Splits,
@@ -289,11 +323,13 @@ def fit(
     on_event: Listener | None = None,
     autocast_dtype: torch.dtype | str | None = AUTO,
     optimizer_options: dict[str, Any] | None = None,
+    criterion: Criterion | None = None,
 ) -> FitResult:
     """Train `model` on splits.train; after each epoch measure splits.val. At the end the model holds the
     weights of the best validation epoch (the last epoch when there is no validation split).
     `augment`: the augmentation family ("digits", "natural") or None; `param_groups`: optimiser groups
-    with an optional "lr_scale" each, instead of the default ones."""
+    with an optional "lr_scale" each, instead of the default ones; `criterion`: the loss, instead of
+    cross-entropy."""
     emit = on_event or (lambda event: None)
     batches = Batches(
         splits.train,
@@ -305,21 +341,11 @@ def fit(
         drop_last=True,
         seed=cfg.seed,
     )
-    optimizer = make_optimizer(model, cfg, param_groups, optimizer_options)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(round(cfg.warmup * len(batches)), cfg.epochs * len(batches))
-    )
-    step_model = model
-    if cfg.compile:
-        emit(Status("compiling the model (the first steps are slow)"))
-        step_model = torch.compile(model)
-    step = Step(step_model, optimizer, schedule, cfg.label_smoothing, cfg.lr, autocast_dtype)
+    step = _step(model, cfg, len(batches), param_groups, optimizer_options, autocast_dtype, criterion, emit)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     # Copied to the device once, not at every epoch's validation (a no-op on the CPU).
-    val = None
-    if splits.val is not None and len(splits.val):
-        val = Split(splits.val.images.to(device), splits.val.labels.to(device))
+    val = Split(splits.val.images.to(device), splits.val.labels.to(device)) if splits.val else None
     history: list[EpochMetrics] = []
     images = 0
     best = BestWeights(cfg.epochs)
@@ -339,7 +365,7 @@ def fit(
             train_accuracy=totals.accuracy,
             val_loss=measured.loss if measured else None,
             val_accuracy=measured.accuracy if measured else None,
-            lr=max(g["lr"] for g in optimizer.param_groups),  # the peak group's, with layer decay
+            lr=max(g["lr"] for g in step.optimizer.param_groups),  # the peak group's, with layer decay
             seconds=totals.seconds,
             images_per_s=totals.images / totals.seconds,
         )

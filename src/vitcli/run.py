@@ -105,6 +105,7 @@ def train_run(config: Config, on_event: Listener | None = None) -> RunResult:
             preprocess,
             augment=splits.info.family if config.data.augment else None,
             param_groups=built.param_groups,
+            criterion=built.criterion,
             on_event=log,
         )
     emit(Status("evaluating the best epoch on the test set"))

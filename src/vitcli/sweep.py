@@ -30,20 +30,12 @@ import torch
 from vitcli import fields
 from vitcli.config import Config, DataConfig, RunConfig, TrainConfig, load_toml
 from vitcli.engine import resolve_device
-from vitcli.errors import ConfigError, DataError, OutputError, TrainingDiverged
+from vitcli.errors import ConfigError
 from vitcli.fields import field_names
 from vitcli.models.specs import SPECS
 from vitcli.sweep_results import load_results
 
 MODES = ("grid", "zip")
-INVALID = "invalid"  # the kind of failure that is not retried: the same settings fail the same way
-# Each error kind's name in a failed row; all but INVALID are retried when the sweep is run again.
-FAILURES = (
-    (ConfigError, INVALID),
-    (DataError, "data"),
-    (OutputError, "output"),
-    (TrainingDiverged, "diverged"),
-)
 
 
 def _sweepable() -> dict[str, tuple[str, str]]:

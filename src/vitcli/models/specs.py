@@ -48,6 +48,7 @@ class Built:
     preprocessing: Preprocessing
     param_groups: list[dict] | None = None  # optimiser groups with an "lr_scale" each; None: the engine's
     adaptation: Adaptation | None = None  # what was changed to fit pretrained weights to the data
+    criterion: Callable | None = None  # the training loss (engine.Criterion); None: cross-entropy
 
 
 class ModelSpec:
