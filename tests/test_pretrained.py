@@ -164,11 +164,14 @@ def test_no_adapt_explains_in_one_paragraph_why_28x28_gray_cannot_run(tmp_path, 
     assert not (tmp_path / "runs").exists()
 
 
-def test_hub_weights_offline_without_a_cache_fail_with_one_line(tmp_path, data_dir):
+def offline_env(tmp_path):
+    """`python -m vitcli` with no network: the Hugging Face hub offline, its cache under tmp_path."""
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE")}
-    env.update(
-        HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1"
-    )
+    hub = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": str(REPO / "src")}
+    return {**env, **hub, "OMP_NUM_THREADS": "1"}
+
+
+def test_hub_weights_offline_without_a_cache_fail_with_one_line(tmp_path, data_dir):
     done = subprocess.run(
         [
             sys.executable,
@@ -185,7 +188,7 @@ def test_hub_weights_offline_without_a_cache_fail_with_one_line(tmp_path, data_d
             "cpu",
         ],
         cwd=REPO,
-        env=env,
+        env=offline_env(tmp_path),
         capture_output=True,
         text=True,
         timeout=120,
@@ -209,10 +212,6 @@ def test_hub_weights_come_from_a_filled_cache_offline(tmp_path, data_dir):
     (repo / "refs" / "main").write_text("0" * 40)
     (repo / "snapshots" / ("0" * 40)).mkdir(parents=True)
     save_file(saved, str(repo / "snapshots" / ("0" * 40) / "model.safetensors"))
-    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE")}
-    env.update(
-        HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1"
-    )
     done = subprocess.run(
         [
             sys.executable,
@@ -247,7 +246,7 @@ def test_hub_weights_come_from_a_filled_cache_offline(tmp_path, data_dir):
             "hub",
         ],
         cwd=REPO,
-        env=env,
+        env=offline_env(tmp_path),
         capture_output=True,
         text=True,
         timeout=120,

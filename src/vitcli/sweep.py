@@ -154,12 +154,9 @@ def _distinct_runs(base: Config, axes: dict[str, list[Any]], combos: list[dict[s
                 "remove the repeated values"
             )
     merged = len(configs) - len(kept)
-    notes = (
-        [f"{merged} runs left out: they differ from others only in options their model kind does not have"]
-        if merged
-        else []
-    )
-    return [shown[i] for i in kept], [configs[i] for i in kept], notes
+    what = "1 combination" if merged == 1 else f"{merged} combinations"
+    notes = [f"{what} left out as the same run as another: they differ only in options its model lacks"]
+    return [shown[i] for i in kept], [configs[i] for i in kept], notes if merged else []
 
 
 def expand(axes: dict[str, list[Any]], mode: str = "grid") -> list[dict[str, Any]]:
