@@ -279,3 +279,27 @@ def test_0_1_0_checkpoints_draw_attention(tmp_path, name):
     assert [image["source"] for image in report["images"]] == ["test[0]", "test[7]"]
     assert report["grid_size"] == ([4, 4] if name == "vit" else [2, 2])
     assert sorted(p.name for p in (tmp_path / "pictures").iterdir()) == ["test-0.png", "test-7.png"]
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda m: m["preprocessing"].update(std=[0.0]), "std positive"),
+        (lambda m: m["preprocessing"].update(mean=[float("nan")]), "mean must be finite"),
+        (lambda m: m["config"]["model"].update(heads=3), "not divisible by --heads 3"),
+        (lambda m: m["config"]["model"].update(embed_dim=-4), "--embed-dim must be a positive"),
+        (lambda m: m["config"]["model"].update(dropout=float("nan")), r"--dropout must be in \[0, 1\)"),
+        (lambda m: m["config"]["model"].update(depth=100_000), "--depth 100000 is more blocks than any ViT"),
+        (lambda m: m["dataset"].update(channels=0), "impossible"),
+    ],
+)
+def test_an_edited_header_is_checked_before_a_model_is_built_from_it(tmp_path, edit, message):
+    path = tmp_path / "m.safetensors"
+    save(path)
+    meta = read_metadata(path)
+    parsed = {key: json.loads(meta[key]) for key in ("config", "dataset", "preprocessing")}
+    edit(parsed)
+    meta.update({key: json.dumps(value) for key, value in parsed.items()})
+    save_file(load_file(str(path)), str(path), metadata=meta)
+    with pytest.raises(CheckpointError, match=f"damaged vitcli metadata .*{message}"):
+        load_checkpoint(path)

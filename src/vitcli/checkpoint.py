@@ -124,8 +124,8 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Che
             preprocessing = compat.upgrade_preprocessing(settings, dataset)
         else:
             preprocessing = json.loads(metadata["preprocessing"])
-        config = Config.from_dict(settings, source=f"{path} metadata")
-        info = DatasetInfo(**dataset)
+        config = Config.from_dict(settings, source=f"{path} metadata").validate()
+        info = _checked(DatasetInfo(**dataset))
         adaptation = (
             Adaptation.from_dict(json.loads(metadata["adaptation"]))
             if (metadata["format"] == FORMAT and "adaptation" in metadata)
@@ -149,6 +149,13 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Che
     checkpoint.model.load_state_dict(state)
     checkpoint.model.to(device).eval()
     return checkpoint
+
+
+def _checked(info: DatasetInfo) -> DatasetInfo:
+    """The data set description of a header, refused before a model is built from it."""
+    if min(info.channels, info.height, info.width) < 1 or not info.classes:
+        raise ValueError(f"the data set description {info.describe()} is impossible")
+    return info
 
 
 def _check_shapes(path: Path, model: nn.Module, state: dict[str, torch.Tensor]) -> None:

@@ -15,6 +15,7 @@ commutes with the normalisation's multiply-add and the data pipeline stays at th
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -28,6 +29,18 @@ class Preprocessing:
     std: tuple[float, ...]
     size: tuple[int, int] | None = None  # (height, width) the model takes; None: the images' own
     channels: int | None = None  # gray repeated to this many channels; None: the images' own
+
+    def __post_init__(self) -> None:
+        # A checkpoint's header is read into this: a zero or NaN std would make every input inf or NaN.
+        if not self.mean or len(self.mean) != len(self.std):
+            raise ValueError(f"mean {list(self.mean)} and std {list(self.std)} need one value per channel")
+        finite = all(math.isfinite(m) for m in self.mean) and all(math.isfinite(s) for s in self.std)
+        if not finite or min(self.std) <= 0:
+            raise ValueError(f"mean must be finite and std positive, got {list(self.mean)}, {list(self.std)}")
+        if self.size is not None and (len(self.size) != 2 or min(self.size) < 1):
+            raise ValueError(f"size must be (height, width) of at least 1 pixel, got {self.size}")
+        if self.channels is not None and self.channels < 1:
+            raise ValueError(f"channels must be positive, got {self.channels}")
 
     def to_dict(self) -> dict:
         return asdict(self)

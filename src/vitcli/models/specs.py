@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # the data package imports vitcli.config, which imports this 
 POS_EMBEDS = ("learned", "sinusoidal")
 PRETRAINED = ("none", "imagenet", "dino")  # or the path of a .safetensors, .pth or .bin state dict
 CHANNELS = ("adapt", "repeat")
+MAX_DEPTH = 1024  # the deepest published ViTs have under 100 blocks
 Emit = Callable[[Any], None]
 
 
@@ -94,6 +95,8 @@ class ViTSpec(ModelSpec):
 
     def check_values(self) -> None:
         fields.positive(self, "embed_dim", "patch_size", "depth", "heads", "mlp_dim")
+        if self.depth > MAX_DEPTH:  # 100,000 blocks take minutes and gigabytes to build before any use
+            raise ConfigError(f"--depth {self.depth} is more blocks than any ViT has; at most {MAX_DEPTH}")
         fields.one_of("pos_embed", self.pos_embed, POS_EMBEDS)
         fields.fraction("dropout", self.dropout)
 
