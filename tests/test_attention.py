@@ -12,7 +12,15 @@ from timm_helpers import finetune
 from typer.testing import CliRunner
 
 from vitcli.attention import ImageAttention, cls_attention, extract, fuse_heads, rollout, rollout_map
-from vitcli.attention_figure import CELL_PX, COLORBAR_PX, TITLE_PX, figure_size_px, grid_shape, save_figure
+from vitcli.attention_figure import (
+    CELL_PX,
+    COLORBAR_PX,
+    TITLE_PX,
+    figure_size_px,
+    grid_shape,
+    picture_paths,
+    save_figure,
+)
 from vitcli.cli import app
 from vitcli.cli.common import spread_values
 from vitcli.data.datasets import DatasetInfo
@@ -293,3 +301,23 @@ def test_a_fine_tuned_timm_vit_works_unchanged(tmp_path):
     assert maps.shape == (6, 2, 4, 4) and (maps >= 0).all() and (maps.sum(dim=(-1, -2)) <= 1 + 1e-5).all()
     with Image.open(out / "test-3.png") as png:
         assert png.size == figure_size_px(blocks=6, heads=2)
+
+
+def test_pictures_never_overwrite_an_input_image_or_each_other(tmp_path):
+    photos = tmp_path / "photos"
+    sources = [
+        "test[17]",
+        str(photos / "seven.png"),
+        str(tmp_path / "other" / "seven.png"),
+        str(photos / "a.png"),
+    ]
+    assert [p.name for p in picture_paths(sources, photos)] == [
+        "test-17.png",
+        "seven-2.png",
+        "seven-3.png",
+        "a-2.png",
+    ]
+    assert [p.name for p in picture_paths(["x/seven.png", "y/seven.png"], tmp_path / "p")] == [
+        "seven.png",
+        "seven-2.png",
+    ]

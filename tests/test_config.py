@@ -89,3 +89,9 @@ def test_evaluation_data_keeps_the_validation_hold_out_and_drops_subset_and_augm
     assert trained.for_evaluation("fashion-mnist", "/other") == DataConfig(
         "fashion-mnist", "/other", 1000, None, False
     )
+
+
+@pytest.mark.parametrize("name", ["../../x", "/tmp/x", "a/b", "..", "a" * 300])
+def test_a_run_name_is_one_folder_inside_out(name):
+    with pytest.raises(ConfigError, match="--name (must be a plain folder name|is 300 bytes long)"):
+        load_config(None, {"run": {"name": name}})

@@ -12,6 +12,7 @@ visible square. The figure has a fixed size in pixels, set by the grid alone.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ def draw_report(report: AttentionReport, out: str | Path | None = None) -> Atten
     """One PNG per image of `report` in `out` (default: the run directory's attention/); the report
     with their paths."""
     out_dir = Path(out) if out is not None else report.checkpoint.parent / "attention"
-    pictures = [out_dir / f"{_file_name(r.source)}.png" for r in report.images]
+    pictures = picture_paths([r.source for r in report.images], out_dir)
     note = f"rollout: {report.head_fusion} of heads" + (
         f", discard {report.discard_ratio:g}" if report.discard_ratio else ""
     )
@@ -41,6 +42,25 @@ def draw_report(report: AttentionReport, out: str | Path | None = None) -> Atten
         except OSError as e:
             raise OutputError(f"cannot write {picture}: {e.strerror or e}; choose another --out") from None
     return dataclasses.replace(report, pictures=pictures)
+
+
+def picture_paths(sources: list[str], out_dir: Path) -> list[Path]:
+    """One PNG path per image: "test[17]" -> test-17.png, "photos/seven.png" -> seven.png; never the path
+    of an input image (`--image photos/a.png --out photos` must not overwrite the photo: a-2.png), and
+    never one path for two inputs (a/seven.png and b/seven.png give seven.png and seven-2.png)."""
+    inputs = {Path(source).resolve() for source in sources if not source.endswith("]")}
+    paths: list[Path] = []
+    for source in sources:
+        stem = _file_name(source)
+        names = (f"{stem}.png" if n == 1 else f"{stem}-{n}.png" for n in itertools.count(1))
+        paths.append(
+            next(
+                out_dir / name
+                for name in names
+                if out_dir / name not in paths and (out_dir / name).resolve() not in inputs
+            )
+        )
+    return paths
 
 
 def _file_name(source: str) -> str:

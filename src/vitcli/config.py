@@ -98,6 +98,10 @@ class RunConfig:
     out: str = "runs"
     name: str | None = None  # unset: <model>-<dataset>-<date>-<time>
 
+    def __post_init__(self) -> None:
+        if self.name is not None:  # a run directory is made inside --out, never elsewhere
+            fields.folder_name("name", self.name)
+
 
 SECTIONS = {"data": DataConfig, "train": TrainConfig, "run": RunConfig}  # and "model", a ModelSpec
 

@@ -76,3 +76,17 @@ def fraction(key: str, value: float) -> None:
 def finite(key: str, value: float | None) -> None:
     if value is not None and not math.isfinite(value):
         raise ConfigError(f"{flag(key)} must be a finite number, got {value}")
+
+
+MAX_NAME_BYTES = 200  # file systems allow 255; the sweep adds its own suffixes to run names
+
+
+def folder_name(key: str, value: str) -> None:
+    """A name that makes one folder inside --out: no path separators, not . or .., not too long."""
+    if not value or "/" in value or "\\" in value or value in (".", "..") or "\0" in value:
+        raise ConfigError(
+            f"{flag(key)} must be a plain folder name (no / or ..), got {value!r}; --out says where it goes"
+        )
+    if len(value.encode()) > MAX_NAME_BYTES:
+        size = len(value.encode())
+        raise ConfigError(f"{flag(key)} is {size} bytes long; use a name of at most {MAX_NAME_BYTES} bytes")

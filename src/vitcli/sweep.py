@@ -115,8 +115,7 @@ def plan_sweep(
     combos, configs, notes = _distinct_runs(base, axes, expand(axes, mode))
     keys = [run_key(c) for c in configs]
     name = name or default_name(list(axes), mode, keys)
-    if not name or "/" in name or name in (".", ".."):
-        raise ConfigError(f"--name must be a plain folder name, got {name!r}")
+    fields.folder_name("name", name)
     sweep_dir = Path(out).expanduser() / name
     runs = []
     for index, (values, config, key) in enumerate(zip(combos, configs, keys), start=1):
