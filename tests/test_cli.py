@@ -38,7 +38,9 @@ def test_train_writes_a_run_directory(tmp_path, mnist_dir):
     result = train(tmp_path, mnist_dir, "--name", "first", "--epochs", 2)
     assert result.exit_code == 0, result.output
     run_dir = tmp_path / "runs" / "first"
-    assert {p.name for p in run_dir.iterdir()} == {"model.safetensors", "config.toml", "metrics.jsonl"}
+    assert {p.name for p in run_dir.iterdir()} == {
+        "model.safetensors", "last.safetensors", "state.safetensors", "config.toml", "metrics.jsonl", ".lock"
+    }
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in lines] == [1, 2] and 0 <= lines[-1]["val_accuracy"] <= 1
     with safe_open(str(run_dir / "model.safetensors"), "pt") as f:
@@ -194,7 +196,7 @@ def test_eval_of_bad_checkpoints(tmp_path, make, message):
 def test_same_name_twice_is_refused(tmp_path, mnist_dir):
     assert train(tmp_path, mnist_dir, "--name", "x").exit_code == 0
     again = train(tmp_path, mnist_dir, "--name", "x")
-    assert again.exit_code == 1 and "already holds a trained model" in again.stderr
+    assert again.exit_code == 1 and "already holds a run; resume it with --resume" in again.stderr
 
 
 def test_version():
@@ -207,11 +209,13 @@ def test_eval_on_another_data_set_of_the_same_shape(tmp_path, mnist_dir, cifar10
 
     assert train(tmp_path, mnist_dir, "--name", "m").exit_code == 0
     write_mnist(mnist_dir, folder="FashionMNIST")
-    other = run(
-        "eval", tmp_path / "runs" / "m", "--dataset", "fashion-mnist", "--data-dir", mnist_dir, "--json"
-    )
+    args = ("eval", tmp_path / "runs" / "m", "--dataset", "fashion-mnist", "--data-dir", mnist_dir, "--json")
+    refused = run(*args)  # the same shape, but other classes: pairing them is the user's call
+    assert refused.exit_code == 1 and "the data's T-shirt/top, Trouser" in refused.stderr
+    other = run(*args, "--match-by-position")
     assert other.exit_code == 0, other.output
-    assert json.loads(other.output)["classes"][0] == "T-shirt/top"
+    report = json.loads(other.stdout)
+    assert report["classes"][0] == "0 - zero" and report["data_classes"][0] == "T-shirt/top"
     wrong = run("eval", tmp_path / "runs" / "m", "--dataset", "cifar10", "--data-dir", cifar10_dir)
     assert wrong.exit_code == 1
     assert "trained on 28x28x1 images with 10 classes but cifar10 has 32x32x3" in wrong.stderr

@@ -50,10 +50,10 @@ def test_runs_that_failed_for_other_reasons_are_retried(tmp_path, mnist_dir, mon
 
     real_train_run = vitcli.run.train_run
 
-    def diverge_at_lr_1(config, on_event=None):
+    def diverge_at_lr_1(config, on_event=None, **options):
         if config.train.lr == 1.0:
             raise TrainingDiverged("the loss became nan in epoch 1, step 3; lower --lr")
-        return real_train_run(config, on_event)
+        return real_train_run(config, on_event, **options)
 
     options = {
         "lr": [1e-2, 1.0],
@@ -84,10 +84,10 @@ def test_retries_are_decided_by_the_kind_of_error(tmp_path, mnist_dir, monkeypat
 
     real_train_run = vitcli.run.train_run
 
-    def disk_full_at_depth_2(config, on_event=None):
+    def disk_full_at_depth_2(config, on_event=None, **options):
         if config.model.depth == 2:
             raise OutputError("cannot write runs/x/model.safetensors: No space left on device")
-        return real_train_run(config, on_event)
+        return real_train_run(config, on_event, **options)
 
     options = {
         "depth": [1, 2],
@@ -145,10 +145,10 @@ def test_ctrl_c_keeps_finished_results_and_exits_130(tmp_path, mnist_dir, monkey
 
     real_train_run = vitcli.run.train_run
 
-    def interrupt_the_second(config, on_event=None):
+    def interrupt_the_second(config, on_event=None, **options):
         if config.model.depth == 2:
             raise KeyboardInterrupt
-        return real_train_run(config, on_event)
+        return real_train_run(config, on_event, **options)
 
     monkeypatch.setattr(vitcli.run, "train_run", interrupt_the_second)
     result = sweep(tmp_path, mnist_dir, "--depth", 1, 2, 3, "--embed-dim", 8)

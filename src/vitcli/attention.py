@@ -27,6 +27,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 
 from vitcli.checkpoint import Checkpoint, checkpoint_file, load_checkpoint
+from vitcli.classes import fit_data
 from vitcli.data import load_splits
 from vitcli.data.datasets import DatasetInfo
 from vitcli.engine import resolve_device
@@ -175,7 +176,8 @@ def explain(
 class Chosen:
     images: Tensor  # uint8 (B, C, H, W)
     sources: list[str]
-    labels: list[int | None]
+    labels: list[int | None]  # the model's class index of each image, when known
+    notes: list[str] = field(default_factory=list)  # how the data's classes were paired with the model's
 
 
 def from_dataset(
@@ -185,9 +187,15 @@ def from_dataset(
     random: int | None = None,
     seed: int = 0,
     data_dir: str | None = None,
+    dataset: str | None = None,
+    match_by_position: bool = False,
 ) -> Chosen:
-    """Images of the checkpoint's own data set, split as in training, by index or drawn at random."""
-    data = load_splits(checkpoint.config.data.for_evaluation(data_dir=data_dir))
+    """Images of the checkpoint's own data set (or of `dataset`, of the same shape), split as in training,
+    by index or drawn at random. Labels are the model's class indices: the data's classes are paired with
+    the model's by name (`vitcli.classes`), or by position with `match_by_position`."""
+    data_cfg = checkpoint.config.data.for_evaluation(dataset, data_dir)
+    data = load_splits(data_cfg)
+    classes = fit_data(checkpoint.info, data.info, data_cfg.dataset, match_by_position)
     chosen = data.get(split)
     n = len(chosen)
     if random is not None:
@@ -201,9 +209,9 @@ def from_dataset(
         raise ConfigError(
             f"--index {bad[0]} is out of range: the {split} split has {n} images (0 to {n - 1})"
         )
-    return Chosen(
-        chosen.images[indices], [f"{split}[{i}]" for i in indices], [int(chosen.labels[i]) for i in indices]
-    )
+    labels = classes.apply(chosen.labels[indices]).tolist()
+    notes = [classes.note] if classes.note else []
+    return Chosen(chosen.images[indices], [f"{split}[{i}]" for i in indices], labels, notes)
 
 
 def from_files(paths: list[Path], info: DatasetInfo) -> Chosen:
@@ -241,6 +249,7 @@ class AttentionReport:
     discard_ratio: float
     images: list[ImageAttention]
     pictures: list[Path] = field(default_factory=list)  # one PNG per image once drawn (attention_figure)
+    notes: list[str] = field(default_factory=list)  # lines for the user (how classes were paired)
 
     def to_dict(self) -> dict:
         """Everything as plain lists, for other tools (`vitcli attention --json`)."""
@@ -275,12 +284,14 @@ def explain_checkpoint(
     split: str = "test",
     seed: int = 0,
     data_dir: str | None = None,
+    dataset: str | None = None,
+    match_by_position: bool = False,
     head_fusion: str = "mean",
     discard_ratio: float = 0.0,
     device: str = "auto",
 ) -> AttentionReport:
-    """Attention maps for images of a checkpoint's data set (`indices` or `random`) or image files.
-    `attention_figure.draw_report` turns the report into pictures."""
+    """Attention maps for images of a checkpoint's data set, or of `dataset` (`indices` or `random`), or
+    image files. `attention_figure.draw_report` turns the report into pictures."""
     if sum(x is not None and x != [] for x in (indices, files, random)) > 1:
         raise ConfigError("choose images one way: --index, --image or --random")
     file = checkpoint_file(path)
@@ -289,7 +300,7 @@ def explain_checkpoint(
     chosen = (
         from_files(files, checkpoint.info)
         if files
-        else from_dataset(checkpoint, split, indices, random, seed, data_dir)
+        else from_dataset(checkpoint, split, indices, random, seed, data_dir, dataset, match_by_position)
     )
     results = explain(
         checkpoint,
@@ -299,6 +310,7 @@ def explain_checkpoint(
         head_fusion=head_fusion,
         discard_ratio=discard_ratio,
     )
+    grid = tuple(checkpoint.model.grid_size)
     return AttentionReport(
-        file, checkpoint.info.classes, tuple(checkpoint.model.grid_size), head_fusion, discard_ratio, results
+        file, checkpoint.info.classes, grid, head_fusion, discard_ratio, results, notes=chosen.notes
     )

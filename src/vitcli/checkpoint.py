@@ -51,12 +51,18 @@ class Checkpoint:
 
 
 def save_checkpoint(
-    path: str | Path, built: Built, config: Config, info: DatasetInfo, metrics: dict[str, Any]
+    path: str | Path,
+    built: Built,
+    config: Config,
+    info: DatasetInfo,
+    metrics: dict[str, Any],
+    weights: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """Write `built`'s module with everything needed to rebuild it; the config's model section is
-    `built.spec`, the spec the weights belong to."""
+    """Write `built`'s module (or `weights`, a state dict of it) with everything needed to rebuild it; the
+    config's model section is `built.spec`, the spec the weights belong to."""
     # Detached, contiguous CPU copies: what safetensors can write, whatever device trained the model.
-    tensors = {k: v.detach().cpu().contiguous() for k, v in built.module.state_dict().items()}
+    state = built.module.state_dict() if weights is None else weights
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     settings = {**config.to_dict(), "model": built.spec.to_dict()}
     metadata = {
         "format": FORMAT,

@@ -16,10 +16,9 @@ so benchmarks and experiments change them without touching this module.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -29,11 +28,11 @@ from torch import Tensor, nn
 from vitcli.config import TrainConfig
 from vitcli.data import Batches, Splits
 from vitcli.data.datasets import Split
-from vitcli.errors import ConfigError, TrainingDiverged
+from vitcli.devices import AUTO, autocast, peak_memory_bytes, resolve_device
+from vitcli.errors import TrainingDiverged
+from vitcli.evaluation import EvalResult, evaluate
 from vitcli.events import EpochMetrics, EpochStart, Event, Listener, Status, StepDone
 from vitcli.preprocessing import Preprocessor
-
-AUTO = "auto"  # autocast_dtype: bfloat16 on CUDA, none (float32) on the CPU
 
 __all__ = [
     "AUTO",
@@ -54,30 +53,7 @@ __all__ = [
 ]
 
 
-# --- devices, precision, optimiser -------------------------------------------------------------------
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' is the GPU when PyTorch sees one, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device {name}: PyTorch sees no CUDA GPU here; use --device cpu (or auto)")
-        device = torch.device(name)
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(f"--device {name}: there are only {torch.cuda.device_count()} GPUs (cuda:0..)")
-        return device
-    return torch.device(name)
-
-
-def autocast(device: torch.device, dtype: torch.dtype | str | None = AUTO):
-    """Mixed precision for a forward pass. AUTO: bfloat16 on CUDA (as fast as float16 on current GPUs,
-    and no loss scaling), float32 on the CPU, where bfloat16 is slower on most processors."""
-    if dtype == AUTO:
-        dtype = torch.bfloat16 if device.type == "cuda" else None
-    enabled = dtype not in (None, torch.float32)  # float32 is no autocast at all (and the CPU's warns)
-    return torch.autocast(device.type, dtype=dtype if enabled else None, enabled=enabled)
+# --- optimiser and schedule --------------------------------------------------------------------------
 
 
 def make_optimizer(
@@ -124,75 +100,27 @@ def warmup_cosine(warmup_steps: int, total_steps: int) -> Callable[[int], float]
     return factor
 
 
-def peak_memory_bytes(device: torch.device) -> int | None:
-    """Peak GPU memory allocated by PyTorch; on the CPU, the process's peak resident memory."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device)
-    try:
-        import resource
-    except ImportError:  # Windows
-        return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, kilobytes on Linux
-
-
-# --- evaluation --------------------------------------------------------------------------------------
-
-
-@dataclass
-class EvalResult:
-    loss: float
-    accuracy: float
-    count: int
-    confusion: list[list[int]] = field(repr=False)  # [true class][predicted class]
-
-    @property
-    def per_class_accuracy(self) -> list[float | None]:
-        return [row[i] / sum(row) if sum(row) else None for i, row in enumerate(self.confusion)]
-
-
-@torch.inference_mode()
-def evaluate(
-    model: nn.Module,
-    split: Split,
-    preprocess: Preprocessor,
-    device: torch.device,
-    num_classes: int,
-    batch_size: int = 1024,
-    autocast_dtype: torch.dtype | str | None = AUTO,
-) -> EvalResult:
-    """Loss (without label smoothing), accuracy and confusion matrix of `model` on `split`."""
-    was_training = model.training
-    model.eval()
-    confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
-    loss_sum = torch.zeros((), device=device)
-    for images, labels in Batches(split, batch_size, device, preprocess):
-        with autocast(device, autocast_dtype):
-            logits = model(images)
-        loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
-        confusion += torch.bincount(
-            labels * num_classes + logits.argmax(1), minlength=num_classes * num_classes
-        )
-    model.train(was_training)
-    confusion = confusion.view(num_classes, num_classes).cpu()
-    count = len(split)
-    return EvalResult(
-        loss=loss_sum.item() / max(1, count),
-        accuracy=confusion.diag().sum().item() / max(1, count),
-        count=count,
-        confusion=confusion.tolist(),
-    )
-
-
 # --- training ----------------------------------------------------------------------------------------
 
 
 @dataclass
 class EpochTotals:
-    loss: float  # mean over the epoch's images
-    accuracy: float
-    images: int
-    seconds: float
+    """An epoch's running sums; at its end, or where it was stopped."""
+
+    loss_sum: float = 0.0  # loss x images
+    correct: int = 0
+    images: int = 0
+    seconds: float = 0.0
+    steps: int = 0  # steps done
+    stopped: bool = False  # stopped before the epoch's last step
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / max(1, self.images)
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / max(1, self.images)
 
 
 # The training loss: (model output, inputs, labels, label smoothing) -> (loss, logits scored for accuracy).
@@ -220,17 +148,24 @@ class Step:
 
 
 def train_epoch(
-    step: Step, batches: Batches, device: torch.device, epoch: int, emit: Listener
+    step: Step,
+    batches: Batches,
+    device: torch.device,
+    epoch: int,
+    emit: Listener,
+    done: EpochTotals | None = None,
+    stop: Callable[[], bool] = lambda: False,
 ) -> EpochTotals:
-    """One pass over `batches`; a StepDone every ~2% of the epoch (the only host syncs), and
-    TrainingDiverged as soon as the loss is not finite."""
-    steps = len(batches)
-    log_every = max(1, steps // 50)
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    seen = 0
-    start = time.perf_counter()
-    for i, (images, labels) in enumerate(batches, start=1):
+    """One pass over `batches`, or the rest of one after `done`; a StepDone every ~2% of the epoch (the
+    only host syncs), TrainingDiverged as soon as the loss is not finite. When `stop()` turns true, the
+    step in hand finishes and the pass ends there (`stopped`)."""
+    done = done or EpochTotals()
+    steps, log_every = len(batches), max(1, len(batches) // 50)
+    loss_sum = torch.tensor(done.loss_sum, device=device)
+    correct = torch.tensor(done.correct, dtype=torch.int64, device=device)
+    seen, start = done.images, time.perf_counter() - done.seconds
+    i = done.steps
+    for i, (images, labels) in enumerate(batches.epoch(skip=done.steps), start=done.steps + 1):
         with autocast(device, step.autocast_dtype):
             loss, logits = step.criterion(step.model(images), images, labels, step.label_smoothing)
         step.optimizer.zero_grad(set_to_none=True)
@@ -247,14 +182,13 @@ def train_epoch(
                     f"the loss became {mean_loss} in epoch {epoch}, step {i}; "
                     f"lower --lr (now {step.lr:g}) or raise --warmup"
                 )
-            emit(
-                StepDone(
-                    epoch, i, steps, mean_loss, correct.item() / seen, seen / (time.perf_counter() - start)
-                )
-            )
+            elapsed = time.perf_counter() - start
+            emit(StepDone(epoch, i, steps, mean_loss, correct.item() / seen, seen / elapsed))
+        if stop() and i < steps:
+            break
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return EpochTotals(loss_sum.item() / seen, correct.item() / seen, seen, time.perf_counter() - start)
+    return EpochTotals(loss_sum.item(), int(correct.item()), seen, time.perf_counter() - start, i, i < steps)
 
 
 class BestWeights:
@@ -265,14 +199,35 @@ class BestWeights:
         self.state: dict | None = None
         self.epoch = last_epoch  # with no validation split, the last epoch is the one kept
 
-    def offer(self, model: nn.Module, epoch: int, val: EvalResult | None) -> None:
+    def offer(self, model: nn.Module, epoch: int, val: EvalResult | None) -> bool:
+        """Keep the model's weights if `val` is the best so far; whether it was."""
         if val is not None and (self.score is None or (val.accuracy, -val.loss) > self.score):
             self.score, self.epoch = (val.accuracy, -val.loss), epoch
             self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            return True
+        return False
 
     def restore(self, model: nn.Module, last_epoch: int) -> None:
         if self.state is not None and self.epoch != last_epoch:
             model.load_state_dict(self.state)
+
+
+@dataclass
+class Snapshot:
+    """Where a run stands, with everything needed to go on from there exactly as if it had not stopped:
+    taken after every epoch, and where a run is stopped. `train_state` writes and reads it."""
+
+    epoch: int  # the epoch in progress, 1-based (epochs + 1 when the run has finished)
+    totals: EpochTotals  # that epoch's steps so far (none at its start)
+    model: dict[str, Tensor]
+    optimizer: dict
+    schedule: dict
+    batches_rng: Tensor  # the batches' generator as the epoch began: its order and augmentation replay
+    torch_rng: Tensor  # the global generator now (dropout)
+    history: list[EpochMetrics]
+    best_epoch: int
+    best_score: tuple[float, float] | None
+    best_model: dict[str, Tensor] | None
 
 
 @dataclass
@@ -282,10 +237,11 @@ class FitResult:
     seconds: float  # training steps only
     images: int  # training images seen, over all epochs
     peak_memory: int | None
+    stopped: bool = False  # stopped by `stop()` before the last epoch ended; the model is as it was then
 
     @property
     def images_per_s(self) -> float:
-        return self.images / self.seconds
+        return self.images / max(self.seconds, 1e-9)
 
 
 def _step(
@@ -311,6 +267,48 @@ def _step(
     )
 
 
+class Run:
+    """The state of `fit` between epochs: what a Snapshot captures and a resumed run restores."""
+
+    def __init__(self, model: nn.Module, step: Step, batches: Batches, epochs: int):
+        self.model, self.step, self.batches = model, step, batches
+        self.epoch, self.totals = 1, EpochTotals()
+        self.epoch_rng = batches.generator.get_state()
+        self.history: list[EpochMetrics] = []
+        self.best = BestWeights(epochs)
+
+    def snapshot(self) -> Snapshot:
+        best = self.best
+        return Snapshot(
+            self.epoch,
+            self.totals,
+            {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            self.step.optimizer.state_dict(),
+            self.step.schedule.state_dict(),
+            self.epoch_rng.clone(),
+            torch.get_rng_state(),
+            list(self.history),
+            best.epoch,
+            best.score,
+            best.state,
+        )
+
+    def restore(self, start: Snapshot) -> None:
+        self.model.load_state_dict(start.model)
+        self.step.optimizer.load_state_dict(start.optimizer)
+        self.step.schedule.load_state_dict(start.schedule)
+        self.batches.generator.set_state(start.batches_rng)
+        torch.set_rng_state(start.torch_rng)
+        self.epoch, self.totals, self.epoch_rng = start.epoch, start.totals, start.batches_rng
+        self.history = list(start.history)
+        if start.best_score is not None:  # else the last epoch is kept, however many there are now
+            self.best.epoch, self.best.score, self.best.state = (
+                start.best_epoch,
+                start.best_score,
+                start.best_model,
+            )
+
+
 def fit(
     model: nn.Module,
     splits: Splits,
@@ -324,13 +322,19 @@ def fit(
     autocast_dtype: torch.dtype | str | None = AUTO,
     optimizer_options: dict[str, Any] | None = None,
     criterion: Criterion | None = None,
+    start: Snapshot | None = None,
+    on_snapshot: Callable[[Snapshot, bool], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> FitResult:
     """Train `model` on splits.train; after each epoch measure splits.val. At the end the model holds the
     weights of the best validation epoch (the last epoch when there is no validation split).
+
     `augment`: the augmentation family ("digits", "natural") or None; `param_groups`: optimiser groups
     with an optional "lr_scale" each, instead of the default ones; `criterion`: the loss, instead of
-    cross-entropy."""
-    emit = on_event or (lambda event: None)
+    cross-entropy. `on_snapshot(snapshot, improved)` gets the run's state after every epoch (`improved`:
+    its weights are the best so far) and where `stop()` stopped it; `start` resumes from such a snapshot.
+    """
+    emit, stop = on_event or (lambda event: None), stop or (lambda: False)
     batches = Batches(
         splits.train,
         cfg.batch_size,
@@ -342,35 +346,48 @@ def fit(
         seed=cfg.seed,
     )
     step = _step(model, cfg, len(batches), param_groups, optimizer_options, autocast_dtype, criterion, emit)
+    run = Run(model, step, batches, cfg.epochs)
+    if start is not None:
+        run.restore(start)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     # Copied to the device once, not at every epoch's validation (a no-op on the CPU).
     val = Split(splits.val.images.to(device), splits.val.labels.to(device)) if splits.val else None
-    history: list[EpochMetrics] = []
-    images = 0
-    best = BestWeights(cfg.epochs)
+    classes = len(splits.info.classes)
     model.train()
-    for epoch in range(1, cfg.epochs + 1):
-        emit(EpochStart(epoch, cfg.epochs, len(batches)))
-        totals = train_epoch(step, batches, device, epoch, emit)
-        images += totals.images
+    while run.epoch <= cfg.epochs:
+        emit(EpochStart(run.epoch, cfg.epochs, len(batches)))
+        totals = train_epoch(step, batches, device, run.epoch, emit, run.totals, stop)
+        if totals.stopped:
+            run.totals = totals
+            if on_snapshot:
+                on_snapshot(run.snapshot(), False)
+            break
         measured = (
-            evaluate(model, val, preprocess, device, len(splits.info.classes), autocast_dtype=autocast_dtype)
-            if val is not None
-            else None
+            evaluate(model, val, preprocess, device, classes, autocast_dtype=autocast_dtype) if val else None
         )
+        lr = max(g["lr"] for g in step.optimizer.param_groups)  # the peak group's, with layer decay
         metrics = EpochMetrics(
-            epoch=epoch,
-            train_loss=totals.loss,
-            train_accuracy=totals.accuracy,
-            val_loss=measured.loss if measured else None,
-            val_accuracy=measured.accuracy if measured else None,
-            lr=max(g["lr"] for g in step.optimizer.param_groups),  # the peak group's, with layer decay
-            seconds=totals.seconds,
-            images_per_s=totals.images / totals.seconds,
+            run.epoch,
+            totals.loss,
+            totals.accuracy,
+            measured and measured.loss,
+            measured and measured.accuracy,
+            lr,
+            totals.seconds,
+            totals.images / totals.seconds,
         )
-        history.append(metrics)
+        run.history.append(metrics)
         emit(metrics)
-        best.offer(model, epoch, measured)
-    best.restore(model, cfg.epochs)
-    return FitResult(history, best.epoch, sum(m.seconds for m in history), images, peak_memory_bytes(device))
+        improved = run.best.offer(model, run.epoch, measured) or val is None  # no val: the last is kept
+        run.epoch, run.totals, run.epoch_rng = run.epoch + 1, EpochTotals(), batches.generator.get_state()
+        if on_snapshot:
+            on_snapshot(run.snapshot(), improved)
+        if stop():
+            break
+    stopped = run.epoch <= cfg.epochs
+    if not stopped:
+        run.best.restore(model, cfg.epochs)
+    seconds = sum(m.seconds for m in run.history)
+    images = len(run.history) * batches.images_per_epoch
+    return FitResult(run.history, run.best.epoch, seconds, images, peak_memory_bytes(device), stopped)

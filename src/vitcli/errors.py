@@ -2,7 +2,7 @@
 
 The kind says what went wrong and so what a sweep does with a failed run: a ConfigError (bad settings)
 fails the same way every time and is not retried; an OutputError (a file that cannot be written), a
-DataError, TrainingDiverged and running out of memory may pass on another try and are retried.
+DataError, TrainingDiverged and OutOfMemory may pass on another try and are retried.
 
 Anything else that escapes is a bug in vitcli and keeps its traceback.
 """
@@ -36,3 +36,7 @@ class OutputError(VitcliError):
 
 class TrainingDiverged(VitcliError):
     """The training loss became NaN or infinite."""
+
+
+class OutOfMemory(VitcliError):
+    """The GPU ran out of memory; the state of the last finished epoch stays on disk."""

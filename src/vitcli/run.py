@@ -5,34 +5,48 @@ These are the Python entry points the CLI calls:
     result = train_run(Config(), on_event=print)
     report = eval_checkpoint("runs/vit-mnist-.../model.safetensors")
 
-A run directory holds
-    model.safetensors   best-validation weights, with config, data set info and metrics as metadata
-    config.toml         the resolved config (usable as --config to repeat the run)
-    metrics.jsonl       one JSON line per epoch, written as the epochs finish
+    result = resume_run("runs/vit-mnist-...")        # after Ctrl-C, kill -9 or a full disk
+
+A run directory's files are in `run_dir`; what survives what is in README.md.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from vitcli.checkpoint import load_checkpoint, save_checkpoint
+from vitcli.classes import fit_data
 from vitcli.config import Config
 from vitcli.data import load_splits
-from vitcli.data.datasets import DatasetInfo
-from vitcli.engine import EvalResult, evaluate, fit, resolve_device
-from vitcli.errors import CheckpointError, ConfigError, OutputError
+from vitcli.data.datasets import DatasetInfo, Split
+from vitcli.engine import EvalResult, Snapshot, evaluate, fit, resolve_device
+from vitcli.errors import ConfigError, OutOfMemory
 from vitcli.events import EpochMetrics, Listener, Status
 from vitcli.files import atomic_write_text
+from vitcli.interrupt import GracefulStop, RunStopped
+from vitcli.lock import DirectoryLock
 from vitcli.models import count_parameters, num_tokens
 from vitcli.models.pretrained import Adaptation
-from vitcli.models.specs import ModelSpec
+from vitcli.models.specs import Built, ModelSpec
 from vitcli.preprocessing import Preprocessing
+from vitcli.resume import resume_point
+from vitcli.run_dir import (
+    CONFIG,
+    METRICS,
+    MODEL,
+    MetricsLog,
+    SnapshotWriter,
+    clear,
+    new_run_dir,
+    remove_temporaries,
+    writing,
+)
 
 
 @dataclass
@@ -77,115 +91,124 @@ class RunResult:
         }
 
 
-def train_run(config: Config, on_event: Listener | None = None) -> RunResult:
+def train_run(
+    config: Config, on_event: Listener | None = None, *, exact_name: bool = True, overwrite: bool = False
+) -> RunResult:
     """Train the model `config` describes and write its run directory. Every check of the input
-    (settings, data, model shape, weights) happens before the run directory is made."""
+    (settings, data, model shape, weights) happens before the run directory is made. A run directory that
+    holds a run is refused unless `overwrite`, or, when the name is not `exact_name` (it came with a
+    config file), another name is taken."""
     emit = on_event or (lambda event: None)
     started = time.perf_counter()
     config.validate()
     for note in config.notes:
         emit(Status(note))
+    device, splits, built = _prepare(config, emit)
+    run_dir = new_run_dir(config, splits.info, exact_name=exact_name, overwrite=overwrite)
+    return _train(config, splits, built, device, run_dir, emit, started)
+
+
+def resume_run(
+    run_dir: str | Path, overrides: dict[str, dict[str, Any]] | None = None, on_event: Listener | None = None
+) -> RunResult:
+    """Go on with the run in `run_dir` from its last state (the end of its last finished epoch, or where
+    Ctrl-C stopped it), exactly as if it had not stopped. `overrides` may change only what does not
+    change the run (`resume.MAY_CHANGE`: more --epochs, --device, --compile, --data-dir)."""
+    emit = on_event or (lambda event: None)
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    config, snapshot = resume_point(run_dir, overrides or {})
+    device, splits, built = _prepare(config, emit)
+    where = f"epoch {snapshot.epoch}" + (f", step {snapshot.totals.steps}" if snapshot.totals.steps else "")
+    emit(Status(f"resuming {run_dir} at {where}"))
+    return _train(config, splits, built, device, run_dir, emit, started, snapshot)
+
+
+def _prepare(config: Config, emit: Listener):
     device = resolve_device(config.train.device)
     emit(Status(f"loading {config.data.dataset}"))
-    splits = load_splits(config.data)
+    splits = load_splits(config.data, on_note=lambda note: emit(Status(note)))
     # The seed fixes the initial weights and, through the batches' generator, order and augmentation.
     torch.manual_seed(config.train.seed)
     built = config.model.build(splits.info, splits.stats, weight_decay=config.train.weight_decay, emit=emit)
-    model = built.module.to(device)
-    preprocess = built.preprocessing.on(device)
-    run_dir = _new_run_dir(config, splits.info)
-    with writing(run_dir / "config.toml") as path:
-        atomic_write_text(path, config.to_toml())
-    with MetricsLog(run_dir / "metrics.jsonl", emit) as log:
-        fitted = fit(
-            model,
-            splits,
-            config.train,
-            device,
-            preprocess,
-            augment=splits.info.family if config.data.augment else None,
-            param_groups=built.param_groups,
-            criterion=built.criterion,
-            on_event=log,
-        )
-    emit(Status("evaluating the best epoch on the test set"))
-    result = RunResult(
-        run_dir=run_dir,
-        config=config,
-        spec=built.spec,
-        info=splits.info,
-        preprocessing=built.preprocessing,
-        device=str(device),
-        parameters=count_parameters(model),
-        tokens=num_tokens(model),
-        history=fitted.history,
-        best_epoch=fitted.best_epoch,
-        test=evaluate(model, splits.test, preprocess, device, len(splits.info.classes)),
-        train_seconds=fitted.seconds,
-        total_seconds=0.0,
-        images_per_s=fitted.images_per_s,
-        peak_memory=fitted.peak_memory,
-        adaptation=built.adaptation,
-    )
-    save_checkpoint(run_dir / "model.safetensors", built, config, splits.info, result.metrics())
-    result.total_seconds = time.perf_counter() - started
-    return result
-
-
-class MetricsLog:
-    """A listener that appends each EpochMetrics to metrics.jsonl as one whole line, then passes every
-    event on."""
-
-    def __init__(self, path: Path, emit: Listener):
-        self.path, self.emit = path, emit
-
-    def __enter__(self) -> MetricsLog:
-        with writing(self.path):
-            self.file = self.path.open("w", encoding="utf-8")
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.file.close()
-
-    def __call__(self, event) -> None:
-        if isinstance(event, EpochMetrics):
-            with writing(self.path):
-                self.file.write(json.dumps(event.to_dict()) + "\n")
-                self.file.flush()
-        self.emit(event)
+    return device, splits, built
 
 
 @contextlib.contextmanager
-def writing(path: Path):
-    """An OSError while writing `path` as one OutputError line (a full disk, permissions)."""
+def out_of_memory(run_dir: Path):
+    """CUDA out of memory as one line that says what to change; the last finished epoch's state stays."""
     try:
-        yield path
-    except OSError as e:
-        raise OutputError(
-            f"cannot write {path}: {e.strerror or e}; free space or choose another --out"
+        yield
+    except torch.cuda.OutOfMemoryError:
+        torch.cuda.empty_cache()  # so that a sweep's next run has the memory back
+        raise OutOfMemory(
+            f"the GPU ran out of memory training {run_dir}; lower --batch-size or the model's size (or use "
+            "--device cpu) and start again; the state of its last finished epoch is kept"
         ) from None
 
 
-def _new_run_dir(config: Config, info: DatasetInfo) -> Path:
-    out = Path(config.run.out).expanduser()
-    if config.run.name:
-        run_dir = out / config.run.name
-        if (run_dir / "model.safetensors").exists():
-            raise ConfigError(f"{run_dir} already holds a trained model; choose another --name or remove it")
-    else:
-        dataset = Path(info.name[len("folder:") :]).name if info.name.startswith("folder:") else info.name
-        base = out / f"{config.model.kind}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-        run_dir, n = base, 1
-        while run_dir.exists():  # two runs started in the same second
-            n += 1
-            run_dir = base.with_name(f"{base.name}-{n}")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(
-            f"cannot create run directory {run_dir}: {e.strerror}; choose another --out"
-        ) from None
-    return run_dir
+def _train(
+    config: Config,
+    splits,
+    built: Built,
+    device,
+    run_dir: Path,
+    emit: Listener,
+    started: float,
+    start: Snapshot | None = None,
+) -> RunResult:
+    """Train in `run_dir`, held by this process, writing as the run goes; RunStopped after Ctrl-C."""
+    model, preprocess = built.module.to(device), built.preprocessing.on(device)
+    with DirectoryLock(run_dir, "run directory"), GracefulStop() as stop:
+        clear(run_dir) if start is None else remove_temporaries(run_dir)
+        with writing(run_dir / CONFIG) as path:
+            atomic_write_text(path, config.to_toml())
+        writer = SnapshotWriter(run_dir, built, config, splits.info)
+        with (
+            MetricsLog(run_dir / METRICS, emit, start.history if start else None) as log,
+            out_of_memory(run_dir),
+        ):
+            fitted = fit(
+                model,
+                splits,
+                config.train,
+                device,
+                preprocess,
+                augment=splits.info.family if config.data.augment else None,
+                param_groups=built.param_groups,
+                criterion=built.criterion,
+                on_event=log,
+                start=start,
+                on_snapshot=writer,
+                stop=stop,
+            )
+        if fitted.stopped:
+            command = "finetune" if config.model.kind == "timm" else "train"
+            raise RunStopped(
+                f"the state of {run_dir} is saved; go on with: vitcli {command} --resume {run_dir}"
+            )
+        emit(Status("evaluating the best epoch on the test set"))
+        result = RunResult(
+            run_dir=run_dir,
+            config=config,
+            spec=built.spec,
+            info=splits.info,
+            preprocessing=built.preprocessing,
+            device=str(device),
+            parameters=count_parameters(model),
+            tokens=num_tokens(model),
+            history=fitted.history,
+            best_epoch=fitted.best_epoch,
+            test=evaluate(model, splits.test, preprocess, device, len(splits.info.classes)),
+            train_seconds=fitted.seconds,
+            total_seconds=0.0,
+            images_per_s=fitted.images_per_s,
+            peak_memory=fitted.peak_memory,
+            adaptation=built.adaptation,
+        )
+        save_checkpoint(run_dir / MODEL, built, config, splits.info, result.metrics())
+    result.total_seconds = time.perf_counter() - started
+    return result
 
 
 # --- evaluation of a checkpoint ----------------------------------------------------------------------
@@ -196,8 +219,11 @@ class EvalReport:
     checkpoint: Path
     dataset: str
     split: str
-    classes: list[str]
+    classes: list[str]  # the model's, in its output order: the rows and columns of the confusion matrix
     result: EvalResult
+    data_classes: list[str] | None = None  # the data's name for each of them (as `classes` when None)
+    matched_by: str = "name"  # how the data's classes were paired with the model's: "name" or "position"
+    notes: list[str] = field(default_factory=list)  # lines for the user (a pairing worth knowing)
 
     def to_dict(self) -> dict:
         return {
@@ -210,6 +236,8 @@ class EvalReport:
             "per_class_accuracy": dict(zip(self.classes, self.result.per_class_accuracy)),
             "confusion": self.result.confusion,
             "classes": self.classes,
+            "data_classes": self.data_classes or self.classes,
+            "matched_by": self.matched_by,
         }
 
 
@@ -220,32 +248,37 @@ def eval_checkpoint(
     data_dir: str | None = None,
     device: str = "auto",
     batch_size: int = 1024,
+    match_by_position: bool = False,
 ) -> EvalReport:
     """Accuracy, loss and confusion of a checkpoint on a split of its own data set (or of `dataset`,
     which must have images of the same shape and the same number of classes). Images are prepared as
-    in training, by the checkpoint's own preprocessing, whatever data set they come from."""
+    in training, by the checkpoint's own preprocessing, whatever data set they come from.
+
+    The data's classes are paired with the model's by name (`vitcli.classes`), and the report is in
+    the model's class order and names; names that differ are a ConfigError unless `match_by_position`."""
     if batch_size <= 0:
         raise ConfigError(f"--batch-size must be a positive whole number, got {batch_size}")
     torch_device = resolve_device(device)
     checkpoint = load_checkpoint(path, torch_device)
     data_cfg = checkpoint.config.data.for_evaluation(dataset, data_dir)
     splits = load_splits(data_cfg)
-    info, trained = splits.info, checkpoint.info
-    shape, trained_shape = (
-        (info.channels, info.height, info.width),
-        (trained.channels, trained.height, trained.width),
-    )
-    if shape != trained_shape or len(info.classes) != len(trained.classes):
-        raise CheckpointError(
-            f"the checkpoint was trained on {trained.describe()} but {data_cfg.dataset} has "
-            f"{info.describe()}; evaluate it on data of the same shape and number of classes"
-        )
+    classes = fit_data(checkpoint.info, splits.info, data_cfg.dataset, match_by_position)
+    data = splits.get(split)
     result = evaluate(
         checkpoint.model,
-        splits.get(split),
+        Split(data.images, classes.apply(data.labels)),
         checkpoint.preprocessing.on(torch_device),
         torch_device,
-        len(info.classes),
+        len(checkpoint.info.classes),
         batch_size,
     )
-    return EvalReport(Path(path), data_cfg.dataset, split, info.classes, result)
+    return EvalReport(
+        Path(path),
+        data_cfg.dataset,
+        split,
+        list(checkpoint.info.classes),
+        result,
+        list(classes.data_classes),
+        classes.by,
+        [classes.note] if classes.note else [],
+    )

@@ -10,18 +10,20 @@ a file that could not be written) are retried. The rows are written after every 
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from vitcli.errors import ConfigError, DataError, OutputError, TrainingDiverged
-from vitcli.events import Event
+from vitcli.errors import CheckpointError, ConfigError, DataError, OutOfMemory, OutputError, TrainingDiverged
+from vitcli.events import Event, Status
+from vitcli.lock import DirectoryLock
 from vitcli.sweep import PlannedRun, Sweep
 from vitcli.sweep_results import FAILED, FINISHED, load_results, write_results
+from vitcli.train_state import STATE_FILE
 
 INVALID = "invalid"  # the kind of failure that is not retried: the same settings fail the same way
 # Each error kind's name in a failed row; all but INVALID are retried when the sweep is run again.
@@ -30,6 +32,7 @@ FAILURES = (
     (DataError, "data"),
     (OutputError, "output"),
     (TrainingDiverged, "diverged"),
+    (OutOfMemory, "out of memory"),
 )
 
 
@@ -76,34 +79,34 @@ def run_sweep(sweep: Sweep, on_event: SweepListener | None = None) -> list[dict[
     """Train every run not yet recorded; return this sweep's rows (in plan order). A run that fails
     becomes a failed row and the sweep goes on; Ctrl-C stops it with the finished rows already saved."""
     emit = on_event or (lambda event: None)
-    state = resume_state(sweep)
-    rows = {row["key"]: row for row in state.rows}
-    total = len(sweep.runs)
-    for run in state.todo:
-        emit(RunStarted(run, total))
-        row = _attempt(sweep, run, emit)
-        rows.pop(run.key, None)  # a retried run's new row replaces the old one, at the end
-        rows[run.key] = row
-        write_results(sweep.dir, list(rows.values()))
-        emit(RunEnded(run, total, row))
+    make_sweep_dir(sweep)
+    # One process per sweep directory: two would rewrite each other's rows and runs.
+    with DirectoryLock(sweep.dir, "sweep directory"):
+        state = resume_state(sweep)
+        rows = {row["key"]: row for row in state.rows}
+        total = len(sweep.runs)
+        for run in state.todo:
+            emit(RunStarted(run, total))
+            row = _attempt(sweep, run, emit)
+            rows.pop(run.key, None)  # a retried run's new row replaces the old one, at the end
+            rows[run.key] = row
+            write_results(sweep.dir, list(rows.values()))
+            emit(RunEnded(run, total, row))
     return [rows[run.key] for run in sweep.runs if run.key in rows]
 
 
 def _attempt(sweep: Sweep, run: PlannedRun, emit: SweepListener) -> dict[str, Any]:
-    """Train one run; its row, finished or failed with the reason."""
-    from vitcli.run import train_run
-
+    """Train one run, or go on with it from the state an interrupted attempt left; its row, finished or
+    failed with the reason. Ctrl-C (RunStopped) passes through: the run's state is saved."""
     if run.invalid:
         return _failed_row(sweep, run, ConfigError(run.invalid))
-    stale = sweep.dir / run.config.run.name
-    if stale.exists():  # left by an interrupted or failed attempt: results.jsonl is the record
-        shutil.rmtree(stale)
     try:
-        return _finished_row(sweep, run, train_run(run.config, on_event=emit))
+        return _finished_row(sweep, run, _train_or_resume(sweep.dir / run.config.run.name, run, emit))
     except (
         ConfigError,
         DataError,
         OutputError,
+        OutOfMemory,
         TrainingDiverged,
         torch.cuda.OutOfMemoryError,
         MemoryError,
@@ -111,6 +114,18 @@ def _attempt(sweep: Sweep, run: PlannedRun, emit: SweepListener) -> dict[str, An
         if isinstance(e, torch.cuda.OutOfMemoryError):
             torch.cuda.empty_cache()  # so the next, perhaps smaller, run has the memory back
         return _failed_row(sweep, run, e)
+
+
+def _train_or_resume(run_dir: Path, run: PlannedRun, emit: SweepListener):
+    from vitcli.run import resume_run, train_run
+
+    if (run_dir / STATE_FILE).is_file():
+        try:
+            return resume_run(run_dir, on_event=emit)
+        except (ConfigError, CheckpointError) as e:  # finished, or a damaged state: train it afresh
+            emit(Status(f"{run_dir} cannot be resumed ({e}); training it again"))
+    # The sweep owns its run directories: what an earlier attempt left is replaced.
+    return train_run(run.config, on_event=emit, overwrite=True)
 
 
 def _base_row(sweep: Sweep, run: PlannedRun) -> dict[str, Any]:

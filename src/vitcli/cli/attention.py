@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from vitcli.attention import AttentionReport, explain_checkpoint
 from vitcli.attention_figure import draw_report, overlay_rgb
 from vitcli.cli.choices import HeadFusion, SplitName, plain
-from vitcli.cli.common import console, user_errors
+from vitcli.cli.common import console, err_console, user_errors
 from vitcli.report import half_blocks
 
 
@@ -40,8 +41,19 @@ def attention(
         "test", help="Which split (val and train are split as in training).", rich_help_panel="Images"
     ),
     seed: int = typer.Option(0, help="Seed for --random.", rich_help_panel="Images"),
+    dataset: Optional[str] = typer.Option(
+        None,
+        help="Data set to take images from, of the model's shape. \\[default: the one it was trained on]",
+        rich_help_panel="Images",
+    ),
     data_dir: Optional[Path] = typer.Option(
         None, help="Where the data set is. \\[default: as in training]", rich_help_panel="Images"
+    ),
+    match_by_position: bool = typer.Option(
+        False,
+        "--match-by-position",
+        help="Pair the data's classes with the model's in order when their names differ (refused otherwise).",
+        rich_help_panel="Images",
     ),
     head_fusion: HeadFusion = typer.Option(
         "mean", help="How rollout fuses the heads of a block.", rich_help_panel="Rollout"
@@ -77,11 +89,15 @@ def attention(
             split=plain(split),
             seed=seed,
             data_dir=plain(data_dir),
+            dataset=dataset,
+            match_by_position=match_by_position,
             head_fusion=plain(head_fusion),
             discard_ratio=discard,
             device=device,
         )
         report = draw_report(report, out)
+    for note in report.notes:
+        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     if as_json:
         typer.echo(json.dumps(report.to_dict()))
         return

@@ -9,23 +9,26 @@ from rich.console import Console
 from rich.markup import escape
 
 from vitcli.errors import ConfigError, VitcliError
+from vitcli.interrupt import RunStopped
 
 console = Console()
 err_console = Console(stderr=True)
 
 
 @contextlib.contextmanager
-def user_errors(interrupted: str = "no checkpoint was written"):
-    """Turn a VitcliError into `error: <message>` on stderr and exit 1; Ctrl-C into exit 130 with
-    `interrupted` saying what was kept."""
+def user_errors(interrupted: str = "stopped at once; the state of the last finished epoch is kept"):
+    """Turn a VitcliError into `error: <message>` on stderr and exit 1; a run stopped by Ctrl-C or SIGTERM
+    (RunStopped, which says how to resume) or a second Ctrl-C (`interrupted` says what was kept) into exit
+    130."""
     try:
         yield
     except VitcliError as e:
         # escape: messages quote user input and TOML section names like [model], not rich markup
         err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        err_console.print(f"[yellow]interrupted[/]: {escape(interrupted)}", highlight=False)
+    except (KeyboardInterrupt, RunStopped) as e:
+        said = str(e) if isinstance(e, RunStopped) else interrupted
+        err_console.print(f"[yellow]interrupted[/]: {escape(said)}", highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
 
 

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from vitcli.cli.choices import SplitName, plain
-from vitcli.cli.common import console, user_errors
+from vitcli.cli.common import console, err_console, user_errors
 from vitcli.report import eval_tables
 from vitcli.run import eval_checkpoint
 
@@ -25,13 +26,30 @@ def eval_(
     data_dir: Optional[Path] = typer.Option(None, help="Where the data set is. \\[default: as in training]"),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     batch_size: int = typer.Option(1024, help="Images per forward pass."),
+    match_by_position: bool = typer.Option(
+        False,
+        "--match-by-position",
+        help="Pair the data's classes with the model's in order when their names differ (refused otherwise).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
 ) -> None:
-    """Evaluate a checkpoint; the model is rebuilt from the checkpoint's own metadata."""
+    """Evaluate a checkpoint; the model is rebuilt from the checkpoint's own metadata.
+
+    Another data set's classes are matched to the model's by name; when the names differ, the command
+    says which and stops, unless --match-by-position is given.
+    """
     with user_errors():
         report = eval_checkpoint(
-            checkpoint, dataset, plain(split), None if data_dir is None else str(data_dir), device, batch_size
+            checkpoint,
+            dataset,
+            plain(split),
+            plain(data_dir),
+            device,
+            batch_size,
+            match_by_position=match_by_position,
         )
+    for note in report.notes:
+        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     if as_json:
         typer.echo(json.dumps(report.to_dict()))
         return

@@ -20,7 +20,9 @@ from vitcli.cli.options import (
     Epochs,
     LabelSmoothing,
     Out,
+    Overwrite,
     PrintConfig,
+    Resume,
     Subset,
     ValSize,
     Warmup,
@@ -146,6 +148,8 @@ def finetune(
     ] = None,
     config: ConfigFile = None,
     print_config: PrintConfig = False,
+    resume: Resume = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Fine-tune a timm ViT (default ViT-S/16), pretrained or not, adapted to small or gray images.
 
@@ -166,4 +170,4 @@ def finetune(
         },
         **shared_overrides(locals()),
     }
-    train_and_print(config, overrides, print_config, defaults=finetune_defaults())
+    train_and_print(config, overrides, print_config, finetune_defaults(), resume, overwrite)

@@ -154,3 +154,19 @@ PrintConfig = Annotated[
         "--print-config", help="Print the resolved config as TOML and exit.", rich_help_panel=OUTPUT
     ),
 ]
+
+Resume = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--resume",
+        help="Go on with the run in this directory from its last state (after Ctrl-C, kill -9, a full disk); "
+        "only --epochs (more), --device, --compile and --data-dir may change.",
+        rich_help_panel=OUTPUT,
+    ),
+]
+Overwrite = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite", help="Replace the run in --out/--name if there is one.", rich_help_panel=OUTPUT
+    ),
+]

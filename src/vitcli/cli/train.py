@@ -23,7 +23,9 @@ from vitcli.cli.options import (
     Epochs,
     LabelSmoothing,
     Out,
+    Overwrite,
     PrintConfig,
+    Resume,
     Subset,
     ValSize,
     Warmup,
@@ -33,8 +35,9 @@ from vitcli.cli.options import (
 )
 from vitcli.cli.progress import TrainProgress
 from vitcli.config import Config, load_config
+from vitcli.errors import ConfigError
 from vitcli.report import run_table
-from vitcli.run import train_run
+from vitcli.run import resume_run, train_run
 
 _DEFAULTS = Config()
 # train's options for the [model] section besides --model (the kind): the ViT's, and the CNN's dropout.
@@ -131,6 +134,8 @@ def train(
     ] = None,
     config: ConfigFile = None,
     print_config: PrintConfig = False,
+    resume: Resume = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Train a ViT or the baseline CNN and save the best-validation model to a run directory.
 
@@ -141,7 +146,7 @@ def train(
         "model": {"kind": plain(model), **{key: plain(given[key]) for key in MODEL_OPTIONS}},
         **shared_overrides(given),
     }
-    train_and_print(config, overrides, print_config)
+    train_and_print(config, overrides, print_config, resume=resume, overwrite=overwrite)
 
 
 def train_and_print(
@@ -149,16 +154,34 @@ def train_and_print(
     overrides: dict[str, dict[str, Any]],
     print_config: bool,
     defaults: Config | None = None,
+    resume: Path | None = None,
+    overwrite: bool = False,
 ) -> None:
-    """What train and finetune do once their options are a config: print it, or train and summarise."""
+    """What train and finetune do once their options are a config: print it, or train (or resume a run)
+    and summarise."""
     with user_errors():
+        if resume is not None:
+            if config is not None or overwrite:
+                raise ConfigError(
+                    "--resume goes on with a run's own settings; leave out --config and --overwrite"
+                )
+            with TrainProgress(console) as listen:
+                result = resume_run(resume, overrides, on_event=listen)
+            return print_result(result)
         cfg = load_config(config, overrides, defaults=defaults)
         if print_config:
             for note in cfg.notes:  # on stderr, so that stdout stays a TOML file
                 err_console.print(f"[dim]note: {escape(note)}[/]", highlight=False)
             typer.echo(cfg.validate().to_toml(), nl=False)
             return
+        # A --name given here is the run's name; one that came with --config is a default (a taken one gets
+        # a suffix), so that `--config RUN/config.toml` repeats a run without touching it.
+        exact = overrides["run"]["name"] is not None
         with TrainProgress(console) as listen:
-            result = train_run(cfg, on_event=listen)
+            result = train_run(cfg, on_event=listen, exact_name=exact, overwrite=overwrite)
+    print_result(result)
+
+
+def print_result(result) -> None:
     console.print(run_table(result))
     console.print(f"saved [bold]{result.run_dir / 'model.safetensors'}[/]", highlight=False)

@@ -81,7 +81,16 @@ class Batches:
         n = len(self.labels)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
+    @property
+    def images_per_epoch(self) -> int:
+        return len(self) * self.batch_size if self.drop_last else len(self.labels)
+
     def __iter__(self):
+        return self.epoch()
+
+    def epoch(self, skip: int = 0):
+        """One pass. The first `skip` batches are drawn, augmentation included, so that the generator moves
+        exactly as it did, but not yielded: a run resumed in the middle of an epoch sees the same batches."""
         n = len(self.labels)
         order = (
             torch.randperm(n, generator=self.generator, device=self.labels.device) if self.shuffle else None
@@ -93,4 +102,5 @@ class Batches:
             images = self.images[index]
             if self.augment is not None:
                 images = augment(images, self.augment, self.generator)
-            yield self.preprocess(images), self.labels[index]
+            if i >= skip:
+                yield self.preprocess(images), self.labels[index]

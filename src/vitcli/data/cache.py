@@ -1,23 +1,54 @@
 """The on-disk cache of decoded data sets: one safetensors file of uint8 tensors per source.
 
-The key is a fingerprint of the source files (names, sizes, modification times), so a changed folder
-is decoded again. The cache is only an optimisation: if it cannot be written (read-only home, full disk)
-the data is decoded again next time and nothing fails.
+The cache key is a fingerprint of the source files: for every file under the source folder (symbolic
+links followed, as ImageFolder follows them) its path relative to the folder, its size, its modification
+time and a SHA-256 of its content. What the fingerprint detects, and so what makes a run decode again:
+
+- any file added, removed or renamed, and any change of a file's size or modification time;
+- any change of content of a file up to 1 GiB, even one made in place with the same size and the
+  modification time set back. Every byte is hashed: about 0.04 s for MNIST's 55 MB and 0.12 s for
+  CIFAR-10's 180 MB (against 0.3-0.45 s and 1-1.7 s to decode them), 0.51 s for a folder of 60,000
+  small JPEGs (the old fingerprint of sizes and times took 0.49 s; decoding takes 9.5 s);
+- in a file over 1 GiB, a change within its first or last 16 MiB.
+
+Not detected: a change in the middle of a file over 1 GiB that keeps its size and modification time
+(none of the supported data sets has such a file), and files in a folder that cannot be listed (a
+folder without read permission is skipped, as before).
+
+Each cache file carries in its metadata the byte count and a SHA-256 of its tensors (name, dtype, shape
+and bytes of each, in name order) and of the class names, checked on every load: about 0.03 s for
+MNIST's 55 MB of tensors and 0.1 s for CIFAR's 185 MB (SHA-256 measured twice as fast as BLAKE2b here,
+on a CPU with SHA instructions). A cache file that safetensors cannot open (truncated, garbled header),
+that has no checksum (an older format) or whose contents do not match its checksum is never used as
+data: the source is decoded again, the cache rewritten, and `on_note` told in one line. (A cache file
+rewritten on purpose with a matching checksum is trusted: the check is against damage, not tampering.)
+
+The cache is only an optimisation: if it cannot be written (read-only home, full disk) the data is
+decoded again next time and nothing fails.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from safetensors.torch import load_file, safe_open, save_file
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import safe_open, save_file
 
 from vitcli.files import atomic_write
 
-FORMAT = "vitcli-data/1"
+FORMAT = "vitcli-data/2"  # /2: with "sha256" and "bytes" in the metadata, and content in the fingerprint
+WHOLE_FILE_LIMIT = 1 << 30  # files up to this size are hashed whole for the fingerprint
+EDGE_BYTES = 16 << 20  # of a larger file, its first and last EDGE_BYTES are hashed
+_CHUNK = 1 << 20
+# O_NONBLOCK: opening a FIFO left in a data folder must not hang; O_BINARY: no newline translation on Windows.
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 
 
 def cache_root() -> Path:
@@ -28,31 +59,117 @@ def cache_root() -> Path:
 
 
 def fingerprint(source: Path) -> str:
-    digest = hashlib.sha256(str(source.resolve()).encode())
-    for dirpath, dirnames, filenames in os.walk(source):
+    """A digest of the names, sizes, modification times and contents of the files under `source`."""
+    root = str(source.resolve())
+    digest = hashlib.sha256(root.encode())
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         dirnames.sort()
+        folder = os.path.relpath(dirpath, root)
         for name in sorted(filenames):
-            stat = os.stat(os.path.join(dirpath, name))
-            relpath = os.path.relpath(os.path.join(dirpath, name), source)
-            digest.update(f"{relpath}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            digest.update(f"{folder}/{name}\0".encode())
+            _hash_file(digest, os.path.join(dirpath, name))
     return digest.hexdigest()[:16]
 
 
-def cached(name: str, source: Path, decode: Callable[[], dict]) -> dict:
-    """{"tensors": {...}, "classes": [...]} for `source`, from the cache or from `decode()`."""
-    path = cache_root() / "tensors" / f"{name}-{fingerprint(source)}.safetensors"
-    if path.is_file():
-        try:
-            with safe_open(str(path), "pt") as f:
-                meta = f.metadata() or {}
-            if meta.get("format") == FORMAT:
-                return {"tensors": load_file(str(path)), "classes": json.loads(meta["classes"])}
-        except Exception:  # noqa: BLE001 - a damaged cache file is decoded again, not an error
-            pass
-    entry = decode()
+def _hash_file(digest, path: str) -> None:
+    """One file's size, modification time and content (or that it cannot be read) into `digest`."""
     try:
-        metadata = {"format": FORMAT, "classes": json.dumps(entry["classes"]), "source": str(source)}
-        atomic_write(path, lambda tmp: save_file(entry["tensors"], str(tmp), metadata=metadata))
-    except OSError:
-        pass
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as e:  # a dangling link, no permission: the decoder will say what is wrong
+        digest.update(f"unreadable {type(e).__name__}\n".encode())
+        return
+    try:
+        info = os.fstat(fd)
+        digest.update(f"{info.st_size}\0{info.st_mtime_ns}\n".encode())
+        if not stat.S_ISREG(info.st_mode):
+            return
+        if info.st_size <= WHOLE_FILE_LIMIT:
+            _hash_range(digest, fd, 0, info.st_size)
+        else:
+            _hash_range(digest, fd, 0, EDGE_BYTES)
+            _hash_range(digest, fd, info.st_size - EDGE_BYTES, EDGE_BYTES)
+    except OSError as e:
+        digest.update(f"\0read error {type(e).__name__}\n".encode())
+    finally:
+        os.close(fd)
+
+
+def _hash_range(digest, fd: int, start: int, length: int) -> None:
+    os.lseek(fd, start, os.SEEK_SET)
+    while length > 0 and (chunk := os.read(fd, min(length, _CHUNK))):
+        digest.update(chunk)
+        length -= len(chunk)
+
+
+def checksum(tensors: dict[str, torch.Tensor], classes: str) -> tuple[str, int]:
+    """(SHA-256, byte count) of the tensors' names, dtypes, shapes and bytes, in name order, and of the
+    class names (their JSON text)."""
+    digest = hashlib.sha256(classes.encode())
+    total = 0
+    for key in sorted(tensors):
+        tensor = tensors[key].detach().cpu()
+        data = tensor.reshape(-1).contiguous().view(torch.uint8).numpy()  # no copy when contiguous
+        digest.update(f"\0{key}\0{tensor.dtype}\0{tuple(tensor.shape)}\0{data.nbytes}\0".encode())
+        digest.update(data)
+        total += data.nbytes
+    return digest.hexdigest(), total
+
+
+def cached(
+    name: str, source: Path, decode: Callable[[], dict], on_note: Callable[[str], None] | None = None
+) -> dict:
+    """{"tensors": {...}, "classes": [...]} for `source`, from the cache or from `decode()`.
+
+    A cache file that is there but cannot be used is decoded again, and `on_note` gets one line saying
+    so, once the decoding has worked."""
+    path = cache_root() / "tensors" / f"{name}-{fingerprint(source)}.safetensors"
+    problem = None
+    if path.is_file():
+        entry, problem = _read(path)
+        if entry is not None:
+            return entry
+    entry = decode()
+    _write(path, entry, source)
+    if problem and on_note is not None:
+        on_note(f"the cached {name} tensors in {path} {problem}; decoded {name} again")
     return entry
+
+
+def _read(path: Path) -> tuple[dict | None, str | None]:
+    """(entry, None) from an intact cache file, else (None, what is wrong with it)."""
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+            if meta.get("format") != FORMAT:
+                if str(meta.get("format", "")).startswith("vitcli-data/"):
+                    return None, f"were in an older cache format ({meta['format']}, without a checksum)"
+                return None, "were damaged (no vitcli metadata)"
+            missing = [key for key in ("classes", "sha256", "bytes") if key not in meta]
+            if missing:
+                return None, f"were damaged (no {', '.join(missing)} in the metadata)"
+            names = f.keys()  # a safe_open handle is not iterable
+            tensors = {key: f.get_tensor(key) for key in names}
+        classes = json.loads(meta["classes"])
+    except Exception as e:  # noqa: BLE001 - safetensors, JSON and OS errors alike mean a damaged file
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+        return None, f"were damaged (cannot be read: {reason})"
+    digest, total = checksum(tensors, meta["classes"])
+    if str(total) != meta["bytes"]:
+        return None, f"were damaged (size mismatch: {total} bytes of tensors, {meta['bytes']} written)"
+    if digest != meta["sha256"]:
+        return None, "were damaged (checksum mismatch)"
+    return {"tensors": tensors, "classes": classes}, None
+
+
+def _write(path: Path, entry: dict, source: Path) -> None:
+    classes = json.dumps(entry["classes"])
+    digest, total = checksum(entry["tensors"], classes)
+    metadata = {
+        "format": FORMAT,
+        "classes": classes,
+        "source": str(source),
+        "sha256": digest,
+        "bytes": str(total),
+    }
+    with contextlib.suppress(OSError, SafetensorError):  # a read-only or full disk: decode again next time
+        atomic_write(path, lambda tmp: save_file(entry["tensors"], str(tmp), metadata=metadata))

@@ -10,6 +10,7 @@ subfolders of class folders, through torchvision's ImageFolder.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -88,11 +89,16 @@ def default_data_dir() -> Path:
     return cache.cache_root() / "data"
 
 
-def load_splits(cfg: DataConfig, download: bool = True) -> Splits:
+def load_splits(
+    cfg: DataConfig, download: bool = True, on_note: Callable[[str], None] | None = None
+) -> Splits:
     """The train / val / test splits for a data config: validation held out of train (seeded, the same
-    for every run with the same val_size), then the training subset if one is asked for."""
+    for every run with the same val_size), then the training subset if one is asked for.
+
+    `on_note` gets a line for the user when something was put right on the way, such as a damaged cache
+    file decoded again."""
     data_dir = Path(cfg.data_dir).expanduser() if cfg.data_dir else None
-    info, stats, train, val, test = _load_source(cfg.dataset, data_dir, download)
+    info, stats, train, val, test = _load_source(cfg.dataset, data_dir, download, on_note)
     if val is None:
         val_size = default_val_size(len(train)) if cfg.val_size is None else cfg.val_size
         if val_size >= len(train):
@@ -123,14 +129,16 @@ def default_val_size(train_size: int) -> int:
 Source = tuple[DatasetInfo, ChannelStats, Split, Split | None, Split]
 
 
-def _load_source(dataset: str, data_dir: Path | None, download: bool) -> Source:
+def _load_source(
+    dataset: str, data_dir: Path | None, download: bool, on_note: Callable[[str], None] | None = None
+) -> Source:
     if dataset.startswith("folder:"):
-        return _load_folder(Path(dataset[len("folder:") :]).expanduser())
+        return _load_folder(Path(dataset[len("folder:") :]).expanduser(), on_note)
     if dataset not in TORCHVISION_SOURCES:
         raise DataError(
             f"unknown dataset {dataset!r}; use one of {', '.join(TORCHVISION_SOURCES)} or folder:PATH"
         )
-    return _load_torchvision(dataset, data_dir or default_data_dir(), download)
+    return _load_torchvision(dataset, data_dir or default_data_dir(), download, on_note)
 
 
 # --- torchvision data sets -------------------------------------------------------------------------
@@ -196,7 +204,9 @@ TORCHVISION_SOURCES = {
 }
 
 
-def _load_torchvision(name: str, root: Path, download: bool) -> Source:
+def _load_torchvision(
+    name: str, root: Path, download: bool, on_note: Callable[[str], None] | None = None
+) -> Source:
     source = TORCHVISION_SOURCES[name]
     source_dir = root / source.folder
 
@@ -215,7 +225,7 @@ def _load_torchvision(name: str, root: Path, download: bool) -> Source:
     if not source_dir.is_dir():
         # First use: let torchvision download before the files are fingerprinted for the cache.
         _open_torchvision(name, root, False, download)
-    entry = cache.cached(name, source_dir, decode)
+    entry = cache.cached(name, source_dir, decode, on_note)
     t = entry["tensors"]
     _, channels, height, width = t["train_images"].shape
     info = DatasetInfo(name, channels, height, width, entry["classes"], source.family)
@@ -251,7 +261,7 @@ def _open_torchvision(name: str, root: Path, train: bool, download: bool):
 # --- image folders ---------------------------------------------------------------------------------
 
 
-def _load_folder(path: Path) -> Source:
+def _load_folder(path: Path, on_note: Callable[[str], None] | None = None) -> Source:
     if not path.is_dir():
         raise DataError(
             f"folder data set {path} does not exist; "
@@ -284,7 +294,7 @@ def _load_folder(path: Path) -> Source:
         )
         return {"tensors": tensors, "classes": classes}
 
-    entry = cache.cached(f"folder-{path.name}", path, decode)
+    entry = cache.cached(f"folder-{path.name}", path, decode, on_note)
     t, classes = entry["tensors"], entry["classes"]
     train = Split(t["train_images"], t["train_labels"])
     _, channels, height, width = train.images.shape

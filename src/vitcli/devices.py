@@ -1,0 +1,46 @@
+"""Which device a run uses, its mixed precision, and its peak memory."""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from vitcli.errors import ConfigError
+
+AUTO = "auto"  # autocast_dtype: bfloat16 on CUDA, none (float32) on the CPU
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' is the GPU when PyTorch sees one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {name}: PyTorch sees no CUDA GPU here; use --device cpu (or auto)")
+        device = torch.device(name)
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {name}: there are only {torch.cuda.device_count()} GPUs (cuda:0..)")
+        return device
+    return torch.device(name)
+
+
+def autocast(device: torch.device, dtype: torch.dtype | str | None = AUTO):
+    """Mixed precision for a forward pass. AUTO: bfloat16 on CUDA (as fast as float16 on current GPUs,
+    and no loss scaling), float32 on the CPU, where bfloat16 is slower on most processors."""
+    if dtype == AUTO:
+        dtype = torch.bfloat16 if device.type == "cuda" else None
+    enabled = dtype not in (None, torch.float32)  # float32 is no autocast at all (and the CPU's warns)
+    return torch.autocast(device.type, dtype=dtype if enabled else None, enabled=enabled)
+
+
+def peak_memory_bytes(device: torch.device) -> int | None:
+    """Peak GPU memory allocated by PyTorch; on the CPU, the process's peak resident memory."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, kilobytes on Linux

@@ -1,0 +1,66 @@
+"""Where `--resume RUN_DIR` starts: the run's own settings (its config.toml) and its last state.
+
+A resumed run is the same run: the options that would change it (the model, the data, the optimiser, the
+seed) are refused with one line. A few may change without changing what was trained so far: more
+--epochs (the cosine schedule is then planned over the new total), the device, torch.compile and where
+the data set's files are.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from vitcli.config import Config, load_config
+from vitcli.engine import Snapshot
+from vitcli.errors import ConfigError
+from vitcli.fields import flag
+from vitcli.train_state import STATE_FILE, load_state
+
+MAY_CHANGE = {("train", "epochs"), ("train", "device"), ("train", "compile"), ("data", "data_dir")}
+
+
+def resume_point(run_dir: Path, overrides: dict[str, dict[str, Any]]) -> tuple[Config, Snapshot]:
+    """The config to go on with and the state to go on from; ConfigError when there is nothing to resume
+    or an option would change the run."""
+    if not (run_dir / "config.toml").is_file():
+        raise ConfigError(
+            f"--resume {run_dir}: no run directory there (no config.toml); pass a run's directory"
+        )
+    if not (run_dir / STATE_FILE).is_file():
+        raise ConfigError(
+            f"--resume {run_dir}: the run has no training state (it stopped before its first epoch ended, or "
+            "an older vitcli wrote it); start it again without --resume"
+        )
+    stored = load_config(run_dir / "config.toml")
+    changes: dict[str, dict[str, Any]] = {}
+    for section, items in overrides.items():
+        for key, value in items.items():
+            if value is None:
+                continue
+            if (section, key) in MAY_CHANGE:
+                changes.setdefault(section, {})[key] = value
+                continue
+            had = (
+                stored.model.kind
+                if (section, key) == ("model", "kind")
+                else getattr(getattr(stored, section), key, None)
+            )
+            if had != value:
+                raise ConfigError(
+                    f"--resume continues {run_dir} as it was set up, and {flag(key)} {value} would change it "
+                    f"(it has {had}); leave it out: only --epochs (more), --device, --compile and --data-dir "
+                    "may change"
+                )
+    config = stored.merged({**changes, "run": {"out": str(run_dir.parent), "name": run_dir.name}})
+    if config.train.epochs < stored.train.epochs:
+        raise ConfigError(
+            f"--epochs {config.train.epochs}: a resumed run can only grow ({stored.train.epochs} now)"
+        )
+    snapshot = load_state(run_dir / STATE_FILE)
+    if snapshot.epoch > config.train.epochs:
+        raise ConfigError(
+            f"--resume {run_dir}: the run finished its {config.train.epochs} epochs; pass --epochs N with N "
+            f"over {config.train.epochs} to train it longer"
+        )
+    return config, snapshot

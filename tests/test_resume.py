@@ -1,0 +1,273 @@
+"""Never lose work: per-epoch state, exact resume, Ctrl-C and kill -9, no silent overwrite."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from fakedata import write_mnist
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from vitcli.cli import app
+from vitcli.config import load_config
+from vitcli.data import load_splits
+from vitcli.engine import fit
+from vitcli.preprocessing import Preprocessing
+from vitcli.run import resume_run, train_run
+from vitcli.train_state import load_state, save_state
+
+REPO = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Runs compared tensor for tensor must use the same number of threads (a sum over two threads is
+    rounded differently from one over one); the subprocesses here run with OMP_NUM_THREADS=1."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def settings(data_dir, out, **train):
+    # Dropout and augmentation on, so that the generators' states matter.
+    return {
+        "model": {"embed_dim": 16, "heads": 2, "dropout": 0.1},
+        "data": {"data_dir": str(data_dir), "val_size": 100},
+        "train": {"epochs": 3, "batch_size": 32, "device": "cpu", **train},
+        "run": {"out": str(out)},
+    }
+
+
+def tensors(path):
+    return load_file(str(path))
+
+
+def assert_same_tensors(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_a_run_stopped_mid_epoch_resumes_to_the_same_weights_as_one_that_never_stopped(tmp_path, mnist_dir):
+    """In process: fit's stop() ends the run after step 5 of epoch 2, the snapshot goes through the state
+    file, and the resumed run ends with every tensor equal to an uninterrupted run's."""
+    cfg = load_config(None, settings(mnist_dir, tmp_path))
+    splits = load_splits(cfg.data)
+    preprocess = Preprocessing(splits.stats.mean, splits.stats.std).on("cpu")
+
+    def train(start=None, stop=None, on_snapshot=None):
+        torch.manual_seed(0)
+        model = cfg.model.module(splits.info)
+        result = fit(
+            model,
+            splits,
+            cfg.train,
+            torch.device("cpu"),
+            preprocess,
+            augment="digits",
+            start=start,
+            on_snapshot=on_snapshot,
+            stop=stop,
+        )
+        return model, result
+
+    whole, whole_result = train()
+    steps = []
+    snapshots = []
+    # stop() is asked after every step and at the end of each epoch: 15 steps + 1, then step 5 of epoch 2
+    stopped, result = train(
+        stop=lambda: steps.append(1) or len(steps) == 16 + 5,
+        on_snapshot=lambda s, improved: snapshots.append(s),
+    )
+    assert result.stopped and snapshots[-1].epoch == 2 and snapshots[-1].totals.steps == 5
+    save_state(tmp_path / "state.safetensors", snapshots[-1])
+    resumed, resumed_result = train(start=load_state(tmp_path / "state.safetensors"))
+    assert_same_tensors(resumed.state_dict(), whole.state_dict())
+    assert [m.train_loss for m in resumed_result.history] == [m.train_loss for m in whole_result.history]
+    assert resumed_result.best_epoch == whole_result.best_epoch
+
+
+def test_kill_9_mid_epoch_then_resume_gives_every_tensor_of_an_uninterrupted_run(tmp_path):
+    data = write_mnist(tmp_path / "data", train=3000, test=100)
+    common = [
+        "--data-dir",
+        data,
+        "--epochs",
+        4,
+        "--batch-size",
+        16,
+        "--embed-dim",
+        32,
+        "--depth",
+        3,
+        "--heads",
+        2,
+        "--dropout",
+        0.1,
+        "--val-size",
+        100,
+        "--device",
+        "cpu",
+        "--out",
+        tmp_path / "runs",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    args = [sys.executable, "-m", "vitcli", "train", *map(str, common), "--name", "killed"]
+    child = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = tmp_path / "runs" / "killed" / "state.safetensors"
+    deadline = time.monotonic() + 120
+    while not state.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.2)  # into the second epoch
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    lines = (tmp_path / "runs" / "killed" / "metrics.jsonl").read_text().splitlines()
+    if len(lines) >= 4:
+        pytest.skip("the run finished before it could be killed (a very fast machine)")
+    assert run("eval", tmp_path / "runs" / "killed", "--json").exit_code == 0  # the best epoch so far
+
+    resumed = run("train", "--resume", tmp_path / "runs" / "killed")
+    assert resumed.exit_code == 0, resumed.output
+    whole = run("train", *common, "--name", "whole")
+    assert whole.exit_code == 0, whole.output
+    for name in ("model.safetensors", "last.safetensors"):
+        assert_same_tensors(
+            tensors(tmp_path / "runs" / "killed" / name), tensors(tmp_path / "runs" / "whole" / name)
+        )
+    killed_lines = (tmp_path / "runs" / "killed" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in killed_lines] == [1, 2, 3, 4]
+
+
+def test_ctrl_c_after_the_first_epoch_saves_the_state_says_how_to_resume_and_exits_130(tmp_path):
+    data = write_mnist(tmp_path / "data", train=2000, test=100)
+    run_dir = tmp_path / "runs" / "c"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    args = [
+        sys.executable,
+        "-m",
+        "vitcli",
+        "train",
+        "--data-dir",
+        str(data),
+        "--epochs",
+        "6",
+        "--batch-size",
+        "16",
+        "--depth",
+        "3",
+        "--val-size",
+        "100",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path / "runs"),
+        "--name",
+        "c",
+    ]
+    child = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while (
+        not (run_dir / "state.safetensors").exists() and child.poll() is None and time.monotonic() < deadline
+    ):
+        time.sleep(0.02)
+    child.send_signal(signal.SIGINT)
+    _, stderr = child.communicate(timeout=120)
+    assert child.returncode == 130, stderr
+    assert "interrupted" in stderr and f"vitcli train --resume {run_dir}" in " ".join(stderr.split())
+    assert "Traceback" not in stderr and not list(run_dir.glob(".*.tmp"))
+    evaluated = run("eval", run_dir, "--json")
+    assert evaluated.exit_code == 0 and json.loads(evaluated.output)["count"] == 100
+    assert load_state(run_dir / "state.safetensors").epoch <= 6
+
+
+def test_no_command_overwrites_a_run_unless_asked(tmp_path, mnist_dir):
+    base = [
+        "train",
+        "--data-dir",
+        mnist_dir,
+        "--epochs",
+        1,
+        "--batch-size",
+        64,
+        "--device",
+        "cpu",
+        "--out",
+        tmp_path / "runs",
+    ]
+    assert run(*base, "--name", "x").exit_code == 0
+    first = tensors(tmp_path / "runs" / "x" / "model.safetensors")
+    again = run(*base, "--name", "x", "--seed", 1)
+    assert again.exit_code == 1 and "already holds a run" in again.stderr and "--overwrite" in again.stderr
+    assert_same_tensors(tensors(tmp_path / "runs" / "x" / "model.safetensors"), first)
+    # The stored name of a config file is a default: repeating the run makes a new directory.
+    repeated = run("train", "--config", tmp_path / "runs" / "x" / "config.toml")
+    assert repeated.exit_code == 0, repeated.output
+    assert (tmp_path / "runs" / "x-2" / "model.safetensors").is_file()
+    assert_same_tensors(tensors(tmp_path / "runs" / "x" / "model.safetensors"), first)
+    replaced = run(*base, "--name", "x", "--seed", 1, "--overwrite")
+    assert replaced.exit_code == 0, replaced.output
+    assert not torch.equal(
+        tensors(tmp_path / "runs" / "x" / "model.safetensors")["head.weight"], first["head.weight"]
+    )
+
+
+def test_resume_refuses_options_that_change_the_run_and_lets_epochs_grow(tmp_path, mnist_dir):
+    result = train_run(load_config(None, settings(mnist_dir, tmp_path, epochs=1)))
+    refused = run("train", "--resume", result.run_dir, "--lr", 0.5)
+    assert refused.exit_code == 1 and "--lr 0.5 would change it" in refused.stderr
+    finished = run("train", "--resume", result.run_dir)
+    assert finished.exit_code == 1 and "finished its 1 epochs" in finished.stderr
+    longer = resume_run(result.run_dir, {"train": {"epochs": 2}})
+    assert [m.epoch for m in longer.history] == [1, 2]
+    lines = (result.run_dir / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2]
+
+
+def test_a_sweep_run_stopped_by_ctrl_c_resumes_from_its_last_epoch(tmp_path, mnist_dir):
+    from vitcli.events import EpochMetrics, Status
+    from vitcli.interrupt import RunStopped
+    from vitcli.sweep import plan_sweep
+    from vitcli.sweep_run import RunStarted, run_sweep
+
+    options = {
+        "depth": [1, 2],
+        "epochs": [3],
+        "data_dir": [str(mnist_dir)],
+        "subset": [200],
+        "device": ["cpu"],
+    }
+    plan = plan_sweep(options, out=tmp_path / "sweeps")
+
+    current = []
+
+    def ctrl_c_in_epoch_2_of_the_second_run(event):
+        if isinstance(event, RunStarted):
+            current.append(event.run.index)
+        elif isinstance(event, EpochMetrics) and event.epoch == 2 and current[-1] == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C would: the run finishes its step and stops
+
+    with pytest.raises(RunStopped):
+        run_sweep(plan, on_event=ctrl_c_in_epoch_2_of_the_second_run)
+    stopped_dir = plan.dir / plan.runs[1].config.run.name
+    assert load_state(stopped_dir / "state.safetensors").epoch == 3  # epochs 1 and 2 are kept
+    said = []
+    rows = run_sweep(plan, on_event=lambda e: said.append(e.message) if isinstance(e, Status) else None)
+    assert [r["status"] for r in rows] == ["finished", "finished"]
+    assert any(m.startswith(f"resuming {stopped_dir} at epoch 3") for m in said)
+    assert [json.loads(x)["epoch"] for x in (stopped_dir / "metrics.jsonl").read_text().splitlines()] == [
+        1,
+        2,
+        3,
+    ]
