@@ -39,7 +39,12 @@ def test_train_writes_a_run_directory(tmp_path, mnist_dir):
     assert result.exit_code == 0, result.output
     run_dir = tmp_path / "runs" / "first"
     assert {p.name for p in run_dir.iterdir()} == {
-        "model.safetensors", "last.safetensors", "state.safetensors", "config.toml", "metrics.jsonl", ".lock"
+        "model.safetensors",
+        "last.safetensors",
+        "state.safetensors",
+        "config.toml",
+        "metrics.jsonl",
+        ".lock",
     }
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in lines] == [1, 2] and 0 <= lines[-1]["val_accuracy"] <= 1

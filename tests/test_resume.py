@@ -271,3 +271,71 @@ def test_a_sweep_run_stopped_by_ctrl_c_resumes_from_its_last_epoch(tmp_path, mni
         2,
         3,
     ]
+
+
+def test_out_of_gpu_memory_is_one_line_and_keeps_the_last_finished_epoch(tmp_path, mnist_dir, monkeypatch):
+    """No GPU here: a step of epoch 2 raises CUDA's out-of-memory error, as the GPU would."""
+    import vitcli.engine
+
+    real = vitcli.engine.train_epoch
+
+    def out_of_memory_in_epoch_2(step, batches, device, epoch, *args, **kwargs):
+        if epoch == 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(step, batches, device, epoch, *args, **kwargs)
+
+    monkeypatch.setattr(vitcli.engine, "train_epoch", out_of_memory_in_epoch_2)
+    base = [
+        "train",
+        "--data-dir",
+        mnist_dir,
+        "--epochs",
+        3,
+        "--device",
+        "cpu",
+        "--out",
+        tmp_path,
+        "--name",
+        "m",
+    ]
+    result = run(*base)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "the GPU ran out of memory" in result.stderr and "lower --batch-size" in result.stderr
+    assert load_state(tmp_path / "m" / "state.safetensors").epoch == 2
+    assert run("eval", tmp_path / "m", "--json").exit_code == 0
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_last_good_state(tmp_path, mnist_dir, monkeypatch):
+    import errno
+
+    import vitcli.checkpoint
+
+    real = vitcli.checkpoint.save_file
+    calls = []
+
+    def disk_full_at_the_third_checkpoint(tensors, path, metadata=None):
+        calls.append(path)
+        if len(calls) == 3:  # epoch 1 writes last and model; then epoch 2's last
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(tensors, path, metadata=metadata)
+
+    monkeypatch.setattr(vitcli.checkpoint, "save_file", disk_full_at_the_third_checkpoint)
+    base = [
+        "train",
+        "--data-dir",
+        mnist_dir,
+        "--epochs",
+        3,
+        "--device",
+        "cpu",
+        "--out",
+        tmp_path,
+        "--name",
+        "d",
+    ]
+    result = run(*base)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "No space left on device" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not list((tmp_path / "d").glob(".*.tmp"))
+    resumed = run("train", "--resume", tmp_path / "d")
+    assert resumed.exit_code == 0, resumed.output

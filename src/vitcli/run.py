@@ -104,6 +104,13 @@ def train_run(
     for note in config.notes:
         emit(Status(note))
     device, splits, built = _prepare(config, emit)
+    if config.train.batch_size > len(splits.train):
+        emit(
+            Status(
+                f"--batch-size {config.train.batch_size} is more than the {len(splits.train)} training "
+                f"images: each epoch is one step of {len(splits.train)}"
+            )
+        )
     run_dir = new_run_dir(config, splits.info, exact_name=exact_name, overwrite=overwrite)
     return _train(config, splits, built, device, run_dir, emit, started)
 

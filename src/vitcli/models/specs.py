@@ -95,6 +95,8 @@ class ViTSpec(ModelSpec):
 
     def check_values(self) -> None:
         fields.positive(self, "embed_dim", "patch_size", "depth", "heads", "mlp_dim")
+        if self.embed_dim < 2:  # layer norm over one number always gives 0: nothing could be learned
+            raise ConfigError(f"--embed-dim {self.embed_dim} is too small: use 2 or more (8 and up to learn)")
         if self.depth > MAX_DEPTH:  # 100,000 blocks take minutes and gigabytes to build before any use
             raise ConfigError(f"--depth {self.depth} is more blocks than any ViT has; at most {MAX_DEPTH}")
         fields.one_of("pos_embed", self.pos_embed, POS_EMBEDS)
