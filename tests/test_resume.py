@@ -339,3 +339,49 @@ def test_a_full_disk_is_one_line_and_keeps_the_last_good_state(tmp_path, mnist_d
     assert not list((tmp_path / "d").glob(".*.tmp"))
     resumed = run("train", "--resume", tmp_path / "d")
     assert resumed.exit_code == 0, resumed.output
+
+
+def test_a_run_directory_is_held_by_one_process(tmp_path, mnist_dir):
+    from vitcli.lock import DirectoryLock
+
+    (tmp_path / "x").mkdir()
+    with DirectoryLock(tmp_path / "x", "run directory"):  # as another `vitcli train --name x` would
+        result = run("train", "--data-dir", mnist_dir, "--epochs", 1, "--out", tmp_path, "--name", "x")
+    assert result.exit_code == 1 and "is in use by process" in result.stderr
+    assert not (tmp_path / "x" / "config.toml").exists()
+    sweep_dir = tmp_path / "sweeps" / "s"
+    sweep_dir.mkdir(parents=True)
+    with DirectoryLock(sweep_dir, "sweep directory"):
+        result = run(
+            "sweep",
+            "--data-dir",
+            mnist_dir,
+            "--epochs",
+            1,
+            "--depth",
+            1,
+            2,
+            "--out",
+            tmp_path / "sweeps",
+            "--name",
+            "s",
+        )
+    assert result.exit_code == 1 and "the sweep directory" in result.stderr and "is in use" in result.stderr
+    assert not (sweep_dir / "results.jsonl").exists()
+
+
+def test_ctrl_c_after_the_last_epoch_but_before_the_test_set_resumes_to_the_test_set(tmp_path, mnist_dir):
+    from vitcli.events import EpochMetrics
+    from vitcli.interrupt import RunStopped
+
+    cfg = load_config(None, settings(mnist_dir, tmp_path, epochs=2))
+
+    def ctrl_c_after_epoch_2(event):
+        if isinstance(event, EpochMetrics) and event.epoch == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(RunStopped):
+        train_run(cfg, on_event=ctrl_c_after_epoch_2)
+    [run_dir] = [p.parent for p in tmp_path.glob("*/config.toml")]
+    result = resume_run(run_dir)
+    assert [m.epoch for m in result.history] == [1, 2] and 0 <= result.test.accuracy <= 1

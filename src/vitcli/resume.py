@@ -8,12 +8,13 @@ the data set's files are.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from vitcli.config import Config, load_config
 from vitcli.engine import Snapshot
-from vitcli.errors import ConfigError
+from vitcli.errors import CheckpointError, ConfigError
 from vitcli.fields import flag
 from vitcli.train_state import STATE_FILE, load_state
 
@@ -58,9 +59,20 @@ def resume_point(run_dir: Path, overrides: dict[str, dict[str, Any]]) -> tuple[C
             f"--epochs {config.train.epochs}: a resumed run can only grow ({stored.train.epochs} now)"
         )
     snapshot = load_state(run_dir / STATE_FILE)
-    if snapshot.epoch > config.train.epochs:
+    if snapshot.epoch > config.train.epochs and _finished(run_dir):
         raise ConfigError(
             f"--resume {run_dir}: the run finished its {config.train.epochs} epochs; pass --epochs N with N "
             f"over {config.train.epochs} to train it longer"
         )
     return config, snapshot
+
+
+def _finished(run_dir: Path) -> bool:
+    """Whether the run evaluated its test set after its last epoch (a run stopped just before did not)."""
+    from vitcli.checkpoint import read_metadata
+
+    try:
+        metrics = json.loads(read_metadata(run_dir / "model.safetensors").get("metrics", "{}"))
+        return "test_accuracy" in metrics
+    except (CheckpointError, ValueError):
+        return False

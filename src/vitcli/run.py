@@ -189,7 +189,7 @@ def _train(
                 on_snapshot=writer,
                 stop=stop,
             )
-        if fitted.stopped:
+        if fitted.stopped or stop():  # stopped before the test set too: resuming evaluates it
             command = "finetune" if config.model.kind == "timm" else "train"
             raise RunStopped(
                 f"the state of {run_dir} is saved; go on with: vitcli {command} --resume {run_dir}"
