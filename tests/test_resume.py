@@ -385,3 +385,20 @@ def test_ctrl_c_after_the_last_epoch_but_before_the_test_set_resumes_to_the_test
     [run_dir] = [p.parent for p in tmp_path.glob("*/config.toml")]
     result = resume_run(run_dir)
     assert [m.epoch for m in result.history] == [1, 2] and 0 <= result.test.accuracy <= 1
+
+
+def test_finetune_resume_goes_on_with_a_timm_run(tmp_path):
+    import timm
+    from timm_helpers import finetune
+
+    if not timm.is_model("test_vit"):
+        pytest.skip("this timm has no test_vit; a newer timm has")
+    data_dir = write_mnist(tmp_path / "data", train=96, test=16)
+    first = finetune(tmp_path, data_dir, "--model", "test_vit", "--pretrained", "none", "--name", "t")
+    assert first.exit_code == 0, first.output
+    longer = run("finetune", "--resume", tmp_path / "runs" / "t", "--epochs", 2)
+    assert longer.exit_code == 0, longer.output
+    lines = (tmp_path / "runs" / "t" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2]
+    refused = run("finetune", "--resume", tmp_path / "runs" / "t", "--epochs", 3, "--freeze", "backbone")
+    assert refused.exit_code == 1 and "--freeze backbone would change it" in refused.stderr
