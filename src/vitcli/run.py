@@ -125,6 +125,7 @@ def resume_run(
     started = time.perf_counter()
     run_dir = Path(run_dir)
     config, snapshot = resume_point(run_dir, overrides or {})
+    started -= sum(m.seconds for m in snapshot.history) + snapshot.totals.seconds  # the training done before
     device, splits, built = _prepare(config, emit)
     where = f"epoch {snapshot.epoch}" + (f", step {snapshot.totals.steps}" if snapshot.totals.steps else "")
     emit(Status(f"resuming {run_dir} at {where}"))
