@@ -245,19 +245,19 @@ def test_attention_default_folder_is_the_run_directory(mnist_run):
 
 
 @pytest.mark.parametrize(
-    "args, message",
+    "code, args, message",
     [
-        (["--index", 10**6], "out of range"),
-        (["--index", 0, "--random", 2], "one way"),
-        (["--head-fusion", "median"], "--head-fusion"),
-        (["--discard", 1.5], "--discard"),
-        (["--image", "missing.png"], "does not exist"),
-        (["--split", "dev"], "--split"),
+        (1, ["--index", 10**6], "out of range"),
+        (1, ["--index", 0, "--random", 2], "one way"),
+        (2, ["--head-fusion", "median"], "--head-fusion"),  # the parser's: exit 2 with its usage message
+        (1, ["--discard", 1.5], "--discard"),
+        (1, ["--image", "missing.png"], "does not exist"),
+        (2, ["--split", "dev"], "--split"),
     ],
 )
-def test_bad_input_is_one_line_and_writes_nothing(tmp_path, mnist_run, args, message):
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, mnist_run, code, args, message):
     result = run("attention", mnist_run, "--out", tmp_path / "p", *args)
-    assert result.exit_code == 1
+    assert result.exit_code == code
     assert message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "p").exists()
 

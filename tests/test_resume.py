@@ -1,4 +1,4 @@
-"""Never lose work: per-epoch state, exact resume, Ctrl-C and kill -9, no silent overwrite."""
+"""Never lose work: per-epoch state, exact resume, Ctrl-C and kill -9."""
 
 import json
 import os
@@ -6,58 +6,18 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 from fakedata import write_mnist
-from safetensors.torch import load_file
-from typer.testing import CliRunner
+from run_helpers import REPO, assert_same_tensors, run, settings, single_thread, tensors
 
-from vitcli.cli import app
 from vitcli.config import load_config
 from vitcli.data import load_splits
 from vitcli.engine import fit
 from vitcli.preprocessing import Preprocessing
 from vitcli.run import resume_run, train_run
 from vitcli.train_state import load_state, save_state
-
-REPO = Path(__file__).resolve().parents[1]
-runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Runs compared tensor for tensor must use the same number of threads (a sum over two threads is
-    rounded differently from one over one); the subprocesses here run with OMP_NUM_THREADS=1."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def settings(data_dir, out, **train):
-    # Dropout and augmentation on, so that the generators' states matter.
-    return {
-        "model": {"embed_dim": 16, "heads": 2, "dropout": 0.1},
-        "data": {"data_dir": str(data_dir), "val_size": 100},
-        "train": {"epochs": 3, "batch_size": 32, "device": "cpu", **train},
-        "run": {"out": str(out)},
-    }
-
-
-def tensors(path):
-    return load_file(str(path))
-
-
-def assert_same_tensors(a: dict, b: dict):
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
 
 
 def test_a_run_stopped_mid_epoch_resumes_to_the_same_weights_as_one_that_never_stopped(tmp_path, mnist_dir):
@@ -192,37 +152,6 @@ def test_ctrl_c_after_the_first_epoch_saves_the_state_says_how_to_resume_and_exi
     assert load_state(run_dir / "state.safetensors").epoch <= 6
 
 
-def test_no_command_overwrites_a_run_unless_asked(tmp_path, mnist_dir):
-    base = [
-        "train",
-        "--data-dir",
-        mnist_dir,
-        "--epochs",
-        1,
-        "--batch-size",
-        64,
-        "--device",
-        "cpu",
-        "--out",
-        tmp_path / "runs",
-    ]
-    assert run(*base, "--name", "x").exit_code == 0
-    first = tensors(tmp_path / "runs" / "x" / "model.safetensors")
-    again = run(*base, "--name", "x", "--seed", 1)
-    assert again.exit_code == 1 and "already holds a run" in again.stderr and "--overwrite" in again.stderr
-    assert_same_tensors(tensors(tmp_path / "runs" / "x" / "model.safetensors"), first)
-    # The stored name of a config file is a default: repeating the run makes a new directory.
-    repeated = run("train", "--config", tmp_path / "runs" / "x" / "config.toml")
-    assert repeated.exit_code == 0, repeated.output
-    assert (tmp_path / "runs" / "x-2" / "model.safetensors").is_file()
-    assert_same_tensors(tensors(tmp_path / "runs" / "x" / "model.safetensors"), first)
-    replaced = run(*base, "--name", "x", "--seed", 1, "--overwrite")
-    assert replaced.exit_code == 0, replaced.output
-    assert not torch.equal(
-        tensors(tmp_path / "runs" / "x" / "model.safetensors")["head.weight"], first["head.weight"]
-    )
-
-
 def test_resume_refuses_options_that_change_the_run_and_lets_epochs_grow(tmp_path, mnist_dir):
     result = train_run(load_config(None, settings(mnist_dir, tmp_path, epochs=1)))
     refused = run("train", "--resume", result.run_dir, "--lr", 0.5)
@@ -273,103 +202,6 @@ def test_a_sweep_run_stopped_by_ctrl_c_resumes_from_its_last_epoch(tmp_path, mni
     ]
 
 
-def test_out_of_gpu_memory_is_one_line_and_keeps_the_last_finished_epoch(tmp_path, mnist_dir, monkeypatch):
-    """No GPU here: a step of epoch 2 raises CUDA's out-of-memory error, as the GPU would."""
-    import vitcli.engine
-
-    real = vitcli.engine.train_epoch
-
-    def out_of_memory_in_epoch_2(step, batches, device, epoch, *args, **kwargs):
-        if epoch == 2:
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real(step, batches, device, epoch, *args, **kwargs)
-
-    monkeypatch.setattr(vitcli.engine, "train_epoch", out_of_memory_in_epoch_2)
-    base = [
-        "train",
-        "--data-dir",
-        mnist_dir,
-        "--epochs",
-        3,
-        "--device",
-        "cpu",
-        "--out",
-        tmp_path,
-        "--name",
-        "m",
-    ]
-    result = run(*base)
-    assert result.exit_code == 1 and "Traceback" not in result.output
-    assert "the GPU ran out of memory" in result.stderr and "lower --batch-size" in result.stderr
-    assert load_state(tmp_path / "m" / "state.safetensors").epoch == 2
-    assert run("eval", tmp_path / "m", "--json").exit_code == 0
-
-
-def test_a_full_disk_is_one_line_and_keeps_the_last_good_state(tmp_path, mnist_dir, monkeypatch):
-    import errno
-
-    import vitcli.checkpoint
-
-    real = vitcli.checkpoint.save_file
-    calls = []
-
-    def disk_full_at_the_third_checkpoint(tensors, path, metadata=None):
-        calls.append(path)
-        if len(calls) == 3:  # epoch 1 writes last and model; then epoch 2's last
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real(tensors, path, metadata=metadata)
-
-    monkeypatch.setattr(vitcli.checkpoint, "save_file", disk_full_at_the_third_checkpoint)
-    base = [
-        "train",
-        "--data-dir",
-        mnist_dir,
-        "--epochs",
-        3,
-        "--device",
-        "cpu",
-        "--out",
-        tmp_path,
-        "--name",
-        "d",
-    ]
-    result = run(*base)
-    assert result.exit_code == 1 and "Traceback" not in result.output
-    assert "No space left on device" in result.stderr and len(result.stderr.strip().splitlines()) == 1
-    assert not list((tmp_path / "d").glob(".*.tmp"))
-    resumed = run("train", "--resume", tmp_path / "d")
-    assert resumed.exit_code == 0, resumed.output
-
-
-def test_a_run_directory_is_held_by_one_process(tmp_path, mnist_dir):
-    from vitcli.lock import DirectoryLock
-
-    (tmp_path / "x").mkdir()
-    with DirectoryLock(tmp_path / "x", "run directory"):  # as another `vitcli train --name x` would
-        result = run("train", "--data-dir", mnist_dir, "--epochs", 1, "--out", tmp_path, "--name", "x")
-    assert result.exit_code == 1 and "is in use by process" in result.stderr
-    assert not (tmp_path / "x" / "config.toml").exists()
-    sweep_dir = tmp_path / "sweeps" / "s"
-    sweep_dir.mkdir(parents=True)
-    with DirectoryLock(sweep_dir, "sweep directory"):
-        result = run(
-            "sweep",
-            "--data-dir",
-            mnist_dir,
-            "--epochs",
-            1,
-            "--depth",
-            1,
-            2,
-            "--out",
-            tmp_path / "sweeps",
-            "--name",
-            "s",
-        )
-    assert result.exit_code == 1 and "the sweep directory" in result.stderr and "is in use" in result.stderr
-    assert not (sweep_dir / "results.jsonl").exists()
-
-
 def test_ctrl_c_after_the_last_epoch_but_before_the_test_set_resumes_to_the_test_set(tmp_path, mnist_dir):
     from vitcli.events import EpochMetrics
     from vitcli.interrupt import RunStopped
@@ -402,3 +234,8 @@ def test_finetune_resume_goes_on_with_a_timm_run(tmp_path):
     assert [json.loads(x)["epoch"] for x in lines] == [1, 2]
     refused = run("finetune", "--resume", tmp_path / "runs" / "t", "--epochs", 3, "--freeze", "backbone")
     assert refused.exit_code == 1 and "--freeze backbone would change it" in refused.stderr
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    yield from single_thread()

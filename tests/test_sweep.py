@@ -4,6 +4,7 @@
 import json
 
 import pytest
+from cli_helpers import plain_text
 from sweep_helpers import only_sweep_dir, run, sweep
 
 from vitcli.cli.common import spread_values
@@ -304,14 +305,26 @@ def test_config_file_grid_with_shared_settings_and_command_line_overrides(tmp_pa
     [
         (["--colour", "red"], "No such option: --colour"),
         (["--embed-dim", "8", "x"], "Invalid value for '--embed-dim'"),
+        (["--model", "vit", "resnet"], "'resnet' is not one of 'vit', 'cnn'"),
+        (["--mode", "cube"], "'cube' is not one of 'grid', 'zip'"),
+    ],
+)
+def test_values_the_parser_rejects_exit_2_with_its_usage_message(tmp_path, mnist_dir, args, message):
+    result = run("sweep", "--data-dir", mnist_dir, "--out", tmp_path / "sweeps", *args)
+    assert result.exit_code == 2, result.output
+    assert message in plain_text(result.stderr) and "Usage: vitcli sweep" in result.stderr
+    assert "Traceback" not in result.output and not (tmp_path / "sweeps").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
         (["--embed-dim", "--depth", "2"], "--embed-dim needs at least one value"),
         (
             ["--mode", "zip", "--embed-dim", "8", "16", "--depth", "1", "2", "3"],
             "--mode zip needs lists of the same length",
         ),
-        (["--model", "vit", "resnet"], "'resnet' is not one of 'vit', 'cnn'"),
         (["--epochs", "1", "0"], "--epochs must be a positive"),
-        (["--mode", "cube"], "'cube' is not one of 'grid', 'zip'"),
         (["--seed", "1", "1"], "runs 1 and 2 are the same run"),
         (["--device", "cpu", "cuda:7"], "--device cuda:7"),
         (["--config", "missing.toml"], "config file missing.toml does not exist"),

@@ -55,7 +55,9 @@ def write_results(sweep_dir: str | Path, rows: list[dict[str, Any]]) -> None:
         atomic_write_text(sweep_dir / RESULTS_JSONL, "".join(json.dumps(row) + "\n" for row in rows))
         atomic_write_text(sweep_dir / RESULTS_CSV, results_csv(rows))
     except OSError as e:
-        raise OutputError(f"cannot write the results in {sweep_dir}: {e.strerror or e}") from None
+        raise OutputError(
+            f"cannot write {sweep_dir / RESULTS_JSONL}: {e.strerror or e}; free space or choose another --out"
+        ) from None
 
 
 def results_csv(rows: list[dict[str, Any]]) -> str:

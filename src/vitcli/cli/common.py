@@ -32,29 +32,25 @@ def user_errors(interrupted: str = "stopped at once; the state of the last finis
         raise typer.Exit(130) from None
 
 
-# Typer >= 0.26 vendors click (typer._click), older versions use click itself: take click's UsageError
-# from the class Typer exports, whichever click that is.
-UsageError = typer.BadParameter.__mro__[1]
-
-
 def multi_value_command(multi: list[str] | tuple[str, ...], bool_flags: tuple[str, ...] = ()) -> type:
     """A Typer command class whose options in `multi` (names without dashes) take several values.
 
     Click options take one value per flag (`--index 0 --index 5`); users write `--index 0 5 17`.
     Before Click parses, every value gets its own copy of the flag (see `spread_values`), so Click
-    still converts and checks each value and `--help` stays Typer's. Bad input is one `error:` line
-    and exit 1.
+    still converts and checks each value and `--help` stays Typer's. A value Click rejects exits with 2
+    and Click's usage message, as for every command; an option left without a value is one `error:`
+    line and exit 1.
     """
     from typer.core import TyperCommand
 
     class MultiValueCommand(TyperCommand):
         def parse_args(self, ctx, args):
             try:
-                return super().parse_args(ctx, spread_values(args, multi, bool_flags))
-            except (UsageError, VitcliError) as e:
-                message = e.format_message() if isinstance(e, UsageError) else str(e)
-                err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+                spread = spread_values(args, multi, bool_flags)
+            except VitcliError as e:
+                err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
                 ctx.exit(1)
+            return super().parse_args(ctx, spread)
 
     return MultiValueCommand
 

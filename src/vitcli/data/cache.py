@@ -1,8 +1,10 @@
 """The on-disk cache of decoded data sets: one safetensors file of uint8 tensors per source.
 
-The cache key is a fingerprint of the source files: for every file under the source folder (symbolic
-links followed, as ImageFolder follows them) its path relative to the folder, its size, its modification
-time and a SHA-256 of its content. What the fingerprint detects, and so what makes a run decode again:
+The cache key is a fingerprint of the source files: for every file under the source folder its path
+relative to the folder, its size, its modification time and a SHA-256 of its content. Symbolic links are
+followed, and each folder is read once: a link to a folder already read, to the source folder or to a
+folder above it is not followed, so that loops of links end. What the fingerprint detects, and so what
+makes a run decode again:
 
 - any file added, removed or renamed, and any change of a file's size or modification time;
 - any change of content of a file up to 1 GiB, even one made in place with the same size and the
@@ -62,13 +64,25 @@ def fingerprint(source: Path) -> str:
     """A digest of the names, sizes, modification times and contents of the files under `source`."""
     root = str(source.resolve())
     digest = hashlib.sha256(root.encode())
+    seen = {root}
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames.sort()
+        dirnames[:] = [
+            name for name in sorted(dirnames) if _first_visit(os.path.join(dirpath, name), seen, root)
+        ]
         folder = os.path.relpath(dirpath, root)
         for name in sorted(filenames):
             digest.update(f"{folder}/{name}\0".encode())
             _hash_file(digest, os.path.join(dirpath, name))
     return digest.hexdigest()[:16]
+
+
+def _first_visit(path: str, seen: set[str], root: str) -> bool:
+    """Whether to walk the folder `path`: not when it was walked already, or holds the source folder."""
+    real = os.path.realpath(path)
+    if real in seen or root.startswith(real.rstrip(os.sep) + os.sep):
+        return False
+    seen.add(real)
+    return True
 
 
 def _hash_file(digest, path: str) -> None:

@@ -4,7 +4,8 @@ Each source is decoded once into (images uint8 (N, C, H, W), labels int64 (N,)) 
 later runs start in a fraction of a second and training never touches PIL or DataLoader workers.
 MNIST, Fashion-MNIST and CIFAR-10/100 come through torchvision's own dataset classes (which download
 them for users); `folder:PATH` reads an image folder with `train/`, `test/` and optional `val/`
-subfolders of class folders, through torchvision's ImageFolder.
+subfolders of class folders, as torchvision's ImageFolder does (`vitcli.data.folders` says how). Every
+source's labels are checked when it is loaded, before any training.
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 from torchvision import datasets as tvd
 
 from vitcli.config import DataConfig
-from vitcli.data import cache
+from vitcli.data import cache, folders
 from vitcli.errors import DataError
 
 
@@ -99,6 +99,7 @@ def load_splits(
     file decoded again."""
     data_dir = Path(cfg.data_dir).expanduser() if cfg.data_dir else None
     info, stats, train, val, test = _load_source(cfg.dataset, data_dir, download, on_note)
+    check_labels(info, {"train": train, "val": val, "test": test}, _damaged(cfg.dataset, data_dir))
     if val is None:
         val_size = default_val_size(len(train)) if cfg.val_size is None else cfg.val_size
         if val_size >= len(train):
@@ -119,6 +120,50 @@ def load_splits(
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(1))[: cfg.subset]
         train = Split(train.images[order], train.labels[order])
     return Splits(info, stats, train, val, test)
+
+
+def check_labels(info: DatasetInfo, splits: dict[str, Split | None], damaged: str) -> None:
+    """A DataError unless every split has one label per image, images of the data set's shape, and labels
+    of its classes (0 to classes - 1), and the training split has every class. `damaged` says what to do
+    about damaged files."""
+    n, shape = len(info.classes), (info.channels, info.height, info.width)
+    for name, split in splits.items():
+        if split is None:
+            continue
+        if split.images.ndim != 4 or tuple(split.images.shape[1:]) != shape:
+            raise DataError(
+                f"the {name} images of {info.name} are {tuple(split.images.shape[1:])} (channels, height, "
+                f"width), not {shape}; {damaged}"
+            )
+        if split.labels.shape != (len(split.images),):
+            raise DataError(
+                f"the {name} split of {info.name} has {len(split.images)} images but "
+                f"{split.labels.numel()} labels; {damaged}"
+            )
+        bad = split.labels[(split.labels < 0) | (split.labels >= n)]
+        if len(bad):
+            raise DataError(
+                f"the {name} labels of {info.name} include {int(bad[0])} ({len(bad)} out of range), but it "
+                f"has {n} classes (labels 0 to {n - 1}); {damaged}"
+            )
+    unused = sorted(set(range(n)) - set(splits["train"].labels.unique().tolist()))
+    if unused:
+        raise DataError(
+            f"no training image of {info.name} is labelled {info.classes[unused[0]]!r} (class {unused[0]}"
+            f"{f', and {len(unused) - 1} more classes' if len(unused) > 1 else ''}); {damaged}"
+        )
+
+
+def _damaged(dataset: str, data_dir: Path | None) -> str:
+    """What to do about a source whose decoded labels are wrong."""
+    if dataset in TORCHVISION_SOURCES:
+        folder = (data_dir or default_data_dir()) / TORCHVISION_SOURCES[dataset].folder
+        return (
+            f"the files in {folder} are damaged: replace them with the original files, or delete them "
+            "so that vitcli downloads them again"
+        )
+    tensors = cache.cache_root() / "tensors"
+    return f"the decoded copy of {dataset} is wrong: delete the cached tensors in {tensors} and run again"
 
 
 def default_val_size(train_size: int) -> int:
@@ -276,17 +321,7 @@ def _load_folder(path: Path, on_note: Callable[[str], None] | None = None) -> So
     names = ["train", "test"] + (["val"] if (path / "val").is_dir() else [])
 
     def decode() -> dict:
-        tensors, classes, mode = {}, None, None
-        for split in names:
-            images, labels, split_classes, mode = _decode_image_folder(path / split, mode)
-            if classes is None:
-                classes = split_classes
-            elif split_classes != classes:
-                raise DataError(
-                    f"{path}/{split} has classes {split_classes} but {path}/train has {classes}; "
-                    "every split needs the same class folders"
-                )
-            tensors[f"{split}_images"], tensors[f"{split}_labels"] = images, labels
+        tensors, classes = folders.decode_folder(path, names, on_note)
         # No published constants for a user's folder: normalise with its own training pixels, computed
         # once here and cached with the images.
         tensors["train_mean"], tensors["train_std"] = map(
@@ -294,16 +329,12 @@ def _load_folder(path: Path, on_note: Callable[[str], None] | None = None) -> So
         )
         return {"tensors": tensors, "classes": classes}
 
-    entry = cache.cached(f"folder-{path.name}", path, decode, on_note)
+    # "folder2": decoded by vitcli.data.folders (channels from every image, links, 16-bit gray), so that a
+    # folder cached by an older vitcli is decoded again.
+    entry = cache.cached(f"folder2-{path.resolve().name}", path, decode, on_note)
     t, classes = entry["tensors"], entry["classes"]
     train = Split(t["train_images"], t["train_labels"])
     _, channels, height, width = train.images.shape
-    for split in names[1:]:
-        if t[f"{split}_images"].shape[1:] != train.images.shape[1:]:
-            raise DataError(
-                f"images in {path}/{split} are not the size of those in {path}/train "
-                f"({height}x{width}x{channels})"
-            )
     stats = ChannelStats(tuple(t["train_mean"].tolist()), tuple(t["train_std"].tolist()))
     family = "digits" if channels == 1 else "natural"
     info = DatasetInfo(f"folder:{path}", channels, height, width, classes, family)
@@ -324,32 +355,3 @@ def channel_stats(images: Tensor, chunk: int = 4096) -> tuple[list[float], list[
     mean = total / n
     std = (squares / n - mean.square()).clamp_min(0).sqrt().clamp_min(1e-3)
     return mean.tolist(), std.tolist()
-
-
-def _decode_image_folder(path: Path, mode: str | None) -> tuple[Tensor, Tensor, list[str], str]:
-    try:
-        folder = tvd.ImageFolder(str(path))
-    except (FileNotFoundError, RuntimeError) as e:
-        raise DataError(f"{path}: {e}") from None
-    if mode is None:  # grayscale if the first image is; otherwise RGB
-        with Image.open(folder.samples[0][0]) as first:
-            mode = "L" if first.mode in ("L", "1", "I;16", "I") else "RGB"
-    arrays, size = [], None
-    for file, _ in folder.samples:
-        try:
-            with Image.open(file) as image:
-                array = np.asarray(image.convert(mode))
-        except OSError as e:
-            raise DataError(f"cannot read image {file}: {e}") from None
-        if size is None:
-            size = array.shape
-        elif array.shape != size:
-            raise DataError(
-                f"{file} is {array.shape[1]}x{array.shape[0]} but the others are {size[1]}x{size[0]}; "
-                "vitcli needs images of one size: resize the folder first"
-            )
-        arrays.append(array)
-    images = torch.from_numpy(np.stack(arrays))
-    images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)
-    labels = torch.tensor([label for _, label in folder.samples], dtype=torch.int64)
-    return images.contiguous(), labels, list(folder.classes), mode

@@ -1,0 +1,252 @@
+"""Image folders, `PATH/{train,test[,val]}/<class>/<images>`, decoded into uint8 tensors.
+
+Read as torchvision's ImageFolder reads them (the same classes, files and order), with these rules;
+anything else is a DataError of one line that names the file or folder and says what to do:
+
+- Classes are the folders in each split folder, sorted by name (a link to a folder elsewhere is fine).
+  Every split needs the same class folders, and every class folder at least one image.
+- Images are the files whose names end in an extension ImageFolder knows (.jpg, .png, ...), in the class
+  folder and the folders below it; other files are left out, as ImageFolder leaves them out. Names that
+  start with "." (macOS's `._*` and `.DS_Store`, `.ipynb_checkpoints/`) are hidden and left out too.
+- Links to files are followed; a link to nothing is refused, as is a FIFO or device named like an image.
+- Links to folders below a class folder are followed only when they lead out of the data set (the data
+  set folder and its class folders, wherever they really are) and to a folder not already read for that
+  class. A link back into the data set (`ln -s . again`, a link to another class) would count its images
+  twice, or under another class, and a loop of links would never end: such links are skipped, and
+  `on_note` gets one line naming them. A class folder that is a link to a folder holding other folders of
+  the data set, or to the folder of another class of its split, is refused.
+- A file PIL cannot read (not an image, truncated) is refused. So is an image of more pixels than PIL's
+  decompression-bomb limit (`PIL.Image.MAX_IMAGE_PIXELS`, 89.5 million): its size is read from its
+  header and it is never decoded. Every image must have the size of the first, checked before decoding.
+- Channels come from every image of every split: 1 (gray) only when all images are gray (modes 1, L, LA,
+  I, I;16, F), else RGB, with gray images repeated into the three channels. 16-bit gray is scaled to 8
+  bits (PIL would clip it to 255); alpha is dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.datasets.folder import IMG_EXTENSIONS
+
+from vitcli.errors import DataError
+
+GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
+_EXTENSIONS = ", ".join(IMG_EXTENSIONS)
+
+
+def decode_folder(
+    path: Path, splits: list[str], on_note: Callable[[str], None] | None = None
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """({"<split>_images": uint8 (N, C, H, W), "<split>_labels": int64 (N,)}, classes) for `splits` of
+    the image folder `path`: every folder listed and checked first, then every image decoded."""
+    classes = _classes(path / splits[0], splits[0])
+    for split in splits[1:]:
+        if (split_classes := _classes(path / split, split)) != classes:
+            raise _different_classes(path / split, split_classes, path / splits[0], classes)
+    # The data set's folders, where they really are: linked folders leading into them are not followed.
+    tree = {os.path.realpath(path)}.union(*(_class_folders(path / split, classes) for split in splits))
+    skipped: list[str] = []
+    listed = {
+        split: [
+            (file, label)
+            for label, name in enumerate(classes)
+            for file in _images(path / split / name, tree, skipped)
+        ]
+        for split in splits
+    }
+    if skipped and on_note is not None:
+        more = "; ..." if len(skipped) > 3 else ""
+        on_note(
+            f"left out {len(skipped)} linked folder(s) in class folders that lead back into the data set "
+            f"{path} or to a folder already read: {'; '.join(skipped[:3])}{more}"
+        )
+    reader = _Reader()
+    arrays = {split: [reader.read(file) for file, _ in listed[split]] for split in splits}
+    tensors = {}
+    for split in splits:
+        tensors[f"{split}_images"] = _stack(arrays.pop(split), 1 if reader.all_gray else 3)
+        tensors[f"{split}_labels"] = torch.tensor([label for _, label in listed[split]], dtype=torch.int64)
+    return tensors, classes
+
+
+def _classes(split_dir: Path, split: str) -> list[str]:
+    try:
+        entries = list(os.scandir(split_dir))
+    except OSError as e:
+        raise DataError(f"cannot list {split_dir} ({e.strerror or e}); make it readable") from None
+    classes = sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir())
+    if not classes:
+        remove = f", or remove the empty {split}/ folder" if split == "val" else ""
+        raise DataError(
+            f"{split_dir} has no class folders; put each class's images in {split_dir}/<class>/{remove}"
+        )
+    return classes
+
+
+def _class_folders(split_dir: Path, classes: list[str]) -> set[str]:
+    """The real paths of a split's class folders, each a different folder."""
+    seen: dict[str, str] = {}
+    for name in classes:
+        real = os.path.realpath(split_dir / name)
+        if real in seen:
+            raise DataError(
+                f"{split_dir / name} and {split_dir / seen[real]} are the same folder ({real}); "
+                "every class needs a folder of its own images"
+            )
+        seen[real] = name
+    return set(seen)
+
+
+def _different_classes(split_dir: Path, classes: list[str], first_dir: Path, expected: list[str]):
+    missing = ", ".join(c for c in expected if c not in classes)
+    extra = ", ".join(c for c in classes if c not in expected)
+    name = f"{split_dir.name}/"
+    what = "; ".join(
+        p for p in (missing and f"{name} lacks {missing}", extra and f"{name} also has {extra}") if p
+    )
+    return DataError(
+        f"the class folders of {split_dir} are not those of {first_dir} ({what}); every split needs the "
+        "same class folders: add, rename or remove folders so that they match"
+    )
+
+
+def _images(class_dir: Path, tree: set[str], skipped: list[str]) -> list[str]:
+    """The image files under `class_dir`, in ImageFolder's order (by folder, then name)."""
+    start = os.path.realpath(class_dir)
+    if inside := sorted(t for t in tree if t != start and _within(t, start)):
+        raise DataError(
+            f"{class_dir} is a link to {start}, which holds other folders of the data set ({inside[0]}); "
+            "link it to a folder of this class's images only"
+        )
+    found, others, visited, pending = [], [], {start}, [str(class_dir)]
+    while pending:
+        folder = pending.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as e:
+            raise DataError(f"cannot list {folder} ({e.strerror or e}); make it readable") from None
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir():
+                real = os.path.realpath(entry.path)
+                if real in visited or (entry.is_symlink() and _overlaps(real, tree)):
+                    skipped.append(f"{entry.path} -> {real}")
+                    continue
+                visited.add(real)
+                pending.append(entry.path)
+            elif entry.name.lower().endswith(IMG_EXTENSIONS):
+                if not entry.is_file():
+                    raise _not_a_file(entry.path)
+                found.append(entry.path)
+            else:
+                others.append(entry.name)
+    if not found:
+        what = f" (its {len(others)} file(s), such as {min(others)}, are not {_EXTENSIONS})" if others else ""
+        raise DataError(
+            f"class folder {class_dir} has no images{what}; put images in it ({_EXTENSIONS}), "
+            "or remove this class's folder from every split"
+        )
+    return sorted(found, key=os.path.split)
+
+
+def _overlaps(path: str, tree: set[str]) -> bool:
+    """Whether `path` is in one of the data set's folders, or holds one."""
+    return any(_within(path, t) or _within(t, path) for t in tree)
+
+
+def _within(path: str, folder: str) -> bool:
+    """Whether `path` is `folder` or inside it (both real paths)."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _not_a_file(path: str) -> DataError:
+    if os.path.islink(path) and not os.path.exists(path):
+        return DataError(
+            f"{path} is a broken link (to {os.readlink(path)}, which does not exist); "
+            "remove it or point it at an image"
+        )
+    return DataError(f"{path} is not a regular file; remove it from the data set folder")
+
+
+class _Reader:
+    """Reads images one at a time, each checked before it is decoded, and notes whether all are gray."""
+
+    def __init__(self) -> None:
+        self.first: tuple[str, tuple[int, int]] | None = None  # the first file and its (width, height)
+        self.all_gray = True
+
+    def read(self, file: str) -> np.ndarray:
+        """(H, W) for a gray image, (H, W, 3) for a colour one."""
+        with _open(file) as image:
+            self._check_size(file, image.size)
+            mode = image.mode
+            gray = mode in GRAY_MODES
+            self.all_gray &= gray
+            try:
+                if mode.startswith("I;16"):  # 16-bit gray: the high byte (convert("L") would clip)
+                    return (np.asarray(image) >> 8).astype(np.uint8)
+                return np.asarray(image.convert("L" if gray else "RGB"))
+            except Exception as e:  # noqa: BLE001 - PIL's decoders raise OSError, ValueError, SyntaxError...
+                raise _unreadable(file, e) from None
+
+    def _check_size(self, file: str, size: tuple[int, int]) -> None:
+        width, height = size
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit and width * height > limit:
+            raise _too_large(file, f"{width}x{height}, {width * height:,} pixels")
+        if self.first is None:
+            self.first = (file, size)
+        elif size != self.first[1]:
+            first, (w, h) = self.first
+            raise DataError(
+                f"{file} is {width}x{height} pixels but {first} is {w}x{h}; vitcli needs all the images "
+                "(of every split) in one size: resize them to one size first"
+            )
+
+
+def _open(file: str) -> Image.Image:
+    """The image, opened (its header read) but not decoded."""
+    try:
+        with warnings.catch_warnings():  # over the limit: refused below, with the file's name
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(file)
+    except Image.DecompressionBombError as e:  # twice the limit: PIL refuses it
+        pixels = re.search(r"\((\d+) pixels\)", str(e))
+        raise _too_large(file, f"{int(pixels[1]):,} pixels" if pixels else "too many pixels") from None
+    except Exception as e:  # noqa: BLE001 - any file may be there: OSError, SyntaxError, ValueError...
+        raise _unreadable(file, e) from None
+
+
+def _too_large(file: str, size: str) -> DataError:
+    return DataError(
+        f"{file} is too large to decode ({size}; PIL's limit against decompression bombs is "
+        f"{Image.MAX_IMAGE_PIXELS:,} pixels); vitcli trains on small images: resize it, or remove it"
+    )
+
+
+def _unreadable(file: str, error: Exception) -> DataError:
+    if isinstance(error, Image.UnidentifiedImageError):
+        reason = "not an image file that PIL can read"
+    elif isinstance(error, OSError) and error.strerror:
+        reason = error.strerror
+    else:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return DataError(f"cannot read image {file} ({reason}); replace it with a good copy, or remove it")
+
+
+def _stack(arrays: list[np.ndarray], channels: int) -> torch.Tensor:
+    """(N, channels, H, W) uint8 from (H, W) and (H, W, 3) arrays: a gray image fills every channel."""
+    height, width = arrays[0].shape[:2]
+    out = np.empty((len(arrays), channels, height, width), dtype=np.uint8)
+    for i, array in enumerate(arrays):
+        out[i] = array.transpose(2, 0, 1) if array.ndim == 3 else array
+    return torch.from_numpy(out)

@@ -1,0 +1,141 @@
+"""A run directory: never overwritten unless asked, held by one process, and left in its last good state by
+CUDA running out of memory or a full disk."""
+
+import pytest
+import torch
+from run_helpers import assert_same_tensors, run, single_thread, tensors
+
+from vitcli.train_state import load_state
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    yield from single_thread()
+
+
+def test_no_command_overwrites_a_run_unless_asked(tmp_path, mnist_dir):
+    base = [
+        "train",
+        "--data-dir",
+        mnist_dir,
+        "--epochs",
+        1,
+        "--batch-size",
+        64,
+        "--device",
+        "cpu",
+        "--out",
+        tmp_path / "runs",
+    ]
+    assert run(*base, "--name", "x").exit_code == 0
+    first = tensors(tmp_path / "runs" / "x" / "model.safetensors")
+    again = run(*base, "--name", "x", "--seed", 1)
+    assert again.exit_code == 1 and "already holds a run" in again.stderr and "--overwrite" in again.stderr
+    assert_same_tensors(tensors(tmp_path / "runs" / "x" / "model.safetensors"), first)
+    # The stored name of a config file is a default: repeating the run makes a new directory.
+    repeated = run("train", "--config", tmp_path / "runs" / "x" / "config.toml")
+    assert repeated.exit_code == 0, repeated.output
+    assert (tmp_path / "runs" / "x-2" / "model.safetensors").is_file()
+    assert_same_tensors(tensors(tmp_path / "runs" / "x" / "model.safetensors"), first)
+    replaced = run(*base, "--name", "x", "--seed", 1, "--overwrite")
+    assert replaced.exit_code == 0, replaced.output
+    assert not torch.equal(
+        tensors(tmp_path / "runs" / "x" / "model.safetensors")["head.weight"], first["head.weight"]
+    )
+
+
+def test_a_run_directory_is_held_by_one_process(tmp_path, mnist_dir):
+    from vitcli.lock import DirectoryLock
+
+    (tmp_path / "x").mkdir()
+    with DirectoryLock(tmp_path / "x", "run directory"):  # as another `vitcli train --name x` would
+        result = run("train", "--data-dir", mnist_dir, "--epochs", 1, "--out", tmp_path, "--name", "x")
+    assert result.exit_code == 1 and "is in use by process" in result.stderr
+    assert not (tmp_path / "x" / "config.toml").exists()
+    sweep_dir = tmp_path / "sweeps" / "s"
+    sweep_dir.mkdir(parents=True)
+    with DirectoryLock(sweep_dir, "sweep directory"):
+        result = run(
+            "sweep",
+            "--data-dir",
+            mnist_dir,
+            "--epochs",
+            1,
+            "--depth",
+            1,
+            2,
+            "--out",
+            tmp_path / "sweeps",
+            "--name",
+            "s",
+        )
+    assert result.exit_code == 1 and "the sweep directory" in result.stderr and "is in use" in result.stderr
+    assert not (sweep_dir / "results.jsonl").exists()
+
+
+def test_out_of_gpu_memory_is_one_line_and_keeps_the_last_finished_epoch(tmp_path, mnist_dir, monkeypatch):
+    """No GPU here: a step of epoch 2 raises CUDA's out-of-memory error, as the GPU would."""
+    import vitcli.engine
+
+    real = vitcli.engine.train_epoch
+
+    def out_of_memory_in_epoch_2(step, batches, device, epoch, *args, **kwargs):
+        if epoch == 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(step, batches, device, epoch, *args, **kwargs)
+
+    monkeypatch.setattr(vitcli.engine, "train_epoch", out_of_memory_in_epoch_2)
+    base = [
+        "train",
+        "--data-dir",
+        mnist_dir,
+        "--epochs",
+        3,
+        "--device",
+        "cpu",
+        "--out",
+        tmp_path,
+        "--name",
+        "m",
+    ]
+    result = run(*base)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "the GPU ran out of memory" in result.stderr and "lower --batch-size" in result.stderr
+    assert load_state(tmp_path / "m" / "state.safetensors").epoch == 2
+    assert run("eval", tmp_path / "m", "--json").exit_code == 0
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_last_good_state(tmp_path, mnist_dir, monkeypatch):
+    import errno
+
+    import vitcli.checkpoint
+
+    real = vitcli.checkpoint.save_file
+    calls = []
+
+    def disk_full_at_the_third_checkpoint(tensors, path, metadata=None):
+        calls.append(path)
+        if len(calls) == 3:  # epoch 1 writes last and model; then epoch 2's last
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(tensors, path, metadata=metadata)
+
+    monkeypatch.setattr(vitcli.checkpoint, "save_file", disk_full_at_the_third_checkpoint)
+    base = [
+        "train",
+        "--data-dir",
+        mnist_dir,
+        "--epochs",
+        3,
+        "--device",
+        "cpu",
+        "--out",
+        tmp_path,
+        "--name",
+        "d",
+    ]
+    result = run(*base)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "No space left on device" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not list((tmp_path / "d").glob(".*.tmp"))
+    resumed = run("train", "--resume", tmp_path / "d")
+    assert resumed.exit_code == 0, resumed.output
