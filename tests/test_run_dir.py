@@ -8,6 +8,10 @@ from run_helpers import assert_same_tensors, run, single_thread, tensors
 from vitcli.train_state import load_state
 
 
+def three_epochs(data_dir, out, name):
+    return ["train", "--data-dir", data_dir, "--epochs", 3, "--device", "cpu", "--out", out, "--name", name]
+
+
 @pytest.fixture(autouse=True)
 def one_thread():
     yield from single_thread()
@@ -85,20 +89,7 @@ def test_out_of_gpu_memory_is_one_line_and_keeps_the_last_finished_epoch(tmp_pat
         return real(step, batches, device, epoch, *args, **kwargs)
 
     monkeypatch.setattr(vitcli.engine, "train_epoch", out_of_memory_in_epoch_2)
-    base = [
-        "train",
-        "--data-dir",
-        mnist_dir,
-        "--epochs",
-        3,
-        "--device",
-        "cpu",
-        "--out",
-        tmp_path,
-        "--name",
-        "m",
-    ]
-    result = run(*base)
+    result = run(*three_epochs(mnist_dir, tmp_path, "m"))
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "the GPU ran out of memory" in result.stderr and "lower --batch-size" in result.stderr
     assert load_state(tmp_path / "m" / "state.safetensors").epoch == 2
@@ -120,20 +111,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_last_good_state(tmp_path, mnist_d
         return real(tensors, path, metadata=metadata)
 
     monkeypatch.setattr(vitcli.checkpoint, "save_file", disk_full_at_the_third_checkpoint)
-    base = [
-        "train",
-        "--data-dir",
-        mnist_dir,
-        "--epochs",
-        3,
-        "--device",
-        "cpu",
-        "--out",
-        tmp_path,
-        "--name",
-        "d",
-    ]
-    result = run(*base)
+    result = run(*three_epochs(mnist_dir, tmp_path, "d"))
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "No space left on device" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not list((tmp_path / "d").glob(".*.tmp"))
