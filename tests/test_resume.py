@@ -102,7 +102,11 @@ def test_kill_9_mid_epoch_then_resume_gives_every_tensor_of_an_uninterrupted_run
     assert resumed.exit_code == 0, resumed.output
     whole = run("train", *common, "--name", "whole")
     assert whole.exit_code == 0, whole.output
-    for name in ("model.safetensors", "last.safetensors"):
+    for name in (
+        "model.safetensors",
+        "last.safetensors",
+        "state.safetensors",
+    ):  # optimiser and generators too
         assert_same_tensors(
             tensors(tmp_path / "runs" / "killed" / name), tensors(tmp_path / "runs" / "whole" / name)
         )
