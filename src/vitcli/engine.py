@@ -1,16 +1,18 @@
-"""Training and evaluation loops. They know nothing of the terminal: progress goes out as events.
+"""The training loop. It knows nothing of the terminal or of files: progress goes out as events, and the
+run's state as Snapshots that the caller writes.
 
 The training step: AdamW (fused where PyTorch has it), linear warmup then cosine decay per step,
 bfloat16 autocast on CUDA, label smoothing. Losses and accuracies are summed on the device and read
 back only when an event is sent, so the GPU is not made to wait on every step.
 
-    fit            epochs of `train_epoch`, each followed by `evaluate` on the validation split; keeps
-                   the best-validation weights
-    train_epoch    one pass over the shuffled, augmented training batches
-    evaluate       loss, accuracy and confusion matrix on a split
+    fit            epochs of `train_epoch`, each followed by `evaluate` (evaluation.py) on the validation
+                   split; keeps the best-validation weights; a Snapshot after every epoch and where
+                   `stop()` stopped it, and a resume from one (`start=`)
+    train_epoch    one pass over the shuffled, augmented training batches, or the rest of one
+    Run            what a Snapshot captures and a resumed run restores
 
-The autocast dtype and the optimiser's options are parameters (`autocast_dtype`, `optimizer_options`),
-so benchmarks and experiments change them without touching this module.
+The autocast dtype, the optimiser's options and the loss are parameters (`autocast_dtype`,
+`optimizer_options`, `criterion`), so benchmarks and model kinds change them without touching this module.
 """
 
 from __future__ import annotations
