@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from vitcli.attention import AttentionReport, ImageAttention
-from vitcli.errors import OutputError
-from vitcli.files import atomic_write
+from vitcli.files import atomic_write, writing
 
 CELL_PX = 160  # one map
 COLORBAR_PX = 90
@@ -37,10 +36,8 @@ def draw_report(report: AttentionReport, out: str | Path | None = None) -> Atten
         f", discard {report.discard_ratio:g}" if report.discard_ratio else ""
     )
     for result, picture in zip(report.images, pictures):
-        try:
+        with writing(picture):
             save_figure(result, report.classes, picture, note)
-        except OSError as e:
-            raise OutputError(f"cannot write {picture}: {e.strerror or e}; choose another --out") from None
     return dataclasses.replace(report, pictures=pictures)
 
 

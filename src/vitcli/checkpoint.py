@@ -29,8 +29,8 @@ from torch import nn
 from vitcli import __version__, compat
 from vitcli.config import Config
 from vitcli.data.datasets import DatasetInfo
-from vitcli.errors import CheckpointError, OutputError, VitcliError
-from vitcli.files import atomic_write
+from vitcli.errors import CheckpointError, VitcliError
+from vitcli.files import atomic_write, writing
 from vitcli.models.pretrained import Adaptation
 from vitcli.models.specs import Built
 from vitcli.preprocessing import Preprocessing
@@ -74,10 +74,8 @@ def save_checkpoint(
     }
     if built.adaptation is not None:
         metadata["adaptation"] = json.dumps(built.adaptation.to_dict())
-    try:
+    with writing(path):
         atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
-    except OSError as e:
-        raise OutputError(f"cannot write the checkpoint {path}: {e.strerror or e}") from None
 
 
 def checkpoint_file(path: str | Path) -> Path:

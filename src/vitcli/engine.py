@@ -113,8 +113,7 @@ class EpochTotals:
     correct: int = 0
     images: int = 0
     seconds: float = 0.0
-    steps: int = 0  # steps done
-    stopped: bool = False  # stopped before the epoch's last step
+    steps: int = 0  # steps done: fewer than the epoch's when `stop()` ended it early
 
     @property
     def loss(self) -> float:
@@ -160,7 +159,7 @@ def train_epoch(
 ) -> EpochTotals:
     """One pass over `batches`, or the rest of one after `done`; a StepDone every ~2% of the epoch (the
     only host syncs), TrainingDiverged as soon as the loss is not finite. When `stop()` turns true, the
-    step in hand finishes and the pass ends there (`stopped`)."""
+    step in hand finishes and the pass ends there (with fewer `steps` than the epoch has)."""
     done = done or EpochTotals()
     steps, log_every = len(batches), max(1, len(batches) // 50)
     loss_sum = torch.tensor(done.loss_sum, device=device)
@@ -190,7 +189,7 @@ def train_epoch(
             break
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return EpochTotals(loss_sum.item(), int(correct.item()), seen, time.perf_counter() - start, i, i < steps)
+    return EpochTotals(loss_sum.item(), int(correct.item()), seen, time.perf_counter() - start, i)
 
 
 class BestWeights:
@@ -360,7 +359,7 @@ def fit(
     while run.epoch <= cfg.epochs:
         emit(EpochStart(run.epoch, cfg.epochs, len(batches)))
         totals = train_epoch(step, batches, device, run.epoch, emit, run.totals, stop)
-        if totals.stopped:
+        if totals.steps < len(batches):  # stop() ended it
             run.totals = totals
             if on_snapshot:
                 on_snapshot(run.snapshot(), False)

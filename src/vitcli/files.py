@@ -1,11 +1,15 @@
-"""Atomic file writes: a reader (or a crash) never sees half a checkpoint or results file."""
+"""Atomic file writes: a reader (or a crash) never sees half a checkpoint or results file; and one line,
+not a traceback, when a file cannot be written."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+from vitcli.errors import OutputError
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
@@ -35,3 +39,16 @@ def _umask() -> int:
     mask = os.umask(0)  # reading the umask means setting it; put it straight back
     os.umask(mask)
     return mask
+
+
+@contextlib.contextmanager
+def writing(path: str | Path, what: str | None = None):
+    """An OSError while writing `path` (a full disk, permissions, a path under a file) as one OutputError
+    line naming the file; `what` names it in words ("chart")."""
+    try:
+        yield path
+    except OSError as e:
+        name = f"{what} {path}" if what else str(path)
+        raise OutputError(
+            f"cannot write {name}: {e.strerror or e}; free space or choose another --out"
+        ) from None

@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vitcli.errors import OutputError
 from vitcli.sweep import fmt_value
 from vitcli.sweep_results import FINISHED
 
@@ -117,13 +116,12 @@ def _scatter_by_tokens(ax, rows: list[dict[str, Any]], y, label: str) -> None:
 
 
 def _save(fig, path: Path) -> Path:
-    from vitcli.files import atomic_write
+    from vitcli.files import atomic_write, writing
 
     try:
-        fig.tight_layout()
-        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
-    except OSError as e:
-        raise OutputError(f"cannot write chart {path}: {e.strerror or e}") from None
+        with writing(path, "chart"):
+            fig.tight_layout()
+            atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     finally:
         pyplot().close(fig)
     return path

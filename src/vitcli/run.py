@@ -28,7 +28,7 @@ from vitcli.data.datasets import DatasetInfo, Split
 from vitcli.engine import EvalResult, Snapshot, evaluate, fit, resolve_device
 from vitcli.errors import ConfigError, OutOfMemory
 from vitcli.events import EpochMetrics, Listener, Status
-from vitcli.files import atomic_write_text
+from vitcli.files import atomic_write_text, writing
 from vitcli.interrupt import GracefulStop, RunStopped
 from vitcli.lock import DirectoryLock
 from vitcli.models import count_parameters, num_tokens
@@ -45,7 +45,6 @@ from vitcli.run_dir import (
     clear,
     new_run_dir,
     remove_temporaries,
-    writing,
 )
 
 

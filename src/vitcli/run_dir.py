@@ -13,7 +13,6 @@ that the next command in the directory removes.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from pathlib import Path
@@ -24,23 +23,12 @@ from vitcli.data.datasets import DatasetInfo
 from vitcli.engine import Snapshot
 from vitcli.errors import ConfigError, OutputError
 from vitcli.events import EpochMetrics, Listener
-from vitcli.files import atomic_write_text
+from vitcli.files import atomic_write_text, writing
 from vitcli.models.specs import Built
 from vitcli.train_state import STATE_FILE, save_state
 
 MODEL, LAST, CONFIG, METRICS = "model.safetensors", "last.safetensors", "config.toml", "metrics.jsonl"
 RUN_FILES = (MODEL, LAST, CONFIG, METRICS, STATE_FILE)
-
-
-@contextlib.contextmanager
-def writing(path: Path):
-    """An OSError while writing `path` as one OutputError line (a full disk, permissions)."""
-    try:
-        yield path
-    except OSError as e:
-        raise OutputError(
-            f"cannot write {path}: {e.strerror or e}; free space or choose another --out"
-        ) from None
 
 
 def holds_a_run(run_dir: Path) -> bool:
@@ -80,12 +68,14 @@ def new_run_dir(
 def clear(run_dir: Path) -> None:
     """Remove a run's own files (for --overwrite, once the directory is held) and any temporary file a
     killed write left; other files in the directory are the user's and stay."""
-    for path in [*(run_dir / name for name in RUN_FILES), *run_dir.glob(".*.tmp")]:
+    remove_temporaries(run_dir)
+    for path in (run_dir / name for name in RUN_FILES):
         with writing(path):
             path.unlink(missing_ok=True)
 
 
 def remove_temporaries(run_dir: Path) -> None:
+    """The hidden `.*.tmp` files that a write killed half-way left (`files.atomic_write`)."""
     for path in run_dir.glob(".*.tmp"):
         with writing(path):
             path.unlink(missing_ok=True)
@@ -128,7 +118,7 @@ class SnapshotWriter:
         if snapshot.totals.steps:  # stopped inside an epoch: only the state moves on
             return
         finished = snapshot.history[-1]
-        metrics = {"epoch": finished.epoch, **finished.to_dict()}
+        metrics = finished.to_dict()
         save_checkpoint(self.run_dir / LAST, self.built, self.config, self.info, metrics, snapshot.model)
         if improved:
             save_checkpoint(self.run_dir / MODEL, self.built, self.config, self.info, metrics, snapshot.model)

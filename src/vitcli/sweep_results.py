@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from vitcli.errors import OutputError
-from vitcli.files import atomic_write_text
+from vitcli.files import atomic_write_text, writing
 
 FINISHED, FAILED = "finished", "failed"
 
@@ -51,13 +51,10 @@ def load_results(sweep_dir: str | Path) -> list[dict[str, Any]]:
 
 def write_results(sweep_dir: str | Path, rows: list[dict[str, Any]]) -> None:
     sweep_dir = Path(sweep_dir)
-    try:
-        atomic_write_text(sweep_dir / RESULTS_JSONL, "".join(json.dumps(row) + "\n" for row in rows))
-        atomic_write_text(sweep_dir / RESULTS_CSV, results_csv(rows))
-    except OSError as e:
-        raise OutputError(
-            f"cannot write {sweep_dir / RESULTS_JSONL}: {e.strerror or e}; free space or choose another --out"
-        ) from None
+    with writing(sweep_dir / RESULTS_JSONL) as path:
+        atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
+    with writing(sweep_dir / RESULTS_CSV) as path:
+        atomic_write_text(path, results_csv(rows))
 
 
 def results_csv(rows: list[dict[str, Any]]) -> str:
