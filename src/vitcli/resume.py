@@ -16,6 +16,7 @@ from vitcli.config import Config, load_config
 from vitcli.engine import Snapshot
 from vitcli.errors import CheckpointError, ConfigError
 from vitcli.fields import flag
+from vitcli.run_dir import CONFIG, MODEL
 from vitcli.train_state import STATE_FILE, load_state
 
 MAY_CHANGE = {("train", "epochs"), ("train", "device"), ("train", "compile"), ("data", "data_dir")}
@@ -24,7 +25,7 @@ MAY_CHANGE = {("train", "epochs"), ("train", "device"), ("train", "compile"), ("
 def resume_point(run_dir: Path, overrides: dict[str, dict[str, Any]]) -> tuple[Config, Snapshot]:
     """The config to go on with and the state to go on from; ConfigError when there is nothing to resume
     or an option would change the run."""
-    if not (run_dir / "config.toml").is_file():
+    if not (run_dir / CONFIG).is_file():
         raise ConfigError(
             f"--resume {run_dir}: no run directory there (no config.toml); pass a run's directory"
         )
@@ -33,7 +34,8 @@ def resume_point(run_dir: Path, overrides: dict[str, dict[str, Any]]) -> tuple[C
             f"--resume {run_dir}: the run has no training state (it stopped before its first epoch ended, or "
             "an older vitcli wrote it); start it again without --resume"
         )
-    stored = load_config(run_dir / "config.toml")
+    stored = load_config(run_dir / CONFIG)
+    settings = stored.to_dict()  # [model] has its kind as a key, like the options
     changes: dict[str, dict[str, Any]] = {}
     for section, items in overrides.items():
         for key, value in items.items():
@@ -42,11 +44,7 @@ def resume_point(run_dir: Path, overrides: dict[str, dict[str, Any]]) -> tuple[C
             if (section, key) in MAY_CHANGE:
                 changes.setdefault(section, {})[key] = value
                 continue
-            had = (
-                stored.model.kind
-                if (section, key) == ("model", "kind")
-                else getattr(getattr(stored, section), key, None)
-            )
+            had = settings.get(section, {}).get(key)
             if had != value:
                 raise ConfigError(
                     f"--resume continues {run_dir} as it was set up, and {flag(key)} {value} would change it "
@@ -72,7 +70,7 @@ def _finished(run_dir: Path) -> bool:
     from vitcli.checkpoint import read_metadata
 
     try:
-        metrics = json.loads(read_metadata(run_dir / "model.safetensors").get("metrics", "{}"))
+        metrics = json.loads(read_metadata(run_dir / MODEL).get("metrics", "{}"))
         return "test_accuracy" in metrics
     except (CheckpointError, ValueError):
         return False
