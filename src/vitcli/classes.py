@@ -138,9 +138,11 @@ def _differ_message(trained: list[str], data: list[str], partners: list[list[int
             count[j] += 1
     checkpoint_only = [t for j, t in enumerate(trained) if count[j] != 1]
     data_only = [d for d, p in zip(data, partners) if len(p) != 1]
-    unmatched = [f"the checkpoint's {_few(checkpoint_only)}"] * bool(checkpoint_only) + [
-        f"the data's {_few(data_only)}"
-    ] * bool(data_only)
+    unmatched = []
+    if checkpoint_only:
+        unmatched.append(f"the checkpoint's {_few(checkpoint_only)}")
+    if data_only:
+        unmatched.append(f"the data's {_few(data_only)}")
     return (
         f"the classes of {data_name} are not the checkpoint's; names without a match: "
         f"{' and '.join(unmatched)}; rename the data's class folders to the checkpoint's names, "

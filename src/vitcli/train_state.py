@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 
 from vitcli import __version__
@@ -62,9 +62,9 @@ def load_state(path: str | Path) -> Snapshot:
     them where the parameters are); CheckpointError when it is missing or damaged."""
     path = Path(path)
     try:
-        tensors = load_file(str(path))
         with safe_open(str(path), "pt") as f:
             metadata = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 - safe_open has no iter
         if metadata.get("format") != FORMAT:
             raise ValueError(f"format {metadata.get('format')!r}, not {FORMAT}")
         return _snapshot(json.loads(metadata["state"]), tensors)
