@@ -46,7 +46,9 @@ from torch import Tensor, nn
 
 from vitcli.config import DataConfig, TrainConfig
 from vitcli.data import load_splits
-from vitcli.engine import AUTO, evaluate, fit, resolve_device
+from vitcli.devices import AUTO, resolve_device
+from vitcli.engine import fit
+from vitcli.evaluation import evaluate
 from vitcli.events import StepDone
 from vitcli.models.specs import ViTSpec
 from vitcli.models.vit import PatchEmbedding, ViT

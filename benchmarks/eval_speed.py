@@ -5,7 +5,7 @@ alike), the images per second of:
 
   train         vitcli.engine.fit over --train-steps steps (batch --batch-size, fused AdamW,
                 no augmentation unless --augment): forward + backward + optimiser step
-  eval bN       vitcli.engine.evaluate with batch N (torch.inference_mode, fused attention), for each
+  eval bN       vitcli.evaluation.evaluate with batch N (torch.inference_mode, fused attention), for each
                 N of --eval-batch-sizes
   forward ...   the bare forward pass, model(x) on preprocessed (normalised) batches of --forward-batch,
                 once under torch.no_grad and once under torch.inference_mode: what evaluate costs
@@ -47,7 +47,9 @@ from vitcli.checkpoint import Checkpoint
 from vitcli.config import Config, TrainConfig
 from vitcli.data import Batches
 from vitcli.data.datasets import ChannelStats, DatasetInfo, Split, Splits
-from vitcli.engine import evaluate, fit, make_optimizer, resolve_device
+from vitcli.devices import resolve_device
+from vitcli.engine import fit, make_optimizer
+from vitcli.evaluation import evaluate
 from vitcli.models import count_parameters
 from vitcli.models.specs import ViTSpec
 from vitcli.preprocessing import Preprocessing

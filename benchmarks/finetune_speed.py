@@ -36,7 +36,8 @@ from rich.table import Table
 
 from vitcli.config import finetune_defaults, load_config
 from vitcli.data.datasets import ChannelStats, DatasetInfo, Split, Splits
-from vitcli.engine import autocast, fit, resolve_device
+from vitcli.devices import autocast, resolve_device
+from vitcli.engine import fit
 
 CLASSES = 10
 

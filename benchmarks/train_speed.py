@@ -30,7 +30,9 @@ from rich.table import Table
 from vitcli.config import load_config
 from vitcli.data import load_splits
 from vitcli.data.datasets import ChannelStats
-from vitcli.engine import evaluate, fit, resolve_device, warmup_cosine
+from vitcli.devices import resolve_device
+from vitcli.engine import fit, warmup_cosine
+from vitcli.evaluation import evaluate
 from vitcli.models import count_parameters
 from vitcli.preprocessing import Preprocessing
 

@@ -3,8 +3,10 @@ import torch
 
 from vitcli.config import DataConfig, load_config
 from vitcli.data import load_splits
-from vitcli.engine import EpochMetrics, StepDone, cross_entropy, evaluate, fit, warmup_cosine
+from vitcli.engine import cross_entropy, fit, warmup_cosine
 from vitcli.errors import TrainingDiverged
+from vitcli.evaluation import evaluate
+from vitcli.events import EpochMetrics, StepDone
 from vitcli.preprocessing import Preprocessing
 
 CPU = torch.device("cpu")

@@ -30,7 +30,7 @@ from vitcli.checkpoint import Checkpoint, checkpoint_file, load_checkpoint
 from vitcli.classes import fit_data
 from vitcli.data import load_splits
 from vitcli.data.datasets import DatasetInfo
-from vitcli.engine import resolve_device
+from vitcli.devices import resolve_device
 from vitcli.errors import CheckpointError, ConfigError, DataError
 
 # How rollout fuses a block's heads into one matrix: (B, heads, N, N) -> (B, N, N).

@@ -30,30 +30,11 @@ from torch import Tensor, nn
 from vitcli.config import TrainConfig
 from vitcli.data import Batches, Splits
 from vitcli.data.datasets import Split
-from vitcli.devices import AUTO, autocast, peak_memory_bytes, resolve_device
+from vitcli.devices import AUTO, autocast, peak_memory_bytes
 from vitcli.errors import TrainingDiverged
 from vitcli.evaluation import EvalResult, evaluate
-from vitcli.events import EpochMetrics, EpochStart, Event, Listener, Status, StepDone
+from vitcli.events import EpochMetrics, EpochStart, Listener, Status, StepDone
 from vitcli.preprocessing import Preprocessor
-
-__all__ = [
-    "AUTO",
-    "EpochMetrics",
-    "EpochStart",
-    "EvalResult",
-    "Event",
-    "FitResult",
-    "Listener",
-    "Status",
-    "StepDone",
-    "evaluate",
-    "fit",
-    "make_optimizer",
-    "resolve_device",
-    "train_epoch",
-    "warmup_cosine",
-]
-
 
 # --- optimiser and schedule --------------------------------------------------------------------------
 

@@ -25,8 +25,10 @@ from vitcli.classes import fit_data
 from vitcli.config import Config
 from vitcli.data import load_splits
 from vitcli.data.datasets import DatasetInfo, Split
-from vitcli.engine import EvalResult, Snapshot, evaluate, fit, resolve_device
+from vitcli.devices import resolve_device
+from vitcli.engine import Snapshot, fit
 from vitcli.errors import ConfigError, OutOfMemory
+from vitcli.evaluation import EvalResult, evaluate
 from vitcli.events import EpochMetrics, Listener, Status
 from vitcli.files import atomic_write_text, writing
 from vitcli.interrupt import GracefulStop, RunStopped

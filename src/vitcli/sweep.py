@@ -29,7 +29,7 @@ import torch
 
 from vitcli import fields
 from vitcli.config import Config, DataConfig, RunConfig, TrainConfig, load_toml
-from vitcli.engine import resolve_device
+from vitcli.devices import resolve_device
 from vitcli.errors import ConfigError
 from vitcli.fields import field_names
 from vitcli.models.specs import SPECS
