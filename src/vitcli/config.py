@@ -177,9 +177,9 @@ def merge_model(base: ModelSpec, given: dict[str, Any], source: str, notes: list
     own = fields.field_names(spec_cls)
     values = dataclasses.asdict(base) if kind == base.kind else {}
     for key, value in given.items():
-        owners = [k for k, other in SPECS.items() if key in fields.field_names(other)]
         if key == "kind":
             continue
+        owners = [k for k, other in SPECS.items() if key in fields.field_names(other)]
         if key in own or not owners:  # an unknown key is refused by fields.build, with the list of keys
             values[key] = value
         else:

@@ -112,8 +112,7 @@ def plan_sweep(
     axes = {k: v for k, v in grid.items() if len(v) > 1}
     axes = {k: axes[k] for k in SWEEPABLE if k in axes}  # one column order, whatever the input order
     _check_values(base, axes)
-    combos, configs, notes = _distinct_runs(base, axes, expand(axes, mode))
-    keys = [run_key(c) for c in configs]
+    combos, configs, keys, notes = _distinct_runs(base, axes, expand(axes, mode))
     name = name or default_name(list(axes), mode, keys)
     fields.folder_name("name", name)
     sweep_dir = Path(out).expanduser() / name
@@ -141,8 +140,8 @@ def _distinct_runs(base: Config, axes: dict[str, list[Any]], combos: list[dict[s
             )
     first: dict[str, int] = {}
     kept: list[int] = []
-    for i, config in enumerate(configs):
-        key = run_key(config)
+    keys = [run_key(config) for config in configs]
+    for i, key in enumerate(keys):
         if key not in first:
             first[key] = i
             kept.append(i)
@@ -155,7 +154,8 @@ def _distinct_runs(base: Config, axes: dict[str, list[Any]], combos: list[dict[s
     merged = len(configs) - len(kept)
     what = "1 combination" if merged == 1 else f"{merged} combinations"
     notes = [f"{what} left out as the same run as another: they differ only in options its model lacks"]
-    return [shown[i] for i in kept], [configs[i] for i in kept], notes if merged else []
+    notes = notes if merged else []
+    return [shown[i] for i in kept], [configs[i] for i in kept], [keys[i] for i in kept], notes
 
 
 def expand(axes: dict[str, list[Any]], mode: str = "grid") -> list[dict[str, Any]]:
