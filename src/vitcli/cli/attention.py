@@ -7,14 +7,13 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from vitcli.attention import AttentionReport, explain_checkpoint
 from vitcli.attention_figure import draw_report, overlay_rgb
 from vitcli.cli.choices import HeadFusion, SplitName, plain
-from vitcli.cli.common import console, err_console, user_errors
+from vitcli.cli.common import console, print_note, user_errors
 from vitcli.report import half_blocks
 
 
@@ -97,7 +96,7 @@ def attention(
         )
         report = draw_report(report, out)
     for note in report.notes:
-        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+        print_note(note)
     if as_json:
         typer.echo(json.dumps(report.to_dict()))
         return

@@ -15,6 +15,12 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def print_note(note: str, shown: Console = err_console) -> None:
+    """A line the user should know (an option left out, classes paired by name), on stderr by default so
+    that --json and --print-config output stays clean."""
+    shown.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+
+
 @contextlib.contextmanager
 def user_errors(interrupted: str = "stopped at once; the state of the last finished epoch is kept"):
     """Turn a VitcliError into `error: <message>` on stderr and exit 1; a run stopped by Ctrl-C or SIGTERM

@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.markup import escape
 
 from vitcli.cli.choices import SplitName, plain
-from vitcli.cli.common import console, err_console, user_errors
+from vitcli.cli.common import console, print_note, user_errors
 from vitcli.report import eval_tables
 from vitcli.run import eval_checkpoint
 
@@ -49,7 +48,7 @@ def eval_(
             match_by_position=match_by_position,
         )
     for note in report.notes:
-        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+        print_note(note)
     if as_json:
         typer.echo(json.dumps(report.to_dict()))
         return

@@ -16,7 +16,7 @@ import typer
 from rich.markup import escape
 
 from vitcli.cli.choices import SweepMode, plain
-from vitcli.cli.common import console, err_console, multi_value_command, user_errors
+from vitcli.cli.common import console, err_console, multi_value_command, print_note, user_errors
 from vitcli.cli.progress import TrainProgress
 from vitcli.cli.train import train
 from vitcli.errors import ConfigError
@@ -84,7 +84,7 @@ def sweep(
         make_sweep_dir(plan)
     shown = err_console if as_json else console
     for note in plan.notes:
-        shown.print(f"[dim]note: {escape(note)}[/]", highlight=False)
+        print_note(note, shown)
     shown.print(_resume_line(plan, state), highlight=False)
     # Every failure of a run becomes its row; what comes out of run_sweep is Ctrl-C or a results file
     # that cannot be written.

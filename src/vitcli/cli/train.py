@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.markup import escape
 
 from vitcli.cli.choices import PosEmbed, TrainModel, plain
-from vitcli.cli.common import console, err_console, user_errors
+from vitcli.cli.common import console, print_note, user_errors
 from vitcli.cli.options import (
     OUTPUT,
     TRAINING,
@@ -171,7 +170,7 @@ def train_and_print(
         cfg = load_config(config, overrides, defaults=defaults)
         if print_config:
             for note in cfg.notes:  # on stderr, so that stdout stays a TOML file
-                err_console.print(f"[dim]note: {escape(note)}[/]", highlight=False)
+                print_note(note)
             typer.echo(cfg.validate().to_toml(), nl=False)
             return
         # A --name given here is the run's name; one that came with --config is a default (a taken one gets

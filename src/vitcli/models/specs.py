@@ -224,4 +224,3 @@ class TimmSpec(ModelSpec):
 
 
 SPECS: dict[str, type[ModelSpec]] = {spec.kind: spec for spec in (ViTSpec, CNNSpec, TimmSpec)}
-MODEL_KINDS = tuple(SPECS)
