@@ -17,7 +17,6 @@ the other way round), `report` the terminal preview, and `cli/attention` is the 
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -270,7 +269,7 @@ class AttentionReport:
                     "rollout": r.rollout.tolist(),  # [row][col]
                     "picture": str(picture) if picture else None,
                 }
-                for r, picture in itertools.zip_longest(self.images, self.pictures[: len(self.images)])
+                for r, picture in zip(self.images, self.pictures or [None] * len(self.images))
             ],
         }
 
