@@ -169,7 +169,10 @@ def _train(
     """Train in `run_dir`, held by this process, writing as the run goes; RunStopped after Ctrl-C."""
     model, preprocess = built.module.to(device), built.preprocessing.on(device)
     with DirectoryLock(run_dir, "run directory"), GracefulStop() as stop:
-        clear(run_dir) if start is None else remove_temporaries(run_dir)
+        if start is None:
+            clear(run_dir)  # what --overwrite replaces, and what a killed write left
+        else:
+            remove_temporaries(run_dir)
         with writing(run_dir / CONFIG) as path:
             atomic_write_text(path, config.to_toml())
         writer = SnapshotWriter(run_dir, built, config, splits.info)

@@ -5,8 +5,6 @@ change. Everything is checked, and the weights fetched, before the model is buil
 
 from __future__ import annotations
 
-import dataclasses
-
 from vitcli.data.datasets import ChannelStats, DatasetInfo
 from vitcli.errors import ConfigError
 from vitcli.events import Status
@@ -37,8 +35,6 @@ def build_finetune(
         source = {k: v.shape for k, v in weights.state.items()}
         load(vit, weights, f"--pretrained {spec.pretrained}")
     repeated = in_chans(spec, info) != info.channels
-    record = adaptation(source, vit, info, weights, repeated)
-
     total = sum(p.numel() for p in vit.parameters())
     trainable = freeze(vit, spec.freeze)
     groups, lowest = None, None
@@ -56,8 +52,12 @@ def build_finetune(
     else:
         mean, std, normalisation = stats.mean, stats.std, "data"
     preprocessing = Preprocessing(mean, std, size=vit.img_size, channels=3 if repeated else None)
-    record = dataclasses.replace(
-        record,
+    record = adaptation(
+        source,
+        vit,
+        info,
+        weights,
+        repeated,
         freeze=spec.freeze,
         trainable=trainable,
         total=total,

@@ -19,7 +19,7 @@ import logging
 import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -234,9 +234,15 @@ class Adaptation:
 
 
 def adaptation(
-    source: dict[str, torch.Size], vit: TimmViT, info: DatasetInfo, weights: Weights, gray_repeated: bool
+    source: dict[str, torch.Size],
+    vit: TimmViT,
+    info: DatasetInfo,
+    weights: Weights,
+    gray_repeated: bool,
+    **training: Any,
 ) -> Adaptation:
-    """What differs between `source` (the shapes of the published model, or of the file) and `vit`."""
+    """What differs between `source` (the shapes of the published model, or of the file) and `vit`;
+    `training` gives the record's other fields (freeze, trainable, total, layer decay, normalisation)."""
     target = {k: v.shape for k, v in vit.model.state_dict().items()}
     was, now = source.get(PATCH_WEIGHT), target[PATCH_WEIGHT]
     head = f"{classifier_names(vit.model)[0]}.weight"
@@ -256,6 +262,7 @@ def adaptation(
         prefix_tokens=vit.num_prefix_tokens,
         classes_before=source[head][0] if head in source else None,
         classes=len(info.classes),
+        **training,
     )
 
 
