@@ -4,12 +4,8 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-from typer.testing import CliRunner
-
-from vitcli.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
-runner = CliRunner()
 
 
 def single_thread():
@@ -19,10 +15,6 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def settings(data_dir, out, **train):

@@ -1,14 +1,6 @@
 """What tests/test_sweep.py and tests/test_sweep_results.py share: the command line and a small sweep."""
 
-from typer.testing import CliRunner
-
-from vitcli.cli import app
-
-runner = CliRunner()
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
+from cli_helpers import run
 
 
 def sweep(tmp_path, data_dir, *extra):

@@ -6,10 +6,10 @@ import math
 import pytest
 import timm
 import torch
+from cli_helpers import run
 from fakedata import write_mnist
 from PIL import Image
 from timm_helpers import finetune
-from typer.testing import CliRunner
 
 from vitcli.attention import ImageAttention, cls_attention, extract, fuse_heads, rollout, rollout_map
 from vitcli.attention_figure import (
@@ -21,7 +21,6 @@ from vitcli.attention_figure import (
     picture_paths,
     save_figure,
 )
-from vitcli.cli import app
 from vitcli.cli.common import spread_values
 from vitcli.data.datasets import DatasetInfo
 from vitcli.errors import CheckpointError, ConfigError
@@ -29,7 +28,6 @@ from vitcli.models import CNN
 from vitcli.models.specs import ViTSpec
 
 MNIST = DatasetInfo("mnist", 1, 28, 28, [str(i) for i in range(10)], "digits")
-runner = CliRunner()
 
 
 def vit(heads=2, depth=3, patch_size=7, seed=0):
@@ -154,10 +152,6 @@ def test_several_values_after_one_flag_become_repeated_flags():
 
 
 # --- the command -------------------------------------------------------------------------------------
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture

@@ -9,16 +9,14 @@ import json
 
 import pytest
 import torch
+from cli_helpers import run
 from fakedata import write_image_folder
-from typer.testing import CliRunner
 
 from vitcli.classes import match_classes, same_class
-from vitcli.cli import app
 from vitcli.config import DataConfig
 from vitcli.data import load_splits
 from vitcli.errors import ConfigError
 
-runner = CliRunner()
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 MNIST = [f"{i} - {word}" for i, word in enumerate(WORDS)]
 
@@ -96,10 +94,6 @@ def test_different_counts_are_refused_even_by_position():
 
 
 # --- the commands ------------------------------------------------------------------------------------
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture

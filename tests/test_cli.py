@@ -3,35 +3,9 @@
 import json
 
 import pytest
-from cli_helpers import plain_text
+from cli_helpers import plain_text, run, train
 from fakedata import write_image_folder
 from safetensors import safe_open
-from typer.testing import CliRunner
-
-from vitcli.cli import app
-
-runner = CliRunner()
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def train(tmp_path, data_dir, *extra):
-    return run(
-        "train",
-        "--data-dir",
-        data_dir,
-        "--epochs",
-        1,
-        "--batch-size",
-        64,
-        "--device",
-        "cpu",
-        "--out",
-        tmp_path / "runs",
-        *extra,
-    )
 
 
 def test_train_writes_a_run_directory(tmp_path, mnist_dir):

@@ -9,8 +9,9 @@ import time
 
 import pytest
 import torch
+from cli_helpers import run
 from fakedata import write_mnist
-from run_helpers import REPO, assert_same_tensors, run, settings, single_thread, tensors
+from run_helpers import REPO, assert_same_tensors, settings, single_thread, tensors
 
 from vitcli.config import load_config
 from vitcli.data import load_splits

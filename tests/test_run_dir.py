@@ -3,7 +3,8 @@ CUDA running out of memory or a full disk."""
 
 import pytest
 import torch
-from run_helpers import assert_same_tensors, run, single_thread, tensors
+from cli_helpers import run, train
+from run_helpers import assert_same_tensors, single_thread, tensors
 
 from vitcli.train_state import load_state
 
@@ -18,22 +19,9 @@ def one_thread():
 
 
 def test_no_command_overwrites_a_run_unless_asked(tmp_path, mnist_dir):
-    base = [
-        "train",
-        "--data-dir",
-        mnist_dir,
-        "--epochs",
-        1,
-        "--batch-size",
-        64,
-        "--device",
-        "cpu",
-        "--out",
-        tmp_path / "runs",
-    ]
-    assert run(*base, "--name", "x").exit_code == 0
+    assert train(tmp_path, mnist_dir, "--name", "x").exit_code == 0
     first = tensors(tmp_path / "runs" / "x" / "model.safetensors")
-    again = run(*base, "--name", "x", "--seed", 1)
+    again = train(tmp_path, mnist_dir, "--name", "x", "--seed", 1)
     assert again.exit_code == 1 and "already holds a run" in again.stderr and "--overwrite" in again.stderr
     assert_same_tensors(tensors(tmp_path / "runs" / "x" / "model.safetensors"), first)
     # The stored name of a config file is a default: repeating the run makes a new directory.
@@ -41,7 +29,7 @@ def test_no_command_overwrites_a_run_unless_asked(tmp_path, mnist_dir):
     assert repeated.exit_code == 0, repeated.output
     assert (tmp_path / "runs" / "x-2" / "model.safetensors").is_file()
     assert_same_tensors(tensors(tmp_path / "runs" / "x" / "model.safetensors"), first)
-    replaced = run(*base, "--name", "x", "--seed", 1, "--overwrite")
+    replaced = train(tmp_path, mnist_dir, "--name", "x", "--seed", 1, "--overwrite")
     assert replaced.exit_code == 0, replaced.output
     assert not torch.equal(
         tensors(tmp_path / "runs" / "x" / "model.safetensors")["head.weight"], first["head.weight"]

@@ -4,8 +4,8 @@
 import json
 
 import pytest
-from cli_helpers import plain_text
-from sweep_helpers import only_sweep_dir, run, sweep
+from cli_helpers import plain_text, run
+from sweep_helpers import only_sweep_dir, sweep
 
 from vitcli.cli.common import spread_values
 from vitcli.cli.sweep import BOOL_FLAGS

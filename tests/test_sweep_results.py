@@ -7,9 +7,10 @@ import json
 import statistics
 
 import pytest
+from cli_helpers import run
 from PIL import Image
 from rich.console import Console
-from sweep_helpers import only_sweep_dir, run, sweep
+from sweep_helpers import only_sweep_dir, sweep
 
 from vitcli.plots import write_charts
 from vitcli.report import fmt_pct, sweep_table
