@@ -105,13 +105,9 @@ def train_run(
     for note in config.notes:
         emit(Status(note))
     device, splits, built = _prepare(config, emit)
-    if config.train.batch_size > len(splits.train):
-        emit(
-            Status(
-                f"--batch-size {config.train.batch_size} is more than the {len(splits.train)} training "
-                f"images: each epoch is one step of {len(splits.train)}"
-            )
-        )
+    size, images = config.train.batch_size, len(splits.train)
+    if size > images:
+        emit(Status(f"--batch-size {size} is more than the {images} training images: one step per epoch"))
     run_dir = new_run_dir(config, splits.info, exact_name=exact_name, overwrite=overwrite)
     return _train(config, splits, built, device, run_dir, emit, started)
 

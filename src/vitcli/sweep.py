@@ -153,7 +153,7 @@ def _distinct_runs(base: Config, axes: dict[str, list[Any]], combos: list[dict[s
             )
     merged = len(configs) - len(kept)
     what = "1 combination" if merged == 1 else f"{merged} combinations"
-    notes = [f"{what} left out as the same run as another: they differ only in options its model lacks"]
+    notes = [f"{what} left out: the same run as another, but for options its model lacks"]
     notes = notes if merged else []
     return [shown[i] for i in kept], [configs[i] for i in kept], [keys[i] for i in kept], notes
 
