@@ -239,3 +239,15 @@ def test_finetune_speed_compares_with_a_plain_timm_loop(tmp_path):
     )
     assert result["config"]["model"] == "test_vit"
     assert result["plain"]["images_per_s_median"] > 0 and result["vitcli"]["images_per_s_median"] > 0
+
+
+def test_cache_cost_measures_the_checks_against_decoding(tmp_path):
+    from fakedata import write_mnist
+
+    data_dir = write_mnist(tmp_path / "data", train=64, test=16)
+    result = load("cache_cost").main(
+        ["--data-dir", str(data_dir), "--repeats", "1", "--json", str(tmp_path / "r.json")]
+    )
+    assert result["tensor_bytes"] == (64 + 16) * 28 * 28 + (64 + 16) * 8
+    assert all(result[k] > 0 for k in ("uncached_load_s", "cached_load_s", "fingerprint_s", "checksum_s"))
+    assert json.loads((tmp_path / "r.json").read_text())["benchmark"] == "cache_cost"
