@@ -46,12 +46,14 @@ from vitcli.attention import explain, extract
 from vitcli.checkpoint import Checkpoint
 from vitcli.config import Config, TrainConfig
 from vitcli.data import Batches
+from vitcli.data.batches import Augmentation
 from vitcli.data.datasets import ChannelStats, DatasetInfo, Split, Splits
 from vitcli.devices import resolve_device
-from vitcli.engine import fit, make_optimizer
+from vitcli.engine import fit
 from vitcli.evaluation import evaluate
 from vitcli.models import count_parameters
 from vitcli.models.specs import ViTSpec
+from vitcli.optim import make_optimizer
 from vitcli.preprocessing import Preprocessing
 
 
@@ -129,7 +131,7 @@ def tasks(args, name: str, device: torch.device) -> tuple[torch.nn.Module, dict[
     attention_batches = [preprocess(x.to(device)) for x in attention_images.split(args.attention_batch)]
     checkpoint = Checkpoint(model, Config(model=spec), info, preprocessing, {}, __version__)
     sources, labels = [f"test[{i}]" for i in range(len(attention_images))], [None] * len(attention_images)
-    augment = info.family if args.augment else None
+    augment = Augmentation(info.family) if args.augment else None
     classes = len(info.classes)
 
     found: dict[str, Callable[[], float]] = {

@@ -35,6 +35,7 @@ from common import Machine, alternate, argument_parser, console, emit, sync  # b
 from rich.table import Table
 
 from vitcli.config import finetune_defaults, load_config
+from vitcli.data.batches import Augmentation
 from vitcli.data.datasets import ChannelStats, DatasetInfo, Split, Splits
 from vitcli.devices import autocast, resolve_device
 from vitcli.engine import fit
@@ -108,7 +109,7 @@ def vitcli_loop(args, device: torch.device, splits: Splits) -> dict:
         cfg.train,
         device,
         built.preprocessing.on(device),
-        augment=splits.info.family if cfg.data.augment else None,
+        augment=Augmentation.of(cfg.data, splits.info.family),
         param_groups=built.param_groups,
     )
     return {"seconds": result.seconds, "images": result.images, "images_per_s": result.images_per_s}

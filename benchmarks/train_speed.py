@@ -29,11 +29,13 @@ from rich.table import Table
 
 from vitcli.config import load_config
 from vitcli.data import load_splits
+from vitcli.data.batches import Augmentation
 from vitcli.data.datasets import ChannelStats
 from vitcli.devices import resolve_device
-from vitcli.engine import fit, warmup_cosine
+from vitcli.engine import fit
 from vitcli.evaluation import evaluate
 from vitcli.models import count_parameters
+from vitcli.optim import warmup_cosine
 from vitcli.preprocessing import Preprocessing
 
 
@@ -86,7 +88,7 @@ def plain_loop(cfg, model, stats: ChannelStats, data_dir: str, device: torch.dev
 def vitcli_loop(cfg, model, device: torch.device) -> dict:
     splits = load_splits(cfg.data, download=False)
     preprocess = Preprocessing(splits.stats.mean, splits.stats.std).on(device)  # as `vitcli train` builds it
-    augment = splits.info.family if cfg.data.augment else None
+    augment = Augmentation.of(cfg.data, splits.info.family)
     start = time.perf_counter()
     result = fit(model, splits, cfg.train, device, preprocess, augment=augment)
     seconds = time.perf_counter() - start

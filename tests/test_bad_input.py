@@ -141,7 +141,7 @@ VITCLI_FINDS = [
     (["--resume", "{run}", "--lr", "0.5"], "--lr 0.5 would change it (it has 0.01)"),
     (["--resume", "{run}", "--seed", "3"], "--seed 3 would change it (it has 0)"),
     (["--resume", "{run}", "--out", "{tmp}/runs"], "--out {tmp}/runs would change it"),
-    (["--resume", "{run}", "--config", "{run}/config.toml"], "leave out --config and --overwrite"),
+    (["--resume", "{run}", "--config", "{run}/config.toml"], "leave out --config, --preset and --overwrite"),
     (["--resume", "{run}"], "--resume {run}: the run finished its 1 epochs; pass --epochs N"),
     (["--name", "../escape"], "--name must be a plain folder name (no / or ..), got '../escape'"),
     (["--name", "a/b"], "--name must be a plain folder name (no / or ..), got 'a/b'"),

@@ -6,7 +6,7 @@ from fakedata import write_cifar100, write_image_folder, write_mnist
 
 from vitcli.config import DataConfig
 from vitcli.data import Batches, load_splits
-from vitcli.data.batches import random_flip, random_translate
+from vitcli.data.batches import Augmentation, random_flip, random_translate
 from vitcli.errors import DataError
 from vitcli.preprocessing import Preprocessing
 
@@ -148,7 +148,15 @@ def test_batches_are_normalised_and_repeatable(mnist_dir):
     def first(seed):
         return next(
             iter(
-                Batches(splits.train, 32, cpu, _preprocess(splits), shuffle=True, augment="digits", seed=seed)
+                Batches(
+                    splits.train,
+                    32,
+                    cpu,
+                    _preprocess(splits),
+                    shuffle=True,
+                    augment=Augmentation("digits"),
+                    seed=seed,
+                )
             )
         )
 

@@ -3,10 +3,12 @@ import torch
 
 from vitcli.config import DataConfig, load_config
 from vitcli.data import load_splits
-from vitcli.engine import cross_entropy, fit, warmup_cosine
+from vitcli.data.batches import Augmentation
+from vitcli.engine import cross_entropy, fit
 from vitcli.errors import TrainingDiverged
 from vitcli.evaluation import evaluate
 from vitcli.events import EpochMetrics, StepDone
+from vitcli.optim import warmup_cosine
 from vitcli.preprocessing import Preprocessing
 
 CPU = torch.device("cpu")
@@ -32,7 +34,7 @@ def _fit(mnist_dir, events=None, criterion=None, **train):
         cfg.train,
         CPU,
         _preprocess(splits),
-        augment="digits",
+        augment=Augmentation("digits"),
         on_event=(events.append if events is not None else None),
         criterion=criterion,
     )

@@ -23,9 +23,9 @@ from vitcli.checkpoint import load_checkpoint
 from vitcli.cli import app
 from vitcli.config import Config, finetune_defaults, load_config
 from vitcli.data import load_splits
-from vitcli.engine import make_optimizer, warmup_cosine
 from vitcli.models.specs import TimmSpec
 from vitcli.models.timm_vit import build_timm_vit
+from vitcli.optim import make_optimizer, warmup_cosine
 from vitcli.report import adaptation_rows
 
 # timm added its tiny test models during the 1.0 series, after the 1.0 that pyproject.toml admits.

@@ -15,6 +15,7 @@ from run_helpers import REPO, assert_same_tensors, settings, single_thread, tens
 
 from vitcli.config import load_config
 from vitcli.data import load_splits
+from vitcli.data.batches import Augmentation
 from vitcli.engine import fit
 from vitcli.preprocessing import Preprocessing
 from vitcli.run import resume_run, train_run
@@ -37,7 +38,7 @@ def test_a_run_stopped_mid_epoch_resumes_to_the_same_weights_as_one_that_never_s
             cfg.train,
             torch.device("cpu"),
             preprocess,
-            augment="digits",
+            augment=Augmentation("digits"),
             start=start,
             on_snapshot=on_snapshot,
             stop=stop,

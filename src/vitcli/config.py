@@ -5,8 +5,10 @@ same names are used everywhere: `embed_dim` here, `--embed-dim` on the command l
 `config.toml` and in checkpoint metadata.
 
     [model]  kind = "vit" | "cnn" | "timm", then that kind's own fields (`models/specs.py`)
-    [data]   dataset, data_dir, val_size, subset, augment
-    [train]  epochs, batch_size, lr, weight_decay, warmup, label_smoothing, seed, device, compile
+    [data]   dataset, data_dir, val_size, subset, augment, and the small-data augmentations:
+             randaugment, erase, mixup, cutmix, mix_off_epochs
+    [train]  epochs, batch_size, lr, weight_decay, warmup, label_smoothing, seed, device, compile,
+             and the regularisers: drop_path, ema, clip_grad
     [run]    out, name
 
 Values are checked as a section is made, each on its own; `Config.validate()` checks how they combine
@@ -33,6 +35,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "cifar100")  # and folder:PATH
 DEVICES = ("auto", "cpu", "cuda")  # and cuda:N
+MAX_MAGNITUDE = 30  # RandAugment's strongest, on torchvision's scale of 31 bins
 
 
 @dataclass
@@ -41,7 +44,13 @@ class DataConfig:
     data_dir: str | None = None  # unset: $VITCLI_DATA_DIR, else ~/.cache/vitcli/data
     val_size: int | None = None  # images held out of train; unset: 5,000 (a tenth for sets under 50k)
     subset: int | None = None  # train on only this many training images
-    augment: bool = True
+    augment: bool = True  # shifts for digits; crops with padding and flips for natural images
+    # The small-data levers (docs/small-data.md); 0 turns each off.
+    randaugment: int = 0  # RandAugment magnitude, 0-30 (torchvision's scale); a new op and strength per image
+    erase: float = 0.0  # probability that an image gets one random-noise rectangle (random erasing)
+    mixup: float = 0.0  # Beta(alpha, alpha) of mixup; with cutmix too, one of the two per batch
+    cutmix: float = 0.0  # Beta(alpha, alpha) of cutmix
+    mix_off_epochs: int = 0  # the last N epochs train without mixup and cutmix (timm's mixup-off-epoch)
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS and not self.dataset.startswith("folder:"):
@@ -53,6 +62,24 @@ class DataConfig:
         if self.val_size is not None and self.val_size < 0:
             raise ConfigError(f"--val-size must be 0 or more, got {self.val_size}")
         fields.positive(self, "subset")
+        if not 0 <= self.randaugment <= MAX_MAGNITUDE:
+            raise ConfigError(
+                f"--randaugment must be a magnitude from 0 (off) to {MAX_MAGNITUDE}, got {self.randaugment}; "
+                "9 is RandAugment's usual strength"
+            )
+        if not 0 <= self.erase <= 1:  # NaN fails this too
+            raise ConfigError(f"--erase must be a probability in [0, 1], got {self.erase}")
+        for key in ("mixup", "cutmix"):
+            value = getattr(self, key)
+            fields.finite(key, value)
+            if value < 0:
+                raise ConfigError(f"{fields.flag(key)} must be 0 (off) or a positive alpha, got {value}")
+        if self.mix_off_epochs < 0:
+            raise ConfigError(f"--mix-off-epochs must be 0 or more, got {self.mix_off_epochs}")
+
+    @property
+    def mixing(self) -> bool:
+        return self.mixup > 0 or self.cutmix > 0
 
     def for_evaluation(self, dataset: str | None = None, data_dir: str | None = None) -> DataConfig:
         """The data a checkpoint trained on these settings is evaluated on: the same held-out validation
@@ -77,10 +104,13 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     compile: bool = False
+    drop_path: float = 0.0  # stochastic depth: the last block's rate, rising linearly from 0 at the first
+    ema: float = 0.0  # decay of an exponential moving average of the weights (e.g. 0.999); 0 is off
+    clip_grad: float = 0.0  # clip the gradients' global norm to this; 0 is off
 
     def __post_init__(self) -> None:
         fields.positive(self, "epochs", "batch_size")
-        for key in ("lr", "weight_decay", "warmup"):
+        for key in ("lr", "weight_decay", "warmup", "clip_grad"):
             fields.finite(key, getattr(self, key))
         if not self.lr > 0:
             raise ConfigError(f"--lr must be positive, got {self.lr}")
@@ -89,6 +119,10 @@ class TrainConfig:
         if self.warmup < 0:
             raise ConfigError(f"--warmup must be 0 or more epochs, got {self.warmup}")
         fields.fraction("label_smoothing", self.label_smoothing)
+        fields.fraction("drop_path", self.drop_path)
+        fields.fraction("ema", self.ema)
+        if self.clip_grad < 0:
+            raise ConfigError(f"--clip-grad must be 0 (off) or a positive norm, got {self.clip_grad}")
         if not (self.device in DEVICES or self.device.startswith("cuda:")):
             raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
@@ -162,6 +196,17 @@ class Config:
     def validate(self) -> Config:
         """Check how the values combine, where that needs no data; raise ConfigError on the first."""
         self.model.validate()
+        if self.train.drop_path > 0 and not self.model.residual:
+            raise ConfigError(
+                f"--drop-path drops residual branches, and the {self.model.kind} model has none; "
+                "leave it at 0 for this model"
+            )
+        off, epochs = self.data.mix_off_epochs, self.train.epochs
+        if self.data.mixing and off >= epochs:
+            raise ConfigError(
+                f"--mix-off-epochs {off} leaves none of the {epochs} epochs to mixup and cutmix; "
+                f"use fewer than {epochs}, or turn mixing off with --mixup 0 --cutmix 0"
+            )
         return self
 
 
@@ -220,10 +265,16 @@ def load_config(
     path: str | Path | None,
     overrides: dict[str, dict[str, Any]] | None = None,
     defaults: Config | None = None,
+    preset: str | None = None,
 ) -> Config:
-    """`defaults` (Config() unless given), then the TOML file (if any), then `overrides`. Each value is
-    checked here; how they combine is checked by `Config.validate()`, which `train_run` calls."""
+    """`defaults` (Config() unless given), then the named preset (`vitcli.presets`), then the TOML file (if
+    any), then `overrides`. Each value is checked here; how they combine is checked by
+    `Config.validate()`, which `train_run` calls."""
     config = defaults or Config()
+    if preset:
+        from vitcli.presets import load_preset
+
+        config = config.merged(load_preset(preset).settings, source=f"preset {preset}")
     if path:
         config = config.merged(load_toml(path), source=str(path))
     return config.merged(overrides or {}, source="options")

@@ -1,9 +1,10 @@
 """The training loop. It knows nothing of the terminal or of files: progress goes out as events, and the
 run's state as Snapshots that the caller writes.
 
-The training step: AdamW (fused where PyTorch has it), linear warmup then cosine decay per step,
-bfloat16 autocast on CUDA, label smoothing. Losses and accuracies are summed on the device and read
-back only when an event is sent, so the GPU is not made to wait on every step.
+The training step: AdamW (`optim`: fused where PyTorch has it, linear warmup then cosine decay per
+step), bfloat16 autocast on CUDA, label smoothing (or the soft targets of mixup and cutmix), optional
+gradient clipping and a moving average of the weights (`averaging`). Losses and accuracies are summed on
+the device and read back only when an event is sent, so the GPU is not made to wait on every step.
 
     fit            epochs of `train_epoch`, each followed by `evaluate` (evaluation.py) on the validation
                    split; keeps the best-validation weights; a Snapshot after every epoch and where
@@ -27,61 +28,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vitcli.averaging import EMA, RAW, BestWeights, copy_state, moving_average
 from vitcli.config import TrainConfig
 from vitcli.data import Batches, Splits
+from vitcli.data.batches import Augmentation
 from vitcli.data.datasets import Split
+from vitcli.data.mixing import hard_labels
 from vitcli.devices import AUTO, autocast, peak_memory_bytes
 from vitcli.errors import TrainingDiverged
-from vitcli.evaluation import EvalResult, evaluate
+from vitcli.evaluation import evaluate
 from vitcli.events import EpochMetrics, EpochStart, Listener, Status, StepDone
+from vitcli.optim import make_optimizer, warmup_cosine
 from vitcli.preprocessing import Preprocessor
-
-# --- optimiser and schedule --------------------------------------------------------------------------
-
-
-def make_optimizer(
-    model: nn.Module,
-    cfg: TrainConfig,
-    param_groups: list[dict] | None = None,
-    options: dict[str, Any] | None = None,
-) -> torch.optim.Optimizer:
-    """AdamW over the trainable parameters; `param_groups` (e.g. timm's layer-decay groups) replace the
-    default two groups, each at cfg.lr times its "lr_scale", which the schedule then scales as a whole.
-    `options` go to AdamW as they are (e.g. {"foreach": True}); by default it is fused where it can be."""
-    if param_groups is None:
-        # Weight decay on weight matrices and conv kernels only: decaying biases, norms, the [CLS] token
-        # or the positional embedding pulls them towards zero for no gain (as in timm and nanoGPT).
-        decay, no_decay = [], []
-        for name, p in model.named_parameters():
-            if not p.requires_grad:
-                continue
-            plain = p.ndim < 2 or name.endswith(("pos_embed", "cls_token"))
-            (no_decay if plain else decay).append(p)
-        param_groups = [
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
-    # LambdaLR multiplies each group's own starting lr, so the per-group scale survives the schedule.
-    groups = [{**g, "lr": cfg.lr * g.get("lr_scale", 1.0)} for g in param_groups]
-    if options is not None:
-        return torch.optim.AdamW(groups, lr=cfg.lr, **options)
-    try:
-        return torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
-    except (RuntimeError, TypeError):  # older PyTorch: no fused AdamW on this device
-        return torch.optim.AdamW(groups, lr=cfg.lr, foreach=True)
-
-
-def warmup_cosine(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
-    """Learning-rate factor for a step: linear from 1/warmup to 1, then a cosine down to 0."""
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
-
 
 # --- training ----------------------------------------------------------------------------------------
 
@@ -112,7 +70,8 @@ Criterion = Callable[[Any, Tensor, Tensor, float], tuple[Tensor, Tensor]]
 
 
 def cross_entropy(outputs: Tensor, inputs: Tensor, labels: Tensor, smoothing: float) -> tuple[Tensor, Tensor]:
-    """The default criterion: cross-entropy of the logits, with label smoothing."""
+    """The default criterion: cross-entropy of the logits, with label smoothing; `labels` are class
+    indices (B,) or soft targets (B, classes) from mixup and cutmix."""
     return F.cross_entropy(outputs, labels, label_smoothing=smoothing), outputs
 
 
@@ -127,6 +86,10 @@ class Step:
     lr: float  # the peak learning rate, for the message when the loss diverges
     autocast_dtype: torch.dtype | str | None = AUTO
     criterion: Criterion = cross_entropy
+    clip_grad: float = 0.0  # the gradients' global norm is clipped to this; 0: not clipped
+    ema: Any = None  # averaging.moving_average of the model, updated after every step; None: none
+    module: nn.Module | None = None  # the module `model` runs, when that is its torch.compile'd form
+    mix: bool = True  # mixup and cutmix in this epoch (off for the last --mix-off-epochs)
 
 
 def train_epoch(
@@ -147,15 +110,20 @@ def train_epoch(
     correct = torch.tensor(done.correct, dtype=torch.int64, device=device)
     seen, start = done.images, time.perf_counter() - done.seconds
     i = done.steps
-    for i, (images, labels) in enumerate(batches.epoch(skip=done.steps), start=done.steps + 1):
+    params = [p for group in step.optimizer.param_groups for p in group["params"]]
+    for i, (images, labels) in enumerate(batches.epoch(skip=done.steps, mix=step.mix), start=done.steps + 1):
         with autocast(device, step.autocast_dtype):
             loss, logits = step.criterion(step.model(images), images, labels, step.label_smoothing)
         step.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if step.clip_grad:
+            torch.nn.utils.clip_grad_norm_(params, step.clip_grad)
         step.optimizer.step()
         step.schedule.step()
+        if step.ema is not None:
+            step.ema.update(step.module or step.model)
         loss_sum += loss.detach() * len(labels)
-        correct += (logits.argmax(1) == labels).sum()
+        correct += (logits.argmax(1) == hard_labels(labels)).sum()
         seen += len(labels)
         if i % log_every == 0 or i == steps:
             mean_loss = loss_sum.item() / seen
@@ -171,27 +139,6 @@ def train_epoch(
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return EpochTotals(loss_sum.item(), int(correct.item()), seen, time.perf_counter() - start, i)
-
-
-class BestWeights:
-    """The weights of the best validation epoch so far: highest accuracy, then lowest loss."""
-
-    def __init__(self, last_epoch: int):
-        self.score: tuple[float, float] | None = None
-        self.state: dict | None = None
-        self.epoch = last_epoch  # with no validation split, the last epoch is the one kept
-
-    def offer(self, model: nn.Module, epoch: int, val: EvalResult | None) -> bool:
-        """Keep the model's weights if `val` is the best so far; whether it was."""
-        if val is not None and (self.score is None or (val.accuracy, -val.loss) > self.score):
-            self.score, self.epoch = (val.accuracy, -val.loss), epoch
-            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            return True
-        return False
-
-    def restore(self, model: nn.Module, last_epoch: int) -> None:
-        if self.state is not None and self.epoch != last_epoch:
-            model.load_state_dict(self.state)
 
 
 @dataclass
@@ -210,6 +157,16 @@ class Snapshot:
     best_epoch: int
     best_score: tuple[float, float] | None
     best_model: dict[str, Tensor] | None
+    ema: dict[str, Tensor] | None = None  # the moving average of the weights now, with --ema
+    best_source: str = RAW  # which weights best_model holds: "raw" or "ema"
+
+    @property
+    def kept(self) -> dict[str, Tensor]:
+        """The weights the run would keep if it ended now: the best so far, else (no validation split)
+        the last epoch's average or raw weights."""
+        if self.best_model is not None:
+            return self.best_model
+        return self.ema if self.ema is not None else self.model
 
 
 @dataclass
@@ -220,6 +177,7 @@ class FitResult:
     images: int  # training images seen, over all epochs
     peak_memory: int | None
     stopped: bool = False  # stopped by `stop()` before the last epoch ended; the model is as it was then
+    weights: str = RAW  # which weights the model holds at the end: "raw" or "ema" (their average)
 
     @property
     def images_per_s(self) -> float:
@@ -236,35 +194,48 @@ def _step(
     criterion,
     emit: Listener,
 ) -> Step:
-    """The optimiser, the warmup-cosine schedule over every step of the run, and the model as stepped."""
+    """The optimiser, the warmup-cosine schedule over every step of the run, the model as stepped and its
+    moving average."""
     optimizer = make_optimizer(model, cfg, param_groups, optimizer_options)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(round(cfg.warmup * steps), cfg.epochs * steps)
     )
+    ema = moving_average(model, cfg.ema) if cfg.ema else None  # of the module itself, not its compiled form
+    stepped = model
     if cfg.compile:
         emit(Status("compiling the model (the first steps are slow)"))
-        model = torch.compile(model)
+        stepped = torch.compile(model)
     return Step(
-        model, optimizer, schedule, cfg.label_smoothing, cfg.lr, autocast_dtype, criterion or cross_entropy
+        stepped,
+        optimizer,
+        schedule,
+        cfg.label_smoothing,
+        cfg.lr,
+        autocast_dtype,
+        criterion or cross_entropy,
+        clip_grad=cfg.clip_grad,
+        ema=ema,
+        module=model,
     )
 
 
 class Run:
     """The state of `fit` between epochs: what a Snapshot captures and a resumed run restores."""
 
-    def __init__(self, model: nn.Module, step: Step, batches: Batches, epochs: int):
+    def __init__(self, model: nn.Module, step: Step, batches: Batches, epochs: int, validated: bool):
         self.model, self.step, self.batches = model, step, batches
         self.epoch, self.totals = 1, EpochTotals()
         self.epoch_rng = batches.generator.get_state()
         self.history: list[EpochMetrics] = []
-        self.best = BestWeights(epochs)
+        # Without a validation split the last epoch is kept: its average when there is one.
+        self.best = BestWeights(epochs, EMA if step.ema is not None and not validated else RAW)
 
     def snapshot(self) -> Snapshot:
-        best = self.best
+        best, ema = self.best, self.step.ema
         return Snapshot(
             self.epoch,
             self.totals,
-            {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            copy_state(self.model),
             self.step.optimizer.state_dict(),
             self.step.schedule.state_dict(),
             self.epoch_rng.clone(),
@@ -273,22 +244,66 @@ class Run:
             best.epoch,
             best.score,
             best.state,
+            copy_state(ema.module) if ema is not None else None,
+            best.source,
         )
+
+    def end_epoch(self, totals: EpochTotals, measured, averaged, emit: Listener) -> bool:
+        """Record the finished epoch and its validation (of the weights, and of their average); whether
+        the kept weights changed. The next epoch starts here."""
+        lr = max(g["lr"] for g in self.step.optimizer.param_groups)  # the peak group's, with layer decay
+        metrics = EpochMetrics(
+            self.epoch,
+            totals.loss,
+            totals.accuracy,
+            measured and measured.loss,
+            measured and measured.accuracy,
+            lr,
+            totals.seconds,
+            totals.images / totals.seconds,
+            averaged and averaged.loss,
+            averaged and averaged.accuracy,
+        )
+        self.history.append(metrics)
+        emit(metrics)
+        ema = self.step.ema
+        candidates = [(RAW, self.model, measured)] + ([(EMA, ema.module, averaged)] if ema else [])
+        improved = self.best.offer(self.epoch, candidates)
+        self.epoch, self.totals, self.epoch_rng = (
+            self.epoch + 1,
+            EpochTotals(),
+            self.batches.generator.get_state(),
+        )
+        return improved
 
     def restore(self, start: Snapshot) -> None:
         self.model.load_state_dict(start.model)
         self.step.optimizer.load_state_dict(start.optimizer)
         self.step.schedule.load_state_dict(start.schedule)
+        if self.step.ema is not None:
+            self.step.ema.module.load_state_dict(start.ema)
         self.batches.generator.set_state(start.batches_rng)
         torch.set_rng_state(start.torch_rng)
         self.epoch, self.totals, self.epoch_rng = start.epoch, start.totals, start.batches_rng
         self.history = list(start.history)
         if start.best_score is not None:  # else the last epoch is kept, however many there are now
-            self.best.epoch, self.best.score, self.best.state = (
+            best = self.best
+            best.epoch, best.score, best.state, best.source = (
                 start.best_epoch,
                 start.best_score,
                 start.best_model,
+                start.best_source,
             )
+
+
+def _validate(run: Run, val: Split | None, preprocess, device, classes, autocast_dtype):
+    """The epoch's validation of the raw weights and of their average: (raw, ema) results, None for
+    what there is not."""
+    if val is None:
+        return None, None
+    measure = lambda m: evaluate(m, val, preprocess, device, classes, autocast_dtype=autocast_dtype)
+    ema = run.step.ema
+    return measure(run.model), (measure(ema.module) if ema is not None else None)
 
 
 def fit(
@@ -298,7 +313,7 @@ def fit(
     device: torch.device,
     preprocess: Preprocessor,
     *,
-    augment: str | None = None,
+    augment: Augmentation | None = None,
     param_groups: list[dict] | None = None,
     on_event: Listener | None = None,
     autocast_dtype: torch.dtype | str | None = AUTO,
@@ -309,14 +324,16 @@ def fit(
     stop: Callable[[], bool] | None = None,
 ) -> FitResult:
     """Train `model` on splits.train; after each epoch measure splits.val. At the end the model holds the
-    weights of the best validation epoch (the last epoch when there is no validation split).
+    weights of the best validation epoch (the last epoch when there is no validation split), or their
+    moving average (`cfg.ema`) where that validated better.
 
-    `augment`: the augmentation family ("digits", "natural") or None; `param_groups`: optimiser groups
+    `augment`: how training batches are augmented (None: not at all); `param_groups`: optimiser groups
     with an optional "lr_scale" each, instead of the default ones; `criterion`: the loss, instead of
     cross-entropy. `on_snapshot(snapshot, improved)` gets the run's state after every epoch (`improved`:
-    its weights are the best so far) and where `stop()` stopped it; `start` resumes from such a snapshot.
+    its kept weights changed) and where `stop()` stopped it; `start` resumes from such a snapshot.
     """
     emit, stop = on_event or (lambda event: None), stop or (lambda: False)
+    classes = len(splits.info.classes)
     batches = Batches(
         splits.train,
         cfg.batch_size,
@@ -326,50 +343,40 @@ def fit(
         augment=augment,
         drop_last=True,
         seed=cfg.seed,
+        num_classes=classes,
     )
     step = _step(model, cfg, len(batches), param_groups, optimizer_options, autocast_dtype, criterion, emit)
-    run = Run(model, step, batches, cfg.epochs)
+    run = Run(model, step, batches, cfg.epochs, validated=splits.val is not None)
     if start is not None:
         run.restore(start)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     # Copied to the device once, not at every epoch's validation (a no-op on the CPU).
     val = Split(splits.val.images.to(device), splits.val.labels.to(device)) if splits.val else None
-    classes = len(splits.info.classes)
+    mix_until = cfg.epochs - (augment.mix_off_epochs if augment else 0)  # the last epoch with mixing
     model.train()
     while run.epoch <= cfg.epochs:
         emit(EpochStart(run.epoch, cfg.epochs, len(batches)))
+        step.mix = run.epoch <= mix_until
         totals = train_epoch(step, batches, device, run.epoch, emit, run.totals, stop)
         if totals.steps < len(batches):  # stop() ended it
             run.totals = totals
             if on_snapshot:
                 on_snapshot(run.snapshot(), False)
             break
-        measured = (
-            evaluate(model, val, preprocess, device, classes, autocast_dtype=autocast_dtype) if val else None
-        )
-        lr = max(g["lr"] for g in step.optimizer.param_groups)  # the peak group's, with layer decay
-        metrics = EpochMetrics(
-            run.epoch,
-            totals.loss,
-            totals.accuracy,
-            measured and measured.loss,
-            measured and measured.accuracy,
-            lr,
-            totals.seconds,
-            totals.images / totals.seconds,
-        )
-        run.history.append(metrics)
-        emit(metrics)
-        improved = run.best.offer(model, run.epoch, measured) or val is None  # no val: the last is kept
-        run.epoch, run.totals, run.epoch_rng = run.epoch + 1, EpochTotals(), batches.generator.get_state()
+        measured, averaged = _validate(run, val, preprocess, device, classes, autocast_dtype)
+        improved = run.end_epoch(totals, measured, averaged, emit) or val is None  # no val: the last is kept
         if on_snapshot:
             on_snapshot(run.snapshot(), improved)
         if stop():
             break
     stopped = run.epoch <= cfg.epochs
     if not stopped:
-        run.best.restore(model, cfg.epochs)
+        if val is None and step.ema is not None:
+            model.load_state_dict(step.ema.module.state_dict())
+        run.best.restore(model)
     seconds = sum(m.seconds for m in run.history)
     images = len(run.history) * batches.images_per_epoch
-    return FitResult(run.history, run.best.epoch, seconds, images, peak_memory_bytes(device), stopped)
+    return FitResult(
+        run.history, run.best.epoch, seconds, images, peak_memory_bytes(device), stopped, run.best.source
+    )

@@ -39,6 +39,8 @@ class EpochMetrics:
     lr: float  # at the end of the epoch (of the group with the highest, with layer decay)
     seconds: float  # training steps only, without validation
     images_per_s: float
+    ema_val_loss: float | None = None  # the moving average of the weights (--ema) on the validation split
+    ema_val_accuracy: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

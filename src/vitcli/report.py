@@ -44,6 +44,8 @@ def epoch_line(m: EpochMetrics, epochs: int) -> str:
         if m.val_accuracy is None
         else f"  val loss {m.val_loss:.4f} acc [bold]{fmt_pct(m.val_accuracy)}[/]"
     )
+    if m.ema_val_accuracy is not None:  # the moving average of the weights (--ema), validated beside them
+        val += f" ema [bold]{fmt_pct(m.ema_val_accuracy)}[/]"
     return (
         f"epoch {m.epoch:>{width}}/{epochs}  train loss {m.train_loss:.4f} acc {fmt_pct(m.train_accuracy)}"
         f"{val}  lr {m.lr:.2e}  {m.seconds:.1f}s  {m.images_per_s:,.0f} img/s"
@@ -61,9 +63,13 @@ def run_table(r: RunResult) -> Table:
         f"train (epoch {r.best_epoch}, running mean)", fmt_pct(best.train_accuracy), fmt_loss(best.train_loss)
     )
     if best.val_accuracy is not None:
-        table.add_row(
-            f"val (best, epoch {r.best_epoch})", fmt_pct(best.val_accuracy), fmt_loss(best.val_loss)
-        )
+        if r.weights == "ema":  # the moving average validated better than the weights it follows
+            val, loss, which = best.ema_val_accuracy, best.ema_val_loss, ", EMA weights"
+        else:
+            val, loss, which = best.val_accuracy, best.val_loss, ""
+        table.add_row(f"val (best, epoch {r.best_epoch}{which})", fmt_pct(val), fmt_loss(loss))
+    elif r.weights == "ema":
+        table.add_row(f"kept (epoch {r.best_epoch})", "EMA weights", "")
     table.add_row(
         Text("test", style="bold"), Text(fmt_pct(r.test.accuracy), style="bold"), fmt_loss(r.test.loss)
     )

@@ -24,6 +24,7 @@ from vitcli.checkpoint import load_checkpoint, save_checkpoint
 from vitcli.classes import fit_data
 from vitcli.config import Config
 from vitcli.data import load_splits
+from vitcli.data.batches import Augmentation
 from vitcli.data.datasets import DatasetInfo, Split
 from vitcli.devices import resolve_device
 from vitcli.engine import Snapshot, fit
@@ -68,6 +69,7 @@ class RunResult:
     images_per_s: float
     peak_memory: int | None
     adaptation: Adaptation | None = None  # a timm model: its weights and what was changed to fit them
+    weights: str = "raw"  # the kept weights: "raw", or "ema" when their moving average validated better
 
     @property
     def best(self) -> EpochMetrics:
@@ -89,6 +91,7 @@ class RunResult:
             "images_per_s": self.images_per_s,
             "peak_memory": self.peak_memory,
             "device": self.device,
+            "weights": self.weights,
         }
 
 
@@ -135,7 +138,13 @@ def _prepare(config: Config, emit: Listener):
     splits = load_splits(config.data, on_note=lambda note: emit(Status(note)))
     # The seed fixes the initial weights and, through the batches' generator, order and augmentation.
     torch.manual_seed(config.train.seed)
-    built = config.model.build(splits.info, splits.stats, weight_decay=config.train.weight_decay, emit=emit)
+    built = config.model.build(
+        splits.info,
+        splits.stats,
+        weight_decay=config.train.weight_decay,
+        emit=emit,
+        drop_path=config.train.drop_path,
+    )
     return device, splits, built
 
 
@@ -182,7 +191,7 @@ def _train(
                 config.train,
                 device,
                 preprocess,
-                augment=splits.info.family if config.data.augment else None,
+                augment=Augmentation.of(config.data, splits.info.family),
                 param_groups=built.param_groups,
                 criterion=built.criterion,
                 on_event=log,
@@ -213,6 +222,7 @@ def _train(
             images_per_s=fitted.images_per_s,
             peak_memory=fitted.peak_memory,
             adaptation=built.adaptation,
+            weights=fitted.weights,
         )
         save_checkpoint(run_dir / MODEL, built, config, splits.info, result.metrics())
     result.total_seconds = time.perf_counter() - started

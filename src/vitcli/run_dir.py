@@ -121,4 +121,5 @@ class SnapshotWriter:
         metrics = finished.to_dict()
         save_checkpoint(self.run_dir / LAST, self.built, self.config, self.info, metrics, snapshot.model)
         if improved:
-            save_checkpoint(self.run_dir / MODEL, self.built, self.config, self.info, metrics, snapshot.model)
+            kept = {**metrics, "weights": snapshot.best_source}
+            save_checkpoint(self.run_dir / MODEL, self.built, self.config, self.info, kept, snapshot.kept)

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from vitcli import fields
-from vitcli.config import Config, DataConfig, RunConfig, TrainConfig, load_toml
+from vitcli.config import Config, DataConfig, RunConfig, TrainConfig, load_config, load_toml
 from vitcli.devices import resolve_device
 from vitcli.errors import ConfigError
 from vitcli.fields import field_names
@@ -95,12 +95,13 @@ def plan_sweep(
     mode: str = "grid",
     name: str | None = None,
     out: str | Path = "sweeps",
+    preset: str | None = None,
 ) -> Sweep:
     """The runs of a sweep. `options` maps option names (SWEEPABLE) to their command-line values: one
     value is shared by every run, several are swept. A `[grid]` table in the TOML file adds swept lists,
-    its other sections the shared settings; the command line overrides both. Bad input raises
-    ConfigError before anything is written."""
-    base, grid = _read_config(config_path)
+    its other sections the shared settings over those of the named `preset`; the command line overrides
+    them all. Bad input raises ConfigError before anything is written."""
+    base, grid = _read_config(config_path, preset)
     for key, values in (options or {}).items():
         if key not in SWEEPABLE:
             raise ConfigError(f"{key} cannot be swept; the options are {', '.join(SWEEPABLE)}")
@@ -192,14 +193,15 @@ def default_name(axes: list[str], mode: str, keys: list[str]) -> str:
     return f"{'-'.join(axes) or 'single'}-{digest}"
 
 
-def _read_config(path: str | Path | None) -> tuple[Config, dict[str, list[Any]]]:
+def _read_config(path: str | Path | None, preset: str | None) -> tuple[Config, dict[str, list[Any]]]:
+    start = load_config(None, preset=preset)
     if not path:
-        return Config(), {}
+        return start, {}
     values = load_toml(path)
     grid = values.pop("grid", {})
     if "run" in values:
         raise ConfigError(f"{path}: [run] does not apply to sweeps; use --out and --name")
-    base = Config.from_dict(values, source=str(path))
+    base = start.merged(values, source=str(path))
     if not isinstance(grid, dict):
         raise ConfigError(f"{path}: 'grid' must be a table ([grid]) of lists")
     for key, listed in grid.items():

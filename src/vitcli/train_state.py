@@ -5,13 +5,14 @@ and the position always belong together. Tensors (safetensors, never pickle):
 
     model.<name>         the weights now
     best.<name>          the weights of the best validation epoch so far (absent without validation)
+    ema.<name>           the moving average of the weights (with --ema)
     optimizer.<i>.<key>  the optimiser's per-parameter state (AdamW: step, exp_avg, exp_avg_sq)
     rng.batches          the batches' generator as the epoch in progress began (order and augmentation)
     rng.torch            the global generator (dropout)
 
 and one JSON document in the metadata ("state"): the epoch in progress and its steps and running sums, the
-history of finished epochs, the best epoch and its score, the optimiser's hyperparameters per group and
-the schedule's position.
+history of finished epochs, the best epoch, its score and which weights it kept (raw or ema), the
+optimiser's hyperparameters per group and the schedule's position.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def save_state(path: str | Path, snapshot: Snapshot) -> None:
     tensors: dict[str, Tensor] = {f"model.{k}": v for k, v in snapshot.model.items()}
     if snapshot.best_model is not None:
         tensors.update({f"best.{k}": v for k, v in snapshot.best_model.items()})
+    if snapshot.ema is not None:
+        tensors.update({f"ema.{k}": v for k, v in snapshot.ema.items()})
     optimizer = snapshot.optimizer
     for index, per_param in optimizer["state"].items():
         tensors.update({f"optimizer.{index}.{key}": value for key, value in per_param.items()})
@@ -49,6 +52,7 @@ def save_state(path: str | Path, snapshot: Snapshot) -> None:
         "history": [m.to_dict() for m in snapshot.history],
         "best_epoch": snapshot.best_epoch,
         "best_score": snapshot.best_score,
+        "best_source": snapshot.best_source,
         "optimizer_groups": optimizer["param_groups"],
         "schedule": snapshot.schedule,
     }
@@ -100,4 +104,6 @@ def _snapshot(document: dict[str, Any], tensors: dict[str, Tensor]) -> Snapshot:
         best_epoch=document["best_epoch"],
         best_score=None if score is None else tuple(score),
         best_model=best_model,
+        ema=part("ema.") or None,
+        best_source=document.get("best_source", "raw"),  # states written before --ema had raw weights only
     )

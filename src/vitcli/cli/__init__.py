@@ -11,6 +11,7 @@ from vitcli.cli.attention import attention
 from vitcli.cli.common import multi_value_command
 from vitcli.cli.eval import eval_
 from vitcli.cli.finetune import finetune
+from vitcli.cli.presets import presets
 from vitcli.cli.sweep import SweepCommand, report, sweep
 from vitcli.cli.train import train
 
@@ -27,6 +28,7 @@ app.command("eval")(eval_)
 app.command()(finetune)
 app.command(cls=SweepCommand)(sweep)
 app.command()(report)
+app.command()(presets)
 app.command(cls=multi_value_command(["index", "image"]))(attention)
 
 

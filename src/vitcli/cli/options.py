@@ -16,12 +16,23 @@ import typer
 from vitcli.cli.choices import plain
 from vitcli.config import Config
 
-DATA, TRAINING, OUTPUT = "Data", "Training", "Output"
+DATA, TRAINING, LEVERS, OUTPUT = "Data", "Training", "Small-data levers (0 is off)", "Output"
 
 
 # The config sections these shared options fill, by option name.
 SHARED_SECTIONS = {
-    "data": ("dataset", "data_dir", "val_size", "subset", "augment"),
+    "data": (
+        "dataset",
+        "data_dir",
+        "val_size",
+        "subset",
+        "augment",
+        "randaugment",
+        "erase",
+        "mixup",
+        "cutmix",
+        "mix_off_epochs",
+    ),
     "train": (
         "epochs",
         "batch_size",
@@ -32,6 +43,9 @@ SHARED_SECTIONS = {
         "seed",
         "device",
         "compile",
+        "drop_path",
+        "ema",
+        "clip_grad",
     ),
     "run": ("out", "name"),
 }
@@ -92,6 +106,54 @@ Augment = Annotated[
     ),
 ]
 
+# The small-data levers (docs/small-data.md): each off at 0, each a key of [data] or [train].
+RandAugment = Annotated[
+    Optional[int],
+    typer.Option(
+        "--randaugment",
+        help="RandAugment magnitude 0-30 (9 is usual): two ops per image, each image its own ops and "
+        "strength up to M; digits get shape ops only.",
+        rich_help_panel=LEVERS,
+    ),
+]
+Erase = Annotated[
+    Optional[float],
+    typer.Option(help="Random erasing: the chance an image gets one noise box.", rich_help_panel=LEVERS),
+]
+Mixup = Annotated[
+    Optional[float],
+    typer.Option(help="mixup alpha (e.g. 0.8); soft targets.", rich_help_panel=LEVERS),
+]
+Cutmix = Annotated[
+    Optional[float],
+    typer.Option(
+        help="cutmix alpha (e.g. 1.0); with --mixup, one of the two per batch.", rich_help_panel=LEVERS
+    ),
+]
+MixOffEpochs = Annotated[
+    Optional[int],
+    typer.Option(help="Train the last N epochs without mixup and cutmix.", rich_help_panel=LEVERS),
+]
+DropPath = Annotated[
+    Optional[float],
+    typer.Option(
+        help="Stochastic depth: the last block's drop rate, rising from 0 at the first (e.g. 0.1).",
+        rich_help_panel=LEVERS,
+    ),
+]
+Ema = Annotated[
+    Optional[float],
+    typer.Option(
+        help="Decay of a moving average of the weights (e.g. 0.999), validated beside them; the better is "
+        "kept.",
+        rich_help_panel=LEVERS,
+    ),
+]
+ClipGrad = Annotated[
+    Optional[float],
+    typer.Option(help="Clip the gradients' global norm to this (e.g. 1.0).", rich_help_panel=LEVERS),
+]
+
 Epochs = Annotated[
     Optional[int],
     typer.Option(
@@ -146,6 +208,14 @@ ConfigFile = Annotated[
     Optional[Path],
     typer.Option(
         "--config", help="TOML file of settings; options given here override it.", rich_help_panel=OUTPUT
+    ),
+]
+PresetName = Annotated[
+    Optional[str],
+    typer.Option(
+        "--preset",
+        help="A named recipe shipped with vitcli (see vitcli presets); options given here override it.",
+        rich_help_panel=OUTPUT,
     ),
 ]
 PrintConfig = Annotated[

@@ -49,6 +49,12 @@ def sweep(
         help="TOML file: a \\[grid] table of lists, and shared settings in \\[model], \\[data], \\[train].",
         rich_help_panel="Sweep",
     ),
+    preset: Optional[str] = typer.Option(
+        None,
+        "--preset",
+        help="A named recipe (vitcli presets) as the shared settings; --config and options override it.",
+        rich_help_panel="Sweep",
+    ),
     dry_run_: bool = typer.Option(
         False,
         "--dry-run",
@@ -76,7 +82,7 @@ def sweep(
     """
     given = {key: [plain(v) for v in values] for key, values in options.items() if values}
     with user_errors():
-        plan = plan_sweep(given, config, plain(mode), name, out)
+        plan = plan_sweep(given, config, plain(mode), name, out, preset)
         if dry_run_:
             return _print_dry_run(plan, as_json)
         check_data(plan)

@@ -14,16 +14,25 @@ from vitcli.cli.options import (
     TRAINING,
     Augment,
     BatchSize,
+    ClipGrad,
     Compile,
     ConfigFile,
+    Cutmix,
     DataDir,
     Dataset,
     Device,
+    DropPath,
+    Ema,
     Epochs,
+    Erase,
     LabelSmoothing,
+    MixOffEpochs,
+    Mixup,
     Out,
     Overwrite,
+    PresetName,
     PrintConfig,
+    RandAugment,
     Resume,
     Subset,
     ValSize,
@@ -104,6 +113,11 @@ def train(
     val_size: ValSize = None,
     subset: Subset = None,
     augment: Augment = None,
+    randaugment: RandAugment = None,
+    erase: Erase = None,
+    mixup: Mixup = None,
+    cutmix: Cutmix = None,
+    mix_off_epochs: MixOffEpochs = None,
     epochs: Epochs = None,
     batch_size: BatchSize = None,
     lr: Annotated[
@@ -126,11 +140,15 @@ def train(
     ] = None,
     device: Device = None,
     compile: Compile = None,
+    drop_path: DropPath = None,
+    ema: Ema = None,
+    clip_grad: ClipGrad = None,
     out: Out = None,
     name: Annotated[
         Optional[str],
         typer.Option(help="Run directory name. \\[default: MODEL-DATASET-DATE-TIME]", rich_help_panel=OUTPUT),
     ] = None,
+    preset: PresetName = None,
     config: ConfigFile = None,
     print_config: PrintConfig = False,
     resume: Resume = None,
@@ -145,7 +163,7 @@ def train(
         "model": {"kind": plain(model), **{key: plain(given[key]) for key in MODEL_OPTIONS}},
         **shared_overrides(given),
     }
-    train_and_print(config, overrides, print_config, resume=resume, overwrite=overwrite)
+    train_and_print(config, overrides, print_config, resume=resume, overwrite=overwrite, preset=preset)
 
 
 def train_and_print(
@@ -155,19 +173,20 @@ def train_and_print(
     defaults: Config | None = None,
     resume: Path | None = None,
     overwrite: bool = False,
+    preset: str | None = None,
 ) -> None:
     """What train and finetune do once their options are a config: print it, or train (or resume a run)
     and summarise."""
     with user_errors():
         if resume is not None:
-            if config is not None or overwrite:
+            if config is not None or overwrite or preset is not None:
                 raise ConfigError(
-                    "--resume goes on with a run's own settings; leave out --config and --overwrite"
+                    "--resume goes on with a run's own settings; leave out --config, --preset and --overwrite"
                 )
             with TrainProgress(console) as listen:
                 result = resume_run(resume, overrides, on_event=listen)
             return print_result(result)
-        cfg = load_config(config, overrides, defaults=defaults)
+        cfg = load_config(config, overrides, defaults=defaults, preset=preset)
         if print_config:
             for note in cfg.notes:  # on stderr, so that stdout stays a TOML file
                 print_note(note)

@@ -1,19 +1,29 @@
 """Mini-batches built on the device from uint8 tensors, with augmentation as tensor operations.
 
 The whole split is moved to the device once (60,000 MNIST images are 47 MB as uint8); each batch is a
-gather, an optional augmentation on the uint8 images, and the model's preprocessing (one multiply-add
-to normalise, and a resize where the model takes another size; `vitcli.preprocessing`). There are no
-worker processes, no PIL and no per-image Python, which is what makes small models train fast on a CPU
-as on a GPU.
+gather, then the `Augmentation` in this order:
+
+    shifts (and flips)   uint8, per image                  random_translate, random_flip
+    RandAugment          uint8, ops per image              augment.rand_augment
+    preprocessing        float: normalise (and resize)     vitcli.preprocessing
+    random erasing       float, a box per image            augment.random_erase
+    mixup / cutmix       float, per batch, soft targets    mixing.Mixing
+
+There are no worker processes, no PIL and no per-image Python, which is what makes small models train
+fast on a CPU as on a GPU.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from vitcli.data.augment import rand_augment, random_erase
 from vitcli.data.datasets import Split
+from vitcli.data.mixing import Mixing
 from vitcli.preprocessing import Preprocessor
 
 # Digits move a little (no flips: a mirrored 2 is not a 2); natural images get the usual CIFAR recipe.
@@ -42,18 +52,51 @@ def random_flip(images: Tensor, generator: torch.Generator) -> Tensor:
     return torch.where(flip[:, None, None, None], images.flip(3), images)
 
 
-def augment(images: Tensor, family: str, generator: torch.Generator) -> Tensor:
+def shift(images: Tensor, family: str, generator: torch.Generator) -> Tensor:
+    """The family's basic augmentation: digits move a pixel; natural images are cropped and flipped."""
     if family == "digits":
         return random_translate(images, DIGIT_MAX_SHIFT, generator)
     return random_flip(random_translate(images, NATURAL_PADDING, generator), generator)
 
 
+@dataclass(frozen=True)
+class Augmentation:
+    """How training batches are augmented (the [data] settings of the same names)."""
+
+    family: str  # "digits" (no flips, no colour ops) or "natural"
+    shifts: bool = True  # --augment: shifts for digits, crops with padding and flips for natural images
+    randaugment: int = 0
+    erase: float = 0.0
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    mix_off_epochs: int = 0
+
+    @property
+    def mixing(self) -> bool:
+        return self.mixup > 0 or self.cutmix > 0
+
+    @classmethod
+    def of(cls, data, family: str) -> Augmentation | None:
+        """The augmentation a DataConfig asks for on data of `family`; None when it asks for none."""
+        aug = cls(
+            family,
+            data.augment,
+            data.randaugment,
+            data.erase,
+            data.mixup,
+            data.cutmix,
+            data.mix_off_epochs,
+        )
+        return aug if aug.shifts or aug.randaugment or aug.erase or aug.mixing else None
+
+
 class Batches:
-    """Iterate over (model inputs (B, C, H, W), labels (B,)) on the preprocessor's device.
+    """Iterate over (model inputs (B, C, H, W), labels (B,)) on the preprocessor's device; with mixup or
+    cutmix, the labels are soft targets (B, classes).
 
     With `shuffle`, each pass draws a new order from a seeded generator, so runs are repeatable; with
     `drop_last`, every batch has the same shape (what torch.compile and CUDA graphs want). `augment`
-    names the augmentation family ("digits" or "natural"; None: none).
+    says how training batches are augmented (None: not at all); mixing needs `num_classes`.
     """
 
     def __init__(
@@ -64,9 +107,10 @@ class Batches:
         preprocess: Preprocessor,
         *,
         shuffle: bool = False,
-        augment: str | None = None,
+        augment: Augmentation | None = None,
         drop_last: bool = False,
         seed: int = 0,
+        num_classes: int | None = None,
     ):
         self.images = split.images.to(device)
         self.labels = split.labels.to(device)
@@ -76,6 +120,11 @@ class Batches:
         # Never drop everything: a subset smaller than one batch still trains.
         self.drop_last = drop_last and len(self.labels) >= batch_size
         self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.mixing = None
+        if augment is not None and augment.mixing:
+            if num_classes is None:
+                raise ValueError("mixup and cutmix need num_classes")
+            self.mixing = Mixing(augment.mixup, augment.cutmix, num_classes)
 
     def __len__(self) -> int:
         n = len(self.labels)
@@ -88,9 +137,11 @@ class Batches:
     def __iter__(self):
         return self.epoch()
 
-    def epoch(self, skip: int = 0):
+    def epoch(self, skip: int = 0, mix: bool = True):
         """One pass. The first `skip` batches are drawn, augmentation included, so that the generator moves
-        exactly as it did, but not yielded: a run resumed in the middle of an epoch sees the same batches."""
+        exactly as it did, but not yielded: a run resumed in the middle of an epoch sees the same batches.
+        (Mixing draws from torch's global generator, whose state the resumed run restores as it was at the
+        stop, so skipped batches are not mixed.) `mix=False` leaves mixup and cutmix out."""
         n = len(self.labels)
         order = (
             torch.randperm(n, generator=self.generator, device=self.labels.device) if self.shuffle else None
@@ -99,8 +150,23 @@ class Batches:
             index = slice(i * self.batch_size, (i + 1) * self.batch_size)
             if order is not None:
                 index = order[index]
-            images = self.images[index]
-            if self.augment is not None:
-                images = augment(images, self.augment, self.generator)
-            if i >= skip:
-                yield self.preprocess(images), self.labels[index]
+            images, labels = self._augmented(self.images[index]), self.labels[index]
+            if i < skip:
+                continue
+            if self.mixing is not None and mix:
+                images, labels = self.mixing(images, labels)
+            yield images, labels
+
+    def _augmented(self, images: Tensor) -> Tensor:
+        """uint8 images -> augmented model inputs, every draw from `self.generator`."""
+        aug = self.augment
+        if aug is None:
+            return self.preprocess(images)
+        if aug.shifts:
+            images = shift(images, aug.family, self.generator)
+        if aug.randaugment:
+            images = rand_augment(images, aug.randaugment, aug.family, self.generator)
+        inputs = self.preprocess(images)
+        if aug.erase:
+            inputs = random_erase(inputs, aug.erase, self.generator)
+        return inputs

@@ -15,7 +15,12 @@ from vitcli.preprocessing import Preprocessing
 
 
 def build_finetune(
-    spec: TimmSpec, info: DatasetInfo, stats: ChannelStats, weight_decay: float, emit: Emit
+    spec: TimmSpec,
+    info: DatasetInfo,
+    stats: ChannelStats,
+    weight_decay: float,
+    emit: Emit,
+    drop_path: float = 0.0,
 ) -> Built:
     model_native = native(spec.name)
     spec = spec.resolved()
@@ -28,7 +33,7 @@ def build_finetune(
     elif spec.pretrained != "none":
         emit(Status(f"reading weights from {spec.pretrained}"))
     weights = fetch(spec)
-    vit = build_timm_vit(spec, info)
+    vit = build_timm_vit(spec, info, drop_path)
     if weights.state is None:
         source = model_native.shapes  # what changed against the model as its authors built it
     else:

@@ -56,6 +56,7 @@ class ModelSpec:
     """What every kind shares: serialisation and the hooks a kind fills in."""
 
     kind: ClassVar[str]
+    residual: ClassVar[bool] = True  # has residual branches that --drop-path can drop
 
     def __post_init__(self) -> None:
         self.check_values()
@@ -70,14 +71,23 @@ class ModelSpec:
         """How the values combine, without the data (a sweep records a bad combination as one failed run)."""
         return self
 
-    def module(self, info: DatasetInfo) -> nn.Module:
-        """The module for images shaped like `info`, with fresh weights; a ConfigError if they do not fit."""
+    def module(self, info: DatasetInfo, drop_path: float = 0.0) -> nn.Module:
+        """The module for images shaped like `info`, with fresh weights; a ConfigError if they do not fit.
+        `drop_path` (stochastic depth) acts in training only, so a checkpoint is rebuilt without it."""
         raise NotImplementedError
 
-    def build(self, info: DatasetInfo, stats: ChannelStats, *, weight_decay: float, emit: Emit) -> Built:
+    def build(
+        self,
+        info: DatasetInfo,
+        stats: ChannelStats,
+        *,
+        weight_decay: float,
+        emit: Emit,
+        drop_path: float = 0.0,
+    ) -> Built:
         """Module, preprocessing and the rest for training; models trained from scratch normalise with
         the data's own statistics and use the engine's parameter groups."""
-        return Built(self, self.module(info), Preprocessing(stats.mean, stats.std))
+        return Built(self, self.module(info, drop_path), Preprocessing(stats.mean, stats.std))
 
 
 @dataclass
@@ -111,7 +121,7 @@ class ViTSpec(ModelSpec):
             )
         return self
 
-    def module(self, info: DatasetInfo) -> nn.Module:
+    def module(self, info: DatasetInfo, drop_path: float = 0.0) -> nn.Module:
         from vitcli.models.vit import ViT
 
         if info.height % self.patch_size or info.width % self.patch_size:
@@ -136,6 +146,7 @@ class ViTSpec(ModelSpec):
             mlp_dim=self.mlp_dim,
             pos_embed=self.pos_embed,
             dropout=self.dropout,
+            drop_path=drop_path,
         )
 
 
@@ -144,12 +155,13 @@ class CNNSpec(ModelSpec):
     """The baseline CNN of `models/cnn.py`: its architecture is fixed, only its dropout is a setting."""
 
     kind: ClassVar[str] = "cnn"
+    residual: ClassVar[bool] = False
     dropout: float = 0.0
 
     def check_values(self) -> None:
         fields.fraction("dropout", self.dropout)
 
-    def module(self, info: DatasetInfo) -> nn.Module:
+    def module(self, info: DatasetInfo, drop_path: float = 0.0) -> nn.Module:
         from vitcli.models.cnn import CNN
 
         if min(info.height, info.width) < 8:
@@ -212,15 +224,23 @@ class TimmSpec(ModelSpec):
             self, img_size=self.img_size or model.img_size, patch_size=self.patch_size or model.patch_size
         ).validate()
 
-    def module(self, info: DatasetInfo) -> nn.Module:
+    def module(self, info: DatasetInfo, drop_path: float = 0.0) -> nn.Module:
         from vitcli.models.timm_vit import build_timm_vit
 
-        return build_timm_vit(self.resolved(), info)
+        return build_timm_vit(self.resolved(), info, drop_path)
 
-    def build(self, info: DatasetInfo, stats: ChannelStats, *, weight_decay: float, emit: Emit) -> Built:
+    def build(
+        self,
+        info: DatasetInfo,
+        stats: ChannelStats,
+        *,
+        weight_decay: float,
+        emit: Emit,
+        drop_path: float = 0.0,
+    ) -> Built:
         from vitcli.models.finetune import build_finetune  # timm is imported only for timm models
 
-        return build_finetune(self, info, stats, weight_decay, emit)
+        return build_finetune(self, info, stats, weight_decay, emit, drop_path)
 
 
 SPECS: dict[str, type[ModelSpec]] = {spec.kind: spec for spec in (ViTSpec, CNNSpec, TimmSpec)}

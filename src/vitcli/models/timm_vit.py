@@ -88,9 +88,9 @@ def in_chans(spec: TimmSpec, info: DatasetInfo) -> int:
     return 3 if spec.channels == "repeat" and info.channels == 1 else info.channels
 
 
-def build_timm_vit(spec: TimmSpec, info: DatasetInfo) -> TimmViT:
+def build_timm_vit(spec: TimmSpec, info: DatasetInfo, drop_path: float = 0.0) -> TimmViT:
     """The model a resolved `spec` (img_size and patch_size set) describes for data shaped like `info`,
-    with random weights."""
+    with random weights; `drop_path` is timm's drop_path_rate (stochastic depth, rising over the blocks)."""
     import timm
 
     model = timm.create_model(
@@ -100,6 +100,7 @@ def build_timm_vit(spec: TimmSpec, info: DatasetInfo) -> TimmViT:
         patch_size=spec.patch_size,
         in_chans=in_chans(spec, info),
         num_classes=len(info.classes),
+        drop_path_rate=drop_path,
     )
     return TimmViT(model)
 

@@ -97,10 +97,24 @@ class MultiHeadSelfAttention(nn.Module):
         return self.drop(self.proj(out)), weights
 
 
-class TransformerBlock(nn.Module):
-    """Pre-LN block: x + attention(LN(x)), then x + MLP(LN(x))."""
+def drop_path_module(rate: float) -> nn.Module:
+    """Stochastic depth (Huang et al. 2016) for one residual branch: in training, the whole branch of an
+    image is dropped with probability `rate` and kept ones are scaled by 1 / (1 - rate); identity in eval.
+    timm's DropPath, imported only when used (timm is slow to import and the default trains without)."""
+    if rate <= 0:
+        return nn.Identity()
+    from timm.layers import DropPath
 
-    def __init__(self, embed_dim: int, heads: int, mlp_dim: int, dropout: float = 0.0):
+    return DropPath(rate)
+
+
+class TransformerBlock(nn.Module):
+    """Pre-LN block: x + attention(LN(x)), then x + MLP(LN(x)); with `drop_path`, each branch is dropped
+    per image in training (stochastic depth)."""
+
+    def __init__(
+        self, embed_dim: int, heads: int, mlp_dim: int, dropout: float = 0.0, drop_path: float = 0.0
+    ):
         super().__init__()
         self.norm1 = nn.LayerNorm(embed_dim)
         if heads == 1:
@@ -109,11 +123,12 @@ class TransformerBlock(nn.Module):
             self.attn = MultiHeadSelfAttention(embed_dim, heads, dropout)
         self.norm2 = nn.LayerNorm(embed_dim)
         self.mlp = MLP(embed_dim, mlp_dim, dropout)
+        self.drop_path = drop_path_module(drop_path)  # no weights: checkpoints are the same with or without
 
     def forward(self, x: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
         attn_out, weights = self.attn(self.norm1(x), need_weights)
-        x = x + attn_out
-        x = x + self.mlp(self.norm2(x))
+        x = x + self.drop_path(attn_out)
+        x = x + self.drop_path(self.mlp(self.norm2(x)))
         return x, weights
 
 
@@ -145,6 +160,7 @@ class ViT(nn.Module):
         mlp_dim: int | None = None,
         pos_embed: str = "learned",
         dropout: float = 0.0,
+        drop_path: float = 0.0,
     ):
         super().__init__()
         height, width = image_size
@@ -165,8 +181,11 @@ class ViT(nn.Module):
             table = sinusoidal_embedding(self.num_tokens, embed_dim).unsqueeze(0)
             self.register_buffer("pos_embed", table, persistent=False)
         self.pos_drop = nn.Dropout(dropout)
+        # Stochastic depth rises linearly from 0 at the first block to `drop_path` at the last (as in
+        # DeiT and timm): early blocks, which every later one builds on, are dropped least.
+        rates = [drop_path * i / (depth - 1) for i in range(depth)] if depth > 1 else [drop_path]
         self.blocks = nn.ModuleList(
-            TransformerBlock(embed_dim, heads, mlp_dim or 4 * embed_dim, dropout) for _ in range(depth)
+            TransformerBlock(embed_dim, heads, mlp_dim or 4 * embed_dim, dropout, rate) for rate in rates
         )
         self.norm = nn.LayerNorm(embed_dim)
         self.head = nn.Linear(embed_dim, num_classes)
