@@ -27,6 +27,18 @@ def settings(data_dir, out, **train):
     }
 
 
+# Every small-data lever on at a usual strength (mixing off for the last epoch of three).
+LEVERS = {
+    "data": {"randaugment": 9, "erase": 0.25, "mixup": 0.8, "cutmix": 1.0, "mix_off_epochs": 1},
+    "train": {"drop_path": 0.1, "ema": 0.9, "clip_grad": 1.0},
+}
+
+
+def with_levers(values: dict, levers: dict) -> dict:
+    """`settings(...)` with the sections of `levers` merged in."""
+    return {section: {**items, **levers.get(section, {})} for section, items in values.items()}
+
+
 def tensors(path):
     return load_file(str(path))
 

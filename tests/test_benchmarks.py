@@ -251,3 +251,50 @@ def test_cache_cost_measures_the_checks_against_decoding(tmp_path):
     assert result["tensor_bytes"] == (64 + 16) * 28 * 28 + (64 + 16) * 8
     assert all(result[k] > 0 for k in ("uncached_load_s", "cached_load_s", "fingerprint_s", "checksum_s"))
     assert json.loads((tmp_path / "r.json").read_text())["benchmark"] == "cache_cost"
+
+
+def test_lever_cost_runs_every_lever_against_crops_and_flips(mnist_dir, tmp_path):
+    result = load("lever_cost").main(
+        [
+            "--data-dir",
+            str(mnist_dir),
+            "--batch-size",
+            "32",
+            "--repeats",
+            "1",
+            "--json",
+            str(tmp_path / "l.json"),
+        ]
+    )
+    rows = result["rows"]
+    assert list(rows) == load("lever_cost").ROWS and rows["crops and flips"]["ratio"] == 1.0
+    assert result["every_lever_ratio"] == rows["every lever"]["ratio"] > 0
+    every = result["config"]["levers"]["every lever"]
+    assert every["data"]["mixup"] > 0 and every["train"]["ema"] > 0 and every["data"]["randaugment"] > 0
+    assert json.loads((tmp_path / "l.json").read_text())["benchmark"] == "lever_cost"
+
+
+def test_time_to_accuracy_times_vitcli_train_end_to_end(mnist_dir, tmp_path):
+    result = load("time_to_accuracy").main(
+        [
+            "--data-dir",
+            str(mnist_dir),
+            "--preset",
+            "mnist-classic",
+            "--seeds",
+            "0",
+            "1",
+            "--json",
+            str(tmp_path / "t.json"),
+            "--",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "64",
+        ]
+    )
+    assert [r["seed"] for r in result["runs"]] == [0, 1]
+    for r in result["runs"]:
+        assert r["seconds"] > r["train_seconds"] > 0 and 0 <= r["test_accuracy"] <= 1
+        assert r["met_target"] == (r["test_accuracy"] >= 0.99 and r["seconds"] <= 300)
+    assert result["settings"]["model"]["embed_dim"] == 32

@@ -1,12 +1,13 @@
 """The small-data levers act as they say: mixup and cutmix, drop path, the moving average of the weights,
 gradient clipping, and a run with every lever on that is deterministic and resumes exactly.
-(RandAugment and random erasing: tests/test_augment.py.)"""
+(RandAugment and random erasing: tests/test_augment.py; exact resume with every lever on:
+tests/test_resume.py.)"""
 
 import json
 
 import pytest
 import torch
-from run_helpers import assert_same_tensors, settings, tensors
+from run_helpers import LEVERS, assert_same_tensors, settings, tensors, with_levers
 
 from vitcli.averaging import EMA, RAW, BestWeights
 from vitcli.checkpoint import read_metadata
@@ -21,13 +22,8 @@ from vitcli.evaluation import EvalResult
 from vitcli.models.vit import ViT, drop_path_module
 from vitcli.preprocessing import Preprocessing
 from vitcli.run import eval_checkpoint, train_run
-from vitcli.train_state import load_state, save_state
 
 CPU = torch.device("cpu")
-LEVERS = {
-    "data": {"randaugment": 9, "erase": 0.25, "mixup": 0.8, "cutmix": 1.0, "mix_off_epochs": 1},
-    "train": {"drop_path": 0.1, "ema": 0.9, "clip_grad": 1.0},
-}
 
 
 def _numbered_batch(n=16, classes=16):
@@ -236,10 +232,9 @@ def test_clip_grad_bounds_the_gradient_norm_the_optimiser_steps_with(mnist_dir):
 
 
 def _all_levers(mnist_dir, out, **train):
-    values = settings(mnist_dir, out, **train)
-    values["data"].update(LEVERS["data"])
-    values["train"].update({**LEVERS["train"], **train})
-    return load_config(None, values)
+    return load_config(
+        None, with_levers(settings(mnist_dir, out), {**LEVERS, "train": {**LEVERS["train"], **train}})
+    )
 
 
 def test_every_lever_on_is_deterministic_for_a_seed_on_the_cpu(tmp_path, mnist_dir):
@@ -250,41 +245,6 @@ def test_every_lever_on_is_deterministic_for_a_seed_on_the_cpu(tmp_path, mnist_d
     assert other.history[0].train_loss != runs[0].history[0].train_loss
 
 
-def test_every_lever_on_a_run_stopped_mid_epoch_resumes_exactly(tmp_path, mnist_dir):
-    cfg = _all_levers(mnist_dir, tmp_path)
-    splits = load_splits(cfg.data)
-    preprocess = Preprocessing(splits.stats.mean, splits.stats.std).on(CPU)
-
-    def train(start=None, stop=None, on_snapshot=None):
-        torch.manual_seed(0)
-        built = cfg.model.build(splits.info, splits.stats, weight_decay=0.05, emit=print, drop_path=0.1)
-        result = fit(
-            built.module,
-            splits,
-            cfg.train,
-            CPU,
-            preprocess,
-            augment=Augmentation.of(cfg.data, splits.info.family),
-            start=start,
-            on_snapshot=on_snapshot,
-            stop=stop,
-        )
-        return built.module, result
-
-    whole, whole_result = train()
-    asked, snapshots = [], []
-    # stop() is asked after every step (15 an epoch) and at each epoch's end: this is step 5 of epoch 2.
-    stopped, result = train(
-        stop=lambda: asked.append(1) or len(asked) == 16 + 5, on_snapshot=lambda s, _: snapshots.append(s)
-    )
-    assert result.stopped and snapshots[-1].ema is not None
-    save_state(tmp_path / "state.safetensors", snapshots[-1])
-    resumed, resumed_result = train(start=load_state(tmp_path / "state.safetensors"))
-    assert_same_tensors(resumed.state_dict(), whole.state_dict())
-    assert [m.train_loss for m in resumed_result.history] == [m.train_loss for m in whole_result.history]
-    assert resumed_result.weights == whole_result.weights
-
-
 def test_batches_yield_soft_targets_only_when_mixing(mnist_dir):
     splits = load_splits(load_config(None, {"data": {"data_dir": str(mnist_dir)}}).data)
     preprocess = Preprocessing(splits.stats.mean, splits.stats.std).on(CPU)
@@ -292,3 +252,15 @@ def test_batches_yield_soft_targets_only_when_mixing(mnist_dir):
     batches = Batches(train, 32, CPU, preprocess, augment=Augmentation("digits", mixup=0.8), num_classes=10)
     (_, mixed), (_, plain) = next(batches.epoch()), next(batches.epoch(mix=False))
     assert mixed.shape == (32, 10) and plain.shape == (32,)
+
+
+def test_a_timm_vit_gets_drop_path_rising_over_its_blocks():
+    from vitcli.data.datasets import DatasetInfo
+    from vitcli.models.specs import TimmSpec
+
+    info = DatasetInfo("mnist", 1, 28, 28, [str(i) for i in range(10)], "digits")
+    spec = TimmSpec(name="vit_tiny_patch16_224", pretrained="none", img_size=28, patch_size=7)
+    with torch.device("meta"):
+        vit = spec.module(info, drop_path=0.2)
+    rates = [getattr(block.drop_path1, "drop_prob", 0.0) for block in vit.model.blocks]
+    assert rates[0] == 0.0 and rates[-1] == pytest.approx(0.2) and rates == sorted(rates)

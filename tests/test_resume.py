@@ -11,7 +11,7 @@ import pytest
 import torch
 from cli_helpers import run
 from fakedata import write_mnist
-from run_helpers import REPO, assert_same_tensors, settings, single_thread, tensors
+from run_helpers import LEVERS, REPO, assert_same_tensors, settings, single_thread, tensors, with_levers
 
 from vitcli.config import load_config
 from vitcli.data import load_splits
@@ -22,28 +22,34 @@ from vitcli.run import resume_run, train_run
 from vitcli.train_state import load_state, save_state
 
 
-def test_a_run_stopped_mid_epoch_resumes_to_the_same_weights_as_one_that_never_stopped(tmp_path, mnist_dir):
+@pytest.mark.parametrize("levers", [{}, LEVERS], ids=["plain", "every-lever"])
+def test_a_run_stopped_mid_epoch_resumes_to_the_same_weights_as_one_that_never_stopped(
+    tmp_path, mnist_dir, levers
+):
     """In process: fit's stop() ends the run after step 5 of epoch 2, the snapshot goes through the state
-    file, and the resumed run ends with every tensor equal to an uninterrupted run's."""
-    cfg = load_config(None, settings(mnist_dir, tmp_path))
+    file, and the resumed run ends with every tensor equal to an uninterrupted run's; with every
+    small-data lever on too (RandAugment, erasing, mixing, drop path, the EMA, clipping)."""
+    cfg = load_config(None, with_levers(settings(mnist_dir, tmp_path), levers))
     splits = load_splits(cfg.data)
     preprocess = Preprocessing(splits.stats.mean, splits.stats.std).on("cpu")
 
     def train(start=None, stop=None, on_snapshot=None):
         torch.manual_seed(0)
-        model = cfg.model.module(splits.info)
+        built = cfg.model.build(
+            splits.info, splits.stats, weight_decay=0.05, emit=print, drop_path=cfg.train.drop_path
+        )
         result = fit(
-            model,
+            built.module,
             splits,
             cfg.train,
             torch.device("cpu"),
             preprocess,
-            augment=Augmentation("digits"),
+            augment=Augmentation.of(cfg.data, splits.info.family),
             start=start,
             on_snapshot=on_snapshot,
             stop=stop,
         )
-        return model, result
+        return built.module, result
 
     whole, whole_result = train()
     steps = []
@@ -59,6 +65,7 @@ def test_a_run_stopped_mid_epoch_resumes_to_the_same_weights_as_one_that_never_s
     assert_same_tensors(resumed.state_dict(), whole.state_dict())
     assert [m.train_loss for m in resumed_result.history] == [m.train_loss for m in whole_result.history]
     assert resumed_result.best_epoch == whole_result.best_epoch
+    assert resumed_result.weights == whole_result.weights
 
 
 def test_kill_9_mid_epoch_then_resume_gives_every_tensor_of_an_uninterrupted_run(tmp_path):

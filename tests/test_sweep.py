@@ -279,6 +279,14 @@ def test_grid_and_zip_expansion():
         expand({"embed_dim": [8, 16, 32], "depth": [2, 4]}, "zip")
 
 
+def test_zip_mode_repeats_every_row_for_each_seed():
+    axes = {"embed_dim": [8, 16], "depth": [2, 4], "seed": [0, 1, 2]}
+    assert expand(axes, "zip") == [
+        {"embed_dim": e, "depth": d, "seed": seed} for e, d in ((8, 2), (16, 4)) for seed in (0, 1, 2)
+    ]
+    assert expand({"seed": [0, 1]}, "zip") == [{"seed": 0}, {"seed": 1}]
+
+
 def test_config_file_grid_with_shared_settings_and_command_line_overrides(tmp_path):
     path = tmp_path / "sweep.toml"
     path.write_text(

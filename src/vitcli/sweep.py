@@ -160,19 +160,22 @@ def _distinct_runs(base: Config, axes: dict[str, list[Any]], combos: list[dict[s
 
 
 def expand(axes: dict[str, list[Any]], mode: str = "grid") -> list[dict[str, Any]]:
-    """Swept values per run: the cartesian product (first option slowest) or the lists walked in step."""
+    """Swept values per run: the cartesian product (first option slowest) or the lists walked in step.
+    Seeds are repeats, never a setting to walk in step: in zip mode every row runs with each seed (an
+    ablation of rows over three seeds is `--mode zip ... --seed 0 1 2`)."""
     if mode not in MODES:
         raise ConfigError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
-    names = list(axes)
-    if mode == "zip":
-        lengths = {k: len(v) for k, v in axes.items()}
-        if len(set(lengths.values())) > 1:
-            listed = ", ".join(f"--{_flag(k)} {n}" for k, n in lengths.items())
-            raise ConfigError(f"--mode zip needs lists of the same length; got {listed} values")
-        rows = zip(*axes.values())
-    else:
-        rows = itertools.product(*axes.values())
-    return [dict(zip(names, row)) for row in rows]
+    if mode == "grid":
+        return [dict(zip(axes, row)) for row in itertools.product(*axes.values())]
+    zipped = {k: v for k, v in axes.items() if k != "seed"}
+    lengths = {k: len(v) for k, v in zipped.items()}
+    if len(set(lengths.values())) > 1:
+        listed = ", ".join(f"--{_flag(k)} {n}" for k, n in lengths.items())
+        raise ConfigError(f"--mode zip needs lists of the same length (--seed aside); got {listed} values")
+    rows = [dict(zip(zipped, row)) for row in zip(*zipped.values())] or [{}]
+    seeds = [{"seed": seed} for seed in axes.get("seed", [])] or [{}]
+    runs = [{**row, **seed} for row in rows for seed in seeds]
+    return [{k: run[k] for k in axes} for run in runs]  # the options' order, whatever the input order
 
 
 def run_key(config: Config) -> str:

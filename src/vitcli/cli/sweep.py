@@ -33,7 +33,7 @@ def sweep(
     mode: SweepMode = typer.Option(
         "grid",
         help="grid: every combination of the swept values; zip: the value lists walked in step "
-        "(same lengths).",
+        "(same lengths), each row once per --seed.",
         rich_help_panel="Sweep",
     ),
     name: Optional[str] = typer.Option(
