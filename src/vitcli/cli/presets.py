@@ -37,10 +37,15 @@ def presets(
         typer.echo(json.dumps(rows, indent=2))
         return
     table = Table(title="vitcli presets (vitcli train --preset NAME)", title_justify="left")
-    for column in ("preset", "data", "model", "reaches", "on", "in"):
-        table.add_column(column)
+    table.add_column("preset", no_wrap=True)  # a name to type: never cut
+    table.add_column("data", no_wrap=True)
+    table.add_column("model", no_wrap=True)
+    table.add_column("reaches", min_width=12)
+    table.add_column("on", max_width=7)  # "2 CPU cores" in two lines: the table fits 80 columns
+    table.add_column("in", no_wrap=True)
     for p in found:
         table.add_row(f"[bold]{p.name}[/]", p.dataset, p.model, p.reaches, p.on, p.time)
     console.print(table)
+    console.print("model: kind dim/patch/blocks; reaches: test accuracy; in: the command's whole time")
     for p in found:
         console.print(f"[bold]{p.name}[/]: {p.description}", highlight=False)
