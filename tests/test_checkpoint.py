@@ -201,6 +201,12 @@ def _prepared(checkpoint):
                 "mlp_dim": None,
                 "pos_embed": "learned",
                 "dropout": 0.0,
+                # later settings, at the defaults that give the model 0.1.0 trained
+                "tokenizer": "patch",
+                "conv_layers": 2,
+                "lsa": False,
+                "pool": "cls",
+                "teacher": None,
             },
         ),
         ("cnn", {"kind": "cnn", "dropout": 0.0}),  # 0.1.0 wrote the ViT's settings for the CNN too

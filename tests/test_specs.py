@@ -31,6 +31,11 @@ def test_each_kind_holds_only_its_own_fields():
         "mlp_dim",
         "pos_embed",
         "dropout",
+        "tokenizer",
+        "conv_layers",
+        "lsa",
+        "pool",
+        "teacher",
     }
     assert CNNSpec().to_dict() == {"kind": "cnn", "dropout": 0.0}
     assert TimmSpec().to_dict()["kind"] == "timm" and "embed_dim" not in TimmSpec().to_dict()

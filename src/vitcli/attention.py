@@ -4,7 +4,11 @@ Any model that follows the in-house ViT's contract works here, the fine-tuned ti
 
     model(x, return_attention=True) -> (logits, [one (batch, heads, tokens, tokens) tensor per block])
     model.grid_size          (rows, cols) of the patch grid
-    model.num_prefix_tokens  tokens before the patches ([CLS], and registers where a model has them)
+    model.num_prefix_tokens  tokens before the patches ([CLS], a distillation token, registers); 0 for a
+                             model that pools its tokens instead of reading [CLS] (--pool gap or seq)
+
+The maps show what the token the classifier reads attends to: row 0, the [CLS] query. A model without
+[CLS] reads the mean (or a weighted sum) of all its tokens, so its maps are the mean of all query rows.
 
 Rollout follows Abnar & Zuidema 2020 ("Quantifying Attention Flow in Transformers", arXiv:2005.00928):
 each block's heads are fused into one matrix, the identity is added for the residual connection, rows
@@ -51,6 +55,7 @@ class ImageAttention:
     probabilities: Tensor  # (classes,)
     cls_attention: Tensor  # (blocks, heads, rows, cols): [CLS] query over the patch tokens
     rollout: Tensor  # (rows, cols): the [CLS] row of the rolled-out attention, over the patches
+    query: str = "[CLS]"  # whose attention the maps are: "[CLS]", or "mean" for a model without it
 
     @property
     def prediction(self) -> int:
@@ -83,12 +88,20 @@ def extract(model: nn.Module, images: Tensor) -> tuple[Tensor, list[Tensor]]:
     return logits.float(), [w.float() for w in weights]
 
 
+def query_row(attention: Tensor, num_prefix_tokens: int) -> Tensor:
+    """(..., N, N) -> (..., patches): the [CLS] query's row over the patch tokens, or, with no prefix
+    token, the mean of all rows (what a model that pools its tokens reads)."""
+    if num_prefix_tokens == 0:
+        return attention.mean(dim=-2)
+    return attention[..., 0, num_prefix_tokens:]
+
+
 def cls_attention(weights: list[Tensor], grid_size: tuple[int, int], num_prefix_tokens: int = 1) -> Tensor:
-    """(batch, blocks, heads, rows, cols): row 0 of each block's attention (the [CLS] query), its
-    columns for the patch tokens laid out on the patch grid. The weights the [CLS] query puts on the
-    prefix tokens themselves are left out, so a map sums to 1 minus those."""
+    """(batch, blocks, heads, rows, cols): row 0 of each block's attention (the [CLS] query; the mean
+    query without one), its columns for the patch tokens laid out on the patch grid. The weights the
+    [CLS] query puts on the prefix tokens themselves are left out, so a map sums to 1 minus those."""
     stacked = torch.stack(weights, dim=1)  # (B, blocks, heads, N, N)
-    return stacked[:, :, :, 0, num_prefix_tokens:].reshape(*stacked.shape[:3], *grid_size)
+    return query_row(stacked, num_prefix_tokens).reshape(*stacked.shape[:3], *grid_size)
 
 
 def fuse_heads(weights: Tensor, head_fusion: str) -> Tensor:
@@ -133,9 +146,9 @@ def rollout_map(
     head_fusion: str = "mean",
     discard_ratio: float = 0.0,
 ) -> Tensor:
-    """(batch, rows, cols): the [CLS] row of the rollout over the patch tokens."""
+    """(batch, rows, cols): the [CLS] row (the mean row without one) of the rollout over the patches."""
     rolled = rollout(weights, head_fusion, discard_ratio)
-    return rolled[:, 0, num_prefix_tokens:].reshape(-1, *grid_size)
+    return query_row(rolled, num_prefix_tokens).reshape(-1, *grid_size)
 
 
 def explain(
@@ -162,8 +175,9 @@ def explain(
         probabilities = logits.softmax(dim=-1).cpu()
         for i in range(len(batch)):
             n = start + i
+            query = "[CLS]" if prefix else "mean"
             results.append(
-                ImageAttention(sources[n], batch[i], labels[n], probabilities[i], maps[i], rolled[i])
+                ImageAttention(sources[n], batch[i], labels[n], probabilities[i], maps[i], rolled[i], query)
             )
     return results
 
@@ -265,6 +279,7 @@ class AttentionReport:
                     "prediction": r.prediction,
                     "probability": r.probability,
                     "probabilities": r.probabilities.tolist(),
+                    "query": r.query,  # whose attention: "[CLS]", or "mean" without a [CLS] token
                     "cls_attention": r.cls_attention.tolist(),  # [block][head][row][col]
                     "rollout": r.rollout.tolist(),  # [row][col]
                     "picture": str(picture) if picture else None,

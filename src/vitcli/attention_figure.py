@@ -1,4 +1,5 @@
-"""One PNG per image: the input, the rollout, and one row per block of [CLS] attention maps.
+"""One PNG per image: the input, the rollout, and one row per block of [CLS] attention maps (of the
+mean query, for a model that pools its tokens instead of reading [CLS]).
 
     row 0        input | input + rollout | rollout
     row 1..L     head 1 | ... | head H | mean of the heads      (block 1 at the top)
@@ -107,7 +108,7 @@ def save_figure(result: ImageAttention, classes: list[str], path: str | Path, no
         bar = fig.colorbar(
             plt.cm.ScalarMappable(norm=norm, cmap=CMAP), cax=fig.add_subplot(cells.grid[1:, cells.cols])
         )
-        bar.set_label("[CLS] attention weight", fontsize=8)
+        bar.set_label(f"{result.query} attention weight", fontsize=8)
         bar.ax.tick_params(labelsize=7)
         title = f"{result.source}: predicted {classes[result.prediction]} ({100 * result.probability:.1f}%)"
         fig.suptitle(title + (f"   {note}" if note else ""), fontsize=10, y=1 - 0.3 * TITLE_PX / height)

@@ -29,7 +29,7 @@ def make_optimizer(
         for name, p in model.named_parameters():
             if not p.requires_grad:
                 continue
-            plain = p.ndim < 2 or name.endswith(("pos_embed", "cls_token"))
+            plain = p.ndim < 2 or name.endswith(("pos_embed", "cls_token", "dist_token"))
             (no_decay if plain else decay).append(p)
         param_groups = [
             {"params": decay, "weight_decay": cfg.weight_decay},

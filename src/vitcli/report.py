@@ -82,6 +82,11 @@ def run_table(r: RunResult) -> Table:
     memory = "peak GPU memory" if r.device.startswith("cuda") else "peak process memory"
     table.add_row(memory, fmt_bytes(r.peak_memory), "")
     table.add_row("device", r.device, "")
+    if r.teacher:  # distilled: the teacher ran on every training batch
+        t = r.teacher
+        table.add_row(
+            f"teacher time ({t.kind}, {t.parameters:,} params)", f"{t.seconds:.1f} s ({t.share:.0%})", ""
+        )
     if r.adaptation:  # finetune: where the weights came from and what was changed to fit the data
         table.add_section()
         for part, change in adaptation_rows(r.adaptation, r.preprocessing, r.info.name):

@@ -13,6 +13,7 @@ A run directory's files are in `run_dir`; what survives what is in README.md.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from vitcli.data import load_splits
 from vitcli.data.batches import Augmentation
 from vitcli.data.datasets import DatasetInfo, Split
 from vitcli.devices import resolve_device
+from vitcli.distillation import Teacher
 from vitcli.engine import Snapshot, fit
 from vitcli.errors import ConfigError, OutOfMemory
 from vitcli.evaluation import EvalResult, evaluate
@@ -52,6 +54,24 @@ from vitcli.run_dir import (
 
 
 @dataclass
+class TeacherCost:
+    """What distilling from a teacher cost, measured over the training this process did."""
+
+    checkpoint: str
+    kind: str
+    parameters: int
+    seconds: float  # in the teacher's forward passes
+    share: float  # of those training seconds
+
+    @classmethod
+    def of(cls, teacher: Teacher, train_seconds: float) -> TeacherCost:
+        seconds = teacher.seconds
+        return cls(
+            str(teacher.checkpoint), teacher.kind, teacher.parameters, seconds, seconds / train_seconds
+        )
+
+
+@dataclass
 class RunResult:
     run_dir: Path
     config: Config  # as given: config.toml repeats the run
@@ -70,6 +90,7 @@ class RunResult:
     peak_memory: int | None
     adaptation: Adaptation | None = None  # a timm model: its weights and what was changed to fit them
     weights: str = "raw"  # the kept weights: "raw", or "ema" when their moving average validated better
+    teacher: TeacherCost | None = None  # a distilled ViT: its teacher and the time spent in it
 
     @property
     def best(self) -> EpochMetrics:
@@ -92,6 +113,7 @@ class RunResult:
             "peak_memory": self.peak_memory,
             "device": self.device,
             "weights": self.weights,
+            **({"teacher": dataclasses.asdict(self.teacher)} if self.teacher else {}),
         }
 
 
@@ -224,6 +246,9 @@ def _train(
             adaptation=built.adaptation,
             weights=fitted.weights,
         )
+        if built.teacher is not None:
+            before = sum(m.seconds for m in start.history) if start else 0.0  # trained by another process
+            result.teacher = TeacherCost.of(built.teacher, max(fitted.seconds - before, 1e-9))
         save_checkpoint(run_dir / MODEL, built, config, splits.info, result.metrics())
     result.total_seconds = time.perf_counter() - started
     return result

@@ -9,7 +9,9 @@ from typing import Any
 
 from vitcli.attention import HEAD_FUSIONS
 from vitcli.data.datasets import SPLITS
+from vitcli.models.pooling import POOLS
 from vitcli.models.specs import CHANNELS, POS_EMBEDS
+from vitcli.models.vit import TOKENIZERS
 from vitcli.sweep import MODES
 
 
@@ -19,6 +21,8 @@ def _choice(name: str, values: tuple[str, ...]) -> type[Enum]:
 
 TrainModel = _choice("TrainModel", ("vit", "cnn"))  # the kinds `vitcli train` offers options for
 PosEmbed = _choice("PosEmbed", POS_EMBEDS)
+Tokenizer = _choice("Tokenizer", TOKENIZERS)
+Pool = _choice("Pool", POOLS)
 Channels = _choice("Channels", CHANNELS)
 SplitName = _choice("SplitName", SPLITS)
 HeadFusion = _choice("HeadFusion", HEAD_FUSIONS)

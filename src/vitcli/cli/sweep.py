@@ -26,7 +26,7 @@ from vitcli.sweep import SWEEPABLE, check_data, describe, dry_run, plan_sweep
 from vitcli.sweep_results import FAILED, aggregate, load_results
 from vitcli.sweep_run import RunEnded, RunStarted, make_sweep_dir, resume_state, run_sweep
 
-BOOL_FLAGS = ("augment", "compile")  # train's --x/--no-x switches; here --x true false, --no-x, --x
+BOOL_FLAGS = ("augment", "compile", "lsa")  # train's --x/--no-x switches; here --x true false, --no-x, --x
 
 
 def sweep(

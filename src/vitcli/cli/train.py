@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from vitcli.cli.choices import PosEmbed, TrainModel, plain
+from vitcli.cli.choices import Pool, PosEmbed, Tokenizer, TrainModel, plain
 from vitcli.cli.common import console, print_note, user_errors
 from vitcli.cli.options import (
     OUTPUT,
@@ -49,8 +49,21 @@ from vitcli.run import resume_run, train_run
 
 _DEFAULTS = Config()
 # train's options for the [model] section besides --model (the kind): the ViT's, and the CNN's dropout.
-MODEL_OPTIONS = ("embed_dim", "patch_size", "depth", "heads", "mlp_dim", "pos_embed", "dropout")
-_MODEL = "Model"
+MODEL_OPTIONS = (
+    "embed_dim",
+    "patch_size",
+    "depth",
+    "heads",
+    "mlp_dim",
+    "pos_embed",
+    "dropout",
+    "tokenizer",
+    "conv_layers",
+    "lsa",
+    "pool",
+    "teacher",
+)
+_MODEL, _VARIANTS = "Model", "ViTs for small data (docs/small-data.md)"
 
 
 def _default(section: str, key: str) -> str:
@@ -98,7 +111,8 @@ def train(
     pos_embed: Annotated[
         Optional[PosEmbed],
         typer.Option(
-            help="Positional embedding of the ViT." + _default("model", "pos_embed"), rich_help_panel=_MODEL
+            help="Positional embedding of the ViT (none: no positions)." + _default("model", "pos_embed"),
+            rich_help_panel=_MODEL,
         ),
     ] = None,
     dropout: Annotated[
@@ -106,6 +120,47 @@ def train(
         typer.Option(
             help="Dropout rate in the ViT's blocks or the CNN's classifier." + _default("model", "dropout"),
             rich_help_panel=_MODEL,
+        ),
+    ] = None,
+    tokenizer: Annotated[
+        Optional[Tokenizer],
+        typer.Option(
+            help="patch; spt: shifted patch tokenization (Lee et al.); conv: a convolutional stem (CCT)."
+            + _default("model", "tokenizer"),
+            rich_help_panel=_VARIANTS,
+        ),
+    ] = None,
+    conv_layers: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Conv, ReLU, max-pool stages of --tokenizer conv; each halves the token grid."
+            + _default("model", "conv_layers"),
+            rich_help_panel=_VARIANTS,
+        ),
+    ] = None,
+    lsa: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--lsa/--no-lsa",
+            help="Locality self-attention: a learned softmax temperature, each token's own key masked. "
+            "\\[default: no-lsa]",
+            rich_help_panel=_VARIANTS,
+        ),
+    ] = None,
+    pool: Annotated[
+        Optional[Pool],
+        typer.Option(
+            help="What the head reads: the [CLS] token, the mean token (gap), or CCT's sequence pooling."
+            + _default("model", "pool"),
+            rich_help_panel=_VARIANTS,
+        ),
+    ] = None,
+    teacher: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="A checkpoint with the same classes (e.g. the CNN's) to distil from, DeiT-style, through "
+            "a distillation token.",
+            rich_help_panel=_VARIANTS,
         ),
     ] = None,
     dataset: Dataset = None,

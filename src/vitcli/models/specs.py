@@ -27,16 +27,19 @@ from torch import nn
 
 from vitcli import fields
 from vitcli.errors import ConfigError
+from vitcli.models.pooling import POOLS
+from vitcli.models.vit import POS_EMBEDS, TOKENIZERS
 from vitcli.preprocessing import Preprocessing
 
 if TYPE_CHECKING:  # the data package imports vitcli.config, which imports this module
     from vitcli.data.datasets import ChannelStats, DatasetInfo
+    from vitcli.distillation import Teacher
     from vitcli.models.pretrained import Adaptation
 
-POS_EMBEDS = ("learned", "sinusoidal")
 PRETRAINED = ("none", "imagenet", "dino")  # or the path of a .safetensors, .pth or .bin state dict
 CHANNELS = ("adapt", "repeat")
 MAX_DEPTH = 1024  # the deepest published ViTs have under 100 blocks
+MAX_CONV_LAYERS = 8  # each stage halves the grid: 8 take a 256-pixel image down to one token
 Emit = Callable[[Any], None]
 
 
@@ -50,6 +53,7 @@ class Built:
     param_groups: list[dict] | None = None  # optimiser groups with an "lr_scale" each; None: the engine's
     adaptation: Adaptation | None = None  # what was changed to fit pretrained weights to the data
     criterion: Callable | None = None  # the training loss (engine.Criterion); None: cross-entropy
+    teacher: Teacher | None = None  # the model a distilled ViT learns from (its cost goes in the report)
 
 
 class ModelSpec:
@@ -92,19 +96,30 @@ class ModelSpec:
 
 @dataclass
 class ViTSpec(ModelSpec):
-    """The in-house ViT of `models/vit.py`."""
+    """The in-house ViT of `models/vit.py`, and its variants for small data (docs/small-data.md)."""
 
     kind: ClassVar[str] = "vit"
     embed_dim: int = 32
-    patch_size: int = 7
+    patch_size: int = 7  # the patch and spt tokenizers'; the conv tokenizer's grid comes from its stem
     depth: int = 2
     heads: int = 2
     mlp_dim: int | None = None  # hidden size of the MLP; unset means 4 x embed_dim
-    pos_embed: str = "learned"  # learned | sinusoidal
+    pos_embed: str = "learned"  # learned | sinusoidal | none
     dropout: float = 0.0
+    tokenizer: str = "patch"  # patch | spt (shifted patches) | conv (CCT's convolutional stem)
+    conv_layers: int = 2  # the conv tokenizer's conv, ReLU, max-pool stages
+    lsa: bool = False  # locality self-attention: a learned temperature and the diagonal masked
+    pool: str = "cls"  # what the head reads: cls | gap (mean of the tokens) | seq (CCT's sequence pooling)
+    teacher: str | None = None  # a checkpoint to distil from, through a distillation token (DeiT)
 
     def check_values(self) -> None:
-        fields.positive(self, "embed_dim", "patch_size", "depth", "heads", "mlp_dim")
+        fields.positive(self, "embed_dim", "patch_size", "depth", "heads", "mlp_dim", "conv_layers")
+        if self.conv_layers > MAX_CONV_LAYERS:
+            raise ConfigError(f"--conv-layers {self.conv_layers} is too many: at most {MAX_CONV_LAYERS}")
+        fields.one_of("tokenizer", self.tokenizer, TOKENIZERS)
+        fields.one_of("pool", self.pool, POOLS)
+        if self.teacher is not None and not str(self.teacher).strip():
+            raise ConfigError("--teacher must be the path of a vitcli checkpoint, e.g. runs/cnn-.../")
         if self.embed_dim < 2:  # layer norm over one number always gives 0: nothing could be learned
             raise ConfigError(f"--embed-dim {self.embed_dim} is too small: use 2 or more (8 and up to learn)")
         if self.depth > MAX_DEPTH:  # 100,000 blocks take minutes and gigabytes to build before any use
@@ -119,12 +134,18 @@ class ViTSpec(ModelSpec):
                 f"--embed-dim {self.embed_dim} is not divisible by --heads {self.heads}: each head gets an "
                 f"equal share of the embedding; use heads in {divisors} or change --embed-dim"
             )
+        if self.teacher is not None and self.pool != "cls":
+            raise ConfigError(
+                f"--teacher needs --pool cls: the distillation token is read beside the [CLS] token, and "
+                f"--pool {self.pool} has none"
+            )
         return self
 
     def module(self, info: DatasetInfo, drop_path: float = 0.0) -> nn.Module:
         from vitcli.models.vit import ViT
 
-        if info.height % self.patch_size or info.width % self.patch_size:
+        divides = info.height % self.patch_size == 0 and info.width % self.patch_size == 0
+        if self.tokenizer != "conv" and not divides:
             fits = [
                 p
                 for p in range(2, max(info.height, info.width) + 1)
@@ -147,7 +168,29 @@ class ViTSpec(ModelSpec):
             pos_embed=self.pos_embed,
             dropout=self.dropout,
             drop_path=drop_path,
+            tokenizer=self.tokenizer,
+            conv_layers=self.conv_layers,
+            lsa=self.lsa,
+            pool=self.pool,
+            distilled=self.teacher is not None,
         )
+
+    def build(
+        self,
+        info: DatasetInfo,
+        stats: ChannelStats,
+        *,
+        weight_decay: float,
+        emit: Emit,
+        drop_path: float = 0.0,
+    ) -> Built:
+        built = super().build(info, stats, weight_decay=weight_decay, emit=emit, drop_path=drop_path)
+        if self.teacher is not None:
+            from vitcli.distillation import DistillationLoss, load_teacher
+
+            built.teacher = load_teacher(self.teacher, info, built.preprocessing)
+            built.criterion = DistillationLoss(built.teacher)
+        return built
 
 
 @dataclass

@@ -1,0 +1,150 @@
+"""Knowledge distillation through a distillation token (Touvron et al. 2021, "Training data-efficient
+image transformers & distillation through attention", DeiT, arXiv:2012.12877), hard-label variant:
+
+    L = 1/2 CE(z_cls, y) + 1/2 CE(z_dist, argmax z_teacher)
+
+    z_cls    the [CLS] head's logits, trained on the labels y (smoothed, or mixup/cutmix's soft targets)
+    z_dist   the distillation token's head, trained on the teacher's predicted class for the very same
+             augmented batch
+    teacher  any vitcli checkpoint predicting the same classes: the point is the baseline CNN, whose
+             locality the student picks up; it runs under no_grad, in eval mode
+
+At evaluation the student averages its two heads (models/vit.py), so a distilled checkpoint needs no
+teacher. `Teacher.seconds` is the time spent in the teacher, for the run's table.
+
+    teacher = load_teacher("runs/cnn-cifar10/model.safetensors", info, student_preprocessing)
+    criterion = DistillationLoss(teacher)      # Built.criterion: the engine calls it every step
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vitcli.data.datasets import DatasetInfo
+from vitcli.errors import CheckpointError, ConfigError
+from vitcli.preprocessing import Preprocessing, Preprocessor
+
+
+class DeviceTimer:
+    """Seconds spent in timed sections: CUDA events on a GPU (read, and waited for, only when asked), the
+    wall clock on the CPU."""
+
+    def __init__(self) -> None:
+        self._seconds = 0.0
+        self._events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+
+    def time(self, device: torch.device, run):
+        if device.type != "cuda":
+            start = time.perf_counter()
+            result = run()
+            self._seconds += time.perf_counter() - start
+            return result
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        begin.record()
+        result = run()
+        end.record()
+        self._events.append((begin, end))
+        return result
+
+    @property
+    def seconds(self) -> float:
+        if self._events:
+            self._events[-1][1].synchronize()
+            self._seconds += sum(b.elapsed_time(e) for b, e in self._events) / 1000
+            self._events.clear()
+        return self._seconds
+
+
+@dataclass
+class Teacher:
+    """A trained vitcli model that labels the student's batches."""
+
+    checkpoint: Path
+    kind: str  # its model kind: cnn, vit or timm
+    parameters: int
+    model: nn.Module
+    student: Preprocessing  # how the student's inputs were made from the images
+    preprocessing: Preprocessing  # how the teacher's own inputs are made from them
+    timer: DeviceTimer = field(default_factory=DeviceTimer)
+    _prepare: Preprocessor | None = None
+
+    def predict(self, inputs: Tensor) -> Tensor:
+        """The teacher's class for each of the student's (normalised) inputs."""
+        if self._prepare is None:  # on the student's device, on first use
+            self.model.to(inputs.device)
+            self._prepare = Preprocessor(self.preprocessing, inputs.device)
+        with torch.no_grad():
+            return self.timer.time(inputs.device, lambda: self.model(self._teacher_inputs(inputs)).argmax(1))
+
+    def _teacher_inputs(self, inputs: Tensor) -> Tensor:
+        # Undo the student's normalisation (back to pixel values 0-255, as floats), then prepare the
+        # images as the teacher was trained: its own statistics, size and channels.
+        std = torch.tensor(self.student.std, device=inputs.device).view(1, -1, 1, 1)
+        mean = torch.tensor(self.student.mean, device=inputs.device).view(1, -1, 1, 1)
+        pixels = torch.addcmul(255 * mean, inputs.float(), 255 * std)
+        return self._prepare(pixels)
+
+    @property
+    def seconds(self) -> float:
+        return self.timer.seconds
+
+
+def load_teacher(path: str | Path, info: DatasetInfo, student: Preprocessing) -> Teacher:
+    """The checkpoint at `path` as a teacher for a student trained on data shaped like `info`; a
+    ConfigError in one line when it predicts other classes or was trained on other images."""
+    from vitcli.checkpoint import load_checkpoint
+    from vitcli.models import count_parameters
+
+    try:
+        checkpoint = load_checkpoint(path)
+    except CheckpointError as e:
+        raise ConfigError(f"--teacher: {e}") from None
+    theirs, ours = checkpoint.info, info
+    if list(theirs.classes) != list(ours.classes):
+        raise ConfigError(
+            f"--teacher {path} predicts {len(theirs.classes)} classes ({_names(theirs.classes)}), the data "
+            f"has {len(ours.classes)} ({_names(ours.classes)}); use a teacher trained on the same classes"
+        )
+    if (theirs.channels, theirs.height, theirs.width) != (ours.channels, ours.height, ours.width):
+        raise ConfigError(
+            f"--teacher {path} was trained on {theirs.height}x{theirs.width}x{theirs.channels} images, the "
+            f"data has {ours.height}x{ours.width}x{ours.channels}; use a teacher trained on this data set"
+        )
+    model = checkpoint.model.eval().requires_grad_(False)
+    return Teacher(
+        Path(path),
+        checkpoint.config.model.kind,
+        count_parameters(model),
+        model,
+        student,
+        checkpoint.preprocessing,
+    )
+
+
+def _names(classes) -> str:
+    shown = ", ".join(classes[:3])
+    return shown + (", ..." if len(classes) > 3 else "")
+
+
+class DistillationLoss:
+    """The engine's criterion (engine.Criterion) for a distilled ViT: half cross-entropy of the class
+    head on the labels, half of the distillation head on the teacher's predictions. The logits scored
+    for the training accuracy are the two heads' mean, as at evaluation."""
+
+    def __init__(self, teacher: Teacher):
+        self.teacher = teacher
+
+    def __call__(
+        self, outputs: tuple[Tensor, Tensor], inputs: Tensor, labels: Tensor, smoothing: float
+    ) -> tuple[Tensor, Tensor]:
+        class_logits, dist_logits = outputs
+        teacher_labels = self.teacher.predict(inputs)
+        loss = F.cross_entropy(class_logits, labels, label_smoothing=smoothing) / 2
+        loss = loss + F.cross_entropy(dist_logits, teacher_labels) / 2
+        return loss, (class_logits + dist_logits) / 2
