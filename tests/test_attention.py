@@ -6,7 +6,7 @@ import math
 import pytest
 import timm
 import torch
-from cli_helpers import run
+from cli_helpers import run, train
 from fakedata import write_mnist
 from PIL import Image
 from timm_helpers import finetune
@@ -315,3 +315,28 @@ def test_pictures_never_overwrite_an_input_image_or_each_other(tmp_path):
         "seven.png",
         "seven-2.png",
     ]
+
+
+@pytest.mark.parametrize(
+    "variant, grid, query",
+    [
+        (("--tokenizer", "conv", "--conv-layers", 2), [7, 7], "[CLS]"),  # the grid comes from the stem
+        (("--tokenizer", "spt", "--lsa", "--pool", "gap"), [4, 4], "mean"),
+        (("--pool", "seq", "--pos-embed", "none"), [4, 4], "mean"),
+    ],
+)
+def test_attention_of_every_variant_works_from_its_checkpoint(tmp_path, mnist_dir, variant, grid, query):
+    trained = train(tmp_path, mnist_dir, "--subset", 200, "--embed-dim", 16, "--name", "v", *variant)
+    assert trained.exit_code == 0, trained.output
+    result = run("attention", tmp_path / "runs" / "v", "--json", "--out", tmp_path / "p")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    image = report["images"][0]
+    assert report["grid_size"] == grid and image["query"] == query
+    maps = torch.tensor(image["cls_attention"])
+    assert maps.shape == (2, 2, *grid)
+    rollout = torch.tensor(image["rollout"])
+    if query == "mean":  # no prefix token: the mean query's weights, all on the patches, sum to 1
+        assert torch.allclose(maps.sum(dim=(-1, -2)), torch.ones(2, 2), atol=1e-5)
+        assert torch.isclose(rollout.sum(), torch.tensor(1.0), atol=1e-4)
+    assert (tmp_path / "p" / "test-0.png").is_file()

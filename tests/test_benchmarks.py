@@ -298,3 +298,18 @@ def test_time_to_accuracy_times_vitcli_train_end_to_end(mnist_dir, tmp_path):
         assert r["seconds"] > r["train_seconds"] > 0 and 0 <= r["test_accuracy"] <= 1
         assert r["met_target"] == (r["test_accuracy"] >= 0.99 and r["seconds"] <= 300)
     assert result["settings"]["model"]["embed_dim"] == 32
+
+
+def test_small_data_vits_sets_epochs_from_the_budget_and_distils_from_the_cnn_row(mnist_dir, tmp_path):
+    args = ["--data", "mnist", "--data-dir", str(mnist_dir), "--rows", "cnn", "vit-distilled"]
+    args += ["--budget", "1", "--calibration-images", "128", "--out", str(tmp_path / "runs")]
+    result = load("small_data_vits").main([*args, "--json", str(tmp_path / "s.json")])
+    assert json.loads((tmp_path / "s.json").read_text()) == result
+    cnn, distilled = result["rows"]
+    assert (cnn["row"], cnn["tokens"], cnn["teacher_share"]) == ("cnn", None, None)
+    assert distilled["tokens"] == 18 and 0 < distilled["teacher_share"] < 1
+    assert distilled["model"]["teacher"] == str(tmp_path / "runs" / "cnn")
+    assert all(r["epochs"] == 1 and 0 <= r["test_accuracy"] <= 1 for r in result["rows"])
+    again = load("small_data_vits").main(["--data", "mnist", "--runs", str(tmp_path / "runs")])
+    assert [r["row"] for r in again["rows"]] == ["cnn", "vit-distilled"]
+    assert [r["test_accuracy"] for r in again["rows"]] == [cnn["test_accuracy"], distilled["test_accuracy"]]
