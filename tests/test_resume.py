@@ -22,13 +22,17 @@ from vitcli.run import resume_run, train_run
 from vitcli.train_state import load_state, save_state
 
 
-@pytest.mark.parametrize("levers", [{}, LEVERS], ids=["plain", "every-lever"])
+VARIANTS = {"model": {"tokenizer": "spt", "lsa": True, "pool": "seq"}}  # the small-data ViT parts
+
+
+@pytest.mark.parametrize("levers", [{}, LEVERS, VARIANTS], ids=["plain", "every-lever", "spt-lsa-seq"])
 def test_a_run_stopped_mid_epoch_resumes_to_the_same_weights_as_one_that_never_stopped(
     tmp_path, mnist_dir, levers
 ):
     """In process: fit's stop() ends the run after step 5 of epoch 2, the snapshot goes through the state
     file, and the resumed run ends with every tensor equal to an uninterrupted run's; with every
-    small-data lever on too (RandAugment, erasing, mixing, drop path, the EMA, clipping)."""
+    small-data lever on too (RandAugment, erasing, mixing, drop path, the EMA, clipping), and with
+    shifted patches, locality self-attention and sequence pooling."""
     cfg = load_config(None, with_levers(settings(mnist_dir, tmp_path), levers))
     splits = load_splits(cfg.data)
     preprocess = Preprocessing(splits.stats.mean, splits.stats.std).on("cpu")
