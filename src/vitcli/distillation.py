@@ -72,7 +72,7 @@ class Teacher:
     student: Preprocessing  # how the student's inputs were made from the images
     preprocessing: Preprocessing  # how the teacher's own inputs are made from them
     timer: DeviceTimer = field(default_factory=DeviceTimer)
-    _prepare: Preprocessor | None = None
+    _prepare: Preprocessor | None = field(default=None, init=False, repr=False)  # set on first use
 
     def predict(self, inputs: Tensor) -> Tensor:
         """The teacher's class for each of the student's (normalised) inputs."""
