@@ -33,9 +33,17 @@ def test_stages_are_conv_relu_maxpool_with_64_inner_channels_and_the_last_of_emb
 
 
 def test_parameter_counts_are_pinned():
-    mnist = dict(image_size=(28, 28), in_channels=1, num_classes=10)
+    mnist = {"image_size": (28, 28), "in_channels": 1, "num_classes": 10}
     assert count_parameters(ViT(**mnist, tokenizer="conv")) == 46_442
-    cct = dict(embed_dim=128, depth=2, heads=2, mlp_dim=128, tokenizer="conv", pool="seq", pos_embed="none")
+    cct = {
+        "embed_dim": 128,
+        "depth": 2,
+        "heads": 2,
+        "mlp_dim": 128,
+        "tokenizer": "conv",
+        "pool": "seq",
+        "pos_embed": "none",
+    }
     # CCT-2/3x2, which the paper lists at 0.28M: stem 75,456 + 2 blocks of 99,584 + norm, pooling, head
     assert count_parameters(ViT(image_size=(32, 32), in_channels=3, num_classes=10, **cct)) == 276_299
 

@@ -62,7 +62,7 @@ def test_the_fused_and_the_explicit_paths_agree(heads):
 
 
 def test_lsa_adds_one_parameter_per_block_and_is_off_by_default():
-    vit = dict(image_size=(28, 28), in_channels=1, num_classes=10, depth=3)
+    vit = {"image_size": (28, 28), "in_channels": 1, "num_classes": 10, "depth": 3}
     plain, lsa = ViT(**vit), ViT(**vit, lsa=True)
     assert count_parameters(lsa) - count_parameters(plain) == 3
     assert all(block.attn.locality is None for block in plain.blocks)

@@ -6,7 +6,7 @@ import torch
 from vitcli.models.pooling import SequencePooling
 from vitcli.models.vit import ViT
 
-MNIST = dict(image_size=(28, 28), in_channels=1, num_classes=10)
+MNIST = {"image_size": (28, 28), "in_channels": 1, "num_classes": 10}
 
 
 def test_sequence_pooling_weights_sum_to_one_and_the_output_is_their_weighted_sum():

@@ -21,7 +21,6 @@ from vitcli.preprocessing import Preprocessing
 from vitcli.run import resume_run, train_run
 from vitcli.train_state import load_state, save_state
 
-
 VARIANTS = {"model": {"tokenizer": "spt", "lsa": True, "pool": "seq"}}  # the small-data ViT parts
 
 

@@ -54,8 +54,15 @@ def test_each_token_is_the_layer_normed_projection_of_its_patch_across_the_five_
 def test_parameter_counts_are_pinned():
     # LayerNorm over 7*7*5 = 245 numbers (490) and a 245 -> 32 linear map (7,872)
     assert count_parameters(ShiftedPatchTokenizer(1, 32, 7)) == 8_362
-    vit = dict(image_size=(28, 28), in_channels=1, num_classes=10)
+    vit = {"image_size": (28, 28), "in_channels": 1, "num_classes": 10}
     assert count_parameters(ViT(**vit)) == 27_978
     assert count_parameters(ViT(**vit, tokenizer="spt")) == 34_740
-    cifar = dict(image_size=(32, 32), in_channels=3, num_classes=10, embed_dim=64, patch_size=4, depth=4)
+    cifar = {
+        "image_size": (32, 32),
+        "in_channels": 3,
+        "num_classes": 10,
+        "embed_dim": 64,
+        "patch_size": 4,
+        "depth": 4,
+    }
     assert count_parameters(ViT(**cifar, heads=4, mlp_dim=128, tokenizer="spt", lsa=True)) == 154_798
