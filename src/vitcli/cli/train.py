@@ -85,7 +85,7 @@ def train(
     patch_size: Annotated[
         Optional[int],
         typer.Option(
-            help="Patch side in pixels; must divide the image height and width."
+            help="Patch side in pixels; must divide the image height and width (--tokenizer conv has none)."
             + _default("model", "patch_size"),
             rich_help_panel=_MODEL,
         ),
