@@ -15,7 +15,7 @@ from vitcli.config import load_config
 from vitcli.errors import ConfigError
 from vitcli.presets import NOT_MEASURED, all_presets, load_preset, names
 
-REQUIRED = {"mnist-classic", "cifar10-classic", "cifar10-cnn", "mnist-fast", "cifar10-vit"}
+REQUIRED = {"mnist-classic", "cifar10-classic", "cifar10-cnn", "mnist-fast", "cifar10-vit", "cifar10-cct"}
 
 
 def test_the_required_presets_are_there_and_each_is_a_valid_run():
@@ -26,6 +26,13 @@ def test_the_required_presets_are_there_and_each_is_a_valid_run():
         assert preset.description
         if preset.reaches != NOT_MEASURED:  # a figure says where and how long, and how it was measured
             assert preset.on and preset.time and preset.measured_by, preset.name
+
+
+def test_a_conv_tokenizer_preset_says_so_instead_of_a_patch_size():
+    preset = load_preset("cifar10-cct")
+    assert preset.model == "vit 128/conv3/4"
+    spec = load_config(None, preset="cifar10-cct").model
+    assert (spec.tokenizer, spec.conv_layers, spec.pool) == ("conv", 3, "cls")
 
 
 def test_mnist_classic_is_the_teaching_model_and_cifar10_classic_theirs():

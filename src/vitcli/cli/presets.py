@@ -39,13 +39,14 @@ def presets(
     table = Table(title="vitcli presets (vitcli train --preset NAME)", title_justify="left")
     table.add_column("preset", no_wrap=True)  # a name to type: never cut
     table.add_column("data", no_wrap=True)
-    table.add_column("model", no_wrap=True)
+    table.add_column("model", max_width=11)  # "vit 128/conv3/4" in two lines, as "on"
     table.add_column("reaches", min_width=12)
     table.add_column("on", max_width=7)  # "2 CPU cores" in two lines: the table fits 80 columns
     table.add_column("in", no_wrap=True)
     for p in found:
         table.add_row(f"[bold]{p.name}[/]", p.dataset, p.model, p.reaches, p.on, p.time)
     console.print(table)
-    console.print("model: kind dim/patch/blocks; reaches: test accuracy; in: the command's whole time")
+    console.print("model: kind dim/patch/blocks (convN: a conv tokenizer of N stages)")
+    console.print("reaches: test accuracy; in: the command's whole time")
     for p in found:
         console.print(f"[bold]{p.name}[/]: {p.description}", highlight=False)

@@ -44,7 +44,9 @@ class Preset:
         m = self.settings.get("model", {})
         if m.get("kind", "vit") != "vit":
             return m["kind"]
-        return f"vit {m.get('embed_dim', 32)}/{m.get('patch_size', 7)}/{m.get('depth', 2)}"
+        # the tokens' source: a patch size, or a convolutional tokenizer's stages ("conv3")
+        tokens = f"conv{m.get('conv_layers', 2)}" if m.get("tokenizer") == "conv" else m.get("patch_size", 7)
+        return f"vit {m.get('embed_dim', 32)}/{tokens}/{m.get('depth', 2)}"
 
 
 def names() -> list[str]:
