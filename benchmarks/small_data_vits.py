@@ -71,6 +71,12 @@ def train(options: list[str], args, out: Path, name: str) -> dict:
     return read_run(out / name)
 
 
+def finished(run_dir: Path) -> bool:
+    """Whether `run_dir` holds a finished run (a run still going has a checkpoint without test figures)."""
+    model = run_dir / "model.safetensors"
+    return model.is_file() and "test_accuracy" in json.loads(read_metadata(model)["metrics"])
+
+
 def read_run(run_dir: Path) -> dict:
     metadata = read_metadata(run_dir / "model.safetensors")
     metrics, config = json.loads(metadata["metrics"]), json.loads(metadata["config"])
@@ -118,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     machine = Machine(torch.device(args.device))
     if args.runs:
-        results = {name: read_run(args.runs / name) for name in args.rows if (args.runs / name).is_dir()}
+        results = {name: read_run(args.runs / name) for name in args.rows if finished(args.runs / name)}
     else:
         config = load_config(
             None, {"data": {"dataset": args.dataset or args.data, "data_dir": args.data_dir}}
