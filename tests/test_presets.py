@@ -15,7 +15,15 @@ from vitcli.config import load_config
 from vitcli.errors import ConfigError
 from vitcli.presets import NOT_MEASURED, all_presets, load_preset, names
 
-REQUIRED = {"mnist-classic", "cifar10-classic", "cifar10-cnn", "mnist-fast", "cifar10-vit", "cifar10-cct"}
+REQUIRED = {
+    "mnist-classic",
+    "cifar10-classic",
+    "cifar10-cnn",
+    "mnist-fast",
+    "cifar10-vit",
+    "cifar10-cct",
+    "mnist-cct",
+}
 
 
 def test_the_required_presets_are_there_and_each_is_a_valid_run():
