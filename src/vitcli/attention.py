@@ -166,6 +166,7 @@ def explain(
     device = next(model.parameters()).device
     preprocess = checkpoint.preprocessing.on(device)  # exactly as in training
     grid, prefix = tuple(model.grid_size), model.num_prefix_tokens
+    query = "[CLS]" if prefix else "mean"  # a model without [CLS] is read through the mean query
     results = []
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size]
@@ -175,7 +176,6 @@ def explain(
         probabilities = logits.softmax(dim=-1).cpu()
         for i in range(len(batch)):
             n = start + i
-            query = "[CLS]" if prefix else "mean"
             results.append(
                 ImageAttention(sources[n], batch[i], labels[n], probabilities[i], maps[i], rolled[i], query)
             )

@@ -10,7 +10,7 @@ image transformers & distillation through attention", DeiT, arXiv:2012.12877), h
              locality the student picks up; it runs under no_grad, in eval mode
 
 At evaluation the student averages its two heads (models/vit.py), so a distilled checkpoint needs no
-teacher. `Teacher.seconds` is the time spent in the teacher, for the run's table.
+teacher. `Teacher.cost` is the time spent in the teacher, for the run's table and the metrics.
 
     teacher = load_teacher("runs/cnn-cifar10/model.safetensors", info, student_preprocessing)
     criterion = DistillationLoss(teacher)      # Built.criterion: the engine calls it every step
@@ -72,27 +72,44 @@ class Teacher:
     student: Preprocessing  # how the student's inputs were made from the images
     preprocessing: Preprocessing  # how the teacher's own inputs are made from them
     timer: DeviceTimer = field(default_factory=DeviceTimer)
-    _prepare: Preprocessor | None = field(default=None, init=False, repr=False)  # set on first use
+    # Set on first use, on the student's device: the student's normalisation undone (x * scale + shift
+    # gives pixel values 0-255), then the teacher's own preparation.
+    _to_pixels: tuple[Tensor, Tensor] | None = field(default=None, init=False, repr=False)
+    _prepare: Preprocessor | None = field(default=None, init=False, repr=False)
 
     def predict(self, inputs: Tensor) -> Tensor:
         """The teacher's class for each of the student's (normalised) inputs."""
-        if self._prepare is None:  # on the student's device, on first use
+        if self._prepare is None:
             self.model.to(inputs.device)
+            std = torch.tensor(self.student.std, device=inputs.device).view(1, -1, 1, 1)
+            mean = torch.tensor(self.student.mean, device=inputs.device).view(1, -1, 1, 1)
+            self._to_pixels = (255 * std, 255 * mean)
             self._prepare = Preprocessor(self.preprocessing, inputs.device)
+        scale, shift = self._to_pixels
         with torch.no_grad():
-            return self.timer.time(inputs.device, lambda: self.model(self._teacher_inputs(inputs)).argmax(1))
-
-    def _teacher_inputs(self, inputs: Tensor) -> Tensor:
-        # Undo the student's normalisation (back to pixel values 0-255, as floats), then prepare the
-        # images as the teacher was trained: its own statistics, size and channels.
-        std = torch.tensor(self.student.std, device=inputs.device).view(1, -1, 1, 1)
-        mean = torch.tensor(self.student.mean, device=inputs.device).view(1, -1, 1, 1)
-        pixels = torch.addcmul(255 * mean, inputs.float(), 255 * std)
-        return self._prepare(pixels)
+            prepared = self._prepare(torch.addcmul(shift, inputs.float(), scale))
+            return self.timer.time(inputs.device, lambda: self.model(prepared).argmax(1))
 
     @property
     def seconds(self) -> float:
+        """Time spent in the teacher so far."""
         return self.timer.seconds
+
+    def cost(self, train_seconds: float) -> TeacherCost:
+        """What the teacher cost, against the `train_seconds` of training it took part in."""
+        seconds = self.seconds
+        return TeacherCost(str(self.checkpoint), self.kind, self.parameters, seconds, seconds / train_seconds)
+
+
+@dataclass
+class TeacherCost:
+    """What distilling from a teacher cost: the run's table and the checkpoint's metrics show it."""
+
+    checkpoint: str
+    kind: str
+    parameters: int
+    seconds: float  # in the teacher's forward passes
+    share: float  # of the training seconds
 
 
 def load_teacher(path: str | Path, info: DatasetInfo, student: Preprocessing) -> Teacher:

@@ -28,7 +28,7 @@ from vitcli.data import load_splits
 from vitcli.data.batches import Augmentation
 from vitcli.data.datasets import DatasetInfo, Split
 from vitcli.devices import resolve_device
-from vitcli.distillation import Teacher
+from vitcli.distillation import TeacherCost
 from vitcli.engine import Snapshot, fit
 from vitcli.errors import ConfigError, OutOfMemory
 from vitcli.evaluation import EvalResult, evaluate
@@ -51,24 +51,6 @@ from vitcli.run_dir import (
     new_run_dir,
     remove_temporaries,
 )
-
-
-@dataclass
-class TeacherCost:
-    """What distilling from a teacher cost, measured over the training this process did."""
-
-    checkpoint: str
-    kind: str
-    parameters: int
-    seconds: float  # in the teacher's forward passes
-    share: float  # of those training seconds
-
-    @classmethod
-    def of(cls, teacher: Teacher, train_seconds: float) -> TeacherCost:
-        seconds = teacher.seconds
-        return cls(
-            str(teacher.checkpoint), teacher.kind, teacher.parameters, seconds, seconds / train_seconds
-        )
 
 
 @dataclass
@@ -248,7 +230,7 @@ def _train(
         )
         if built.teacher is not None:
             before = sum(m.seconds for m in start.history) if start else 0.0  # trained by another process
-            result.teacher = TeacherCost.of(built.teacher, max(fitted.seconds - before, 1e-9))
+            result.teacher = built.teacher.cost(max(fitted.seconds - before, 1e-9))
         save_checkpoint(run_dir / MODEL, built, config, splits.info, result.metrics())
     result.total_seconds = time.perf_counter() - started
     return result

@@ -44,25 +44,14 @@ from vitcli.cli.options import (
 from vitcli.cli.progress import TrainProgress
 from vitcli.config import Config, load_config
 from vitcli.errors import ConfigError
+from vitcli.fields import field_names
+from vitcli.models.specs import CNNSpec, ViTSpec
 from vitcli.report import run_table
 from vitcli.run import resume_run, train_run
 
 _DEFAULTS = Config()
 # train's options for the [model] section besides --model (the kind): the ViT's, and the CNN's dropout.
-MODEL_OPTIONS = (
-    "embed_dim",
-    "patch_size",
-    "depth",
-    "heads",
-    "mlp_dim",
-    "pos_embed",
-    "dropout",
-    "tokenizer",
-    "conv_layers",
-    "lsa",
-    "pool",
-    "teacher",
-)
+MODEL_OPTIONS = tuple(dict.fromkeys(field_names(ViTSpec) + field_names(CNNSpec)))
 _MODEL, _VARIANTS = "Model", "ViTs for small data (docs/small-data.md)"
 
 

@@ -74,11 +74,6 @@ def attend(
     return weights @ v, weights
 
 
-def locality(lsa: bool, head_dim: int) -> Locality | None:
-    """LSA's learnable temperature and diagonal mask (models/lsa.py) when `lsa`."""
-    return Locality(head_dim) if lsa else None
-
-
 class SelfAttention(nn.Module):
     """Single-head self-attention: every token attends to every token with one set of weights,
     softmax(Q K^T / sqrt(D)) V; with `lsa`, softmax(mask(Q K^T * exp(t))) V (models/lsa.py)."""
@@ -88,7 +83,7 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(embed_dim, 3 * embed_dim)
         self.proj = nn.Linear(embed_dim, embed_dim)
         self.drop = nn.Dropout(dropout)
-        self.locality = locality(lsa, embed_dim)
+        self.locality = Locality(embed_dim) if lsa else None  # LSA's temperature and mask
 
     def forward(self, x: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
         q, k, v = self.qkv(x).chunk(3, dim=-1)  # each (B, N, D)
@@ -116,7 +111,7 @@ class MultiHeadSelfAttention(nn.Module):
         self.qkv = nn.Linear(embed_dim, 3 * embed_dim)
         self.proj = nn.Linear(embed_dim, embed_dim)
         self.drop = nn.Dropout(dropout)
-        self.locality = locality(lsa, embed_dim // heads)
+        self.locality = Locality(embed_dim // heads) if lsa else None  # LSA's temperature and mask
 
     def forward(self, x: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
         B, N, D = x.shape
