@@ -105,3 +105,25 @@ def test_a_full_disk_is_one_line_and_keeps_the_last_good_state(tmp_path, mnist_d
     assert not list((tmp_path / "d").glob(".*.tmp"))
     resumed = run("train", "--resume", tmp_path / "d")
     assert resumed.exit_code == 0, resumed.output
+
+
+def test_a_second_ctrl_c_between_two_writes_leaves_no_state_ahead_of_the_weights(
+    tmp_path, mnist_dir, monkeypatch
+):
+    """The second Ctrl-C stops at once, possibly between epoch 1's weights and its state: the state must
+    not be written before model.safetensors, or the run could be resumed but not evaluated."""
+    import vitcli.checkpoint
+
+    real = vitcli.checkpoint.save_file
+    calls = []
+
+    def ctrl_c_at_epoch_1s_model(tensors, path, metadata=None):
+        calls.append(path)
+        if len(calls) == 2:  # epoch 1 writes last.safetensors, then model.safetensors
+            raise KeyboardInterrupt
+        return real(tensors, path, metadata=metadata)
+
+    monkeypatch.setattr(vitcli.checkpoint, "save_file", ctrl_c_at_epoch_1s_model)
+    result = run(*three_epochs(mnist_dir, tmp_path, "k"))
+    assert result.exit_code == 130 and "Traceback" not in result.output
+    assert not (tmp_path / "k" / "state.safetensors").exists() and not list((tmp_path / "k").glob(".*.tmp"))

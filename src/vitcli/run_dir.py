@@ -107,19 +107,21 @@ class MetricsLog:
 
 class SnapshotWriter:
     """fit's `on_snapshot`: the state every epoch, last.safetensors for each finished epoch, and
-    model.safetensors whenever the best weights change, so a stopped run always has an evaluable model."""
+    model.safetensors whenever the best weights change, so a stopped run always has an evaluable model.
+
+    The state goes last: a second Ctrl-C may stop the process between two of these writes, and a state on
+    disk must never name an epoch whose weights are not there yet (the run could resume, but not be
+    evaluated)."""
 
     def __init__(self, run_dir: Path, built: Built, config: Config, info: DatasetInfo):
         self.run_dir, self.built, self.config, self.info = run_dir, built, config, info
 
     def __call__(self, snapshot: Snapshot, improved: bool) -> None:
+        if not snapshot.totals.steps:  # a finished epoch; stopped inside one, only the state moves on
+            metrics = snapshot.history[-1].to_dict()
+            save_checkpoint(self.run_dir / LAST, self.built, self.config, self.info, metrics, snapshot.model)
+            if improved:
+                kept = {**metrics, "weights": snapshot.best_source}
+                save_checkpoint(self.run_dir / MODEL, self.built, self.config, self.info, kept, snapshot.kept)
         with writing(self.run_dir / STATE_FILE) as path:
             save_state(path, snapshot)
-        if snapshot.totals.steps:  # stopped inside an epoch: only the state moves on
-            return
-        finished = snapshot.history[-1]
-        metrics = finished.to_dict()
-        save_checkpoint(self.run_dir / LAST, self.built, self.config, self.info, metrics, snapshot.model)
-        if improved:
-            kept = {**metrics, "weights": snapshot.best_source}
-            save_checkpoint(self.run_dir / MODEL, self.built, self.config, self.info, kept, snapshot.kept)
