@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from vitcli.checkpoint import Checkpoint, checkpoint_file, load_checkpoint
 from vitcli.classes import fit_data
 from vitcli.data import load_splits
-from vitcli.data.datasets import DatasetInfo
+from vitcli.data.datasets import DatasetInfo, Split
 from vitcli.devices import resolve_device
 from vitcli.errors import CheckpointError, ConfigError, DataError
 
@@ -193,6 +193,16 @@ class Chosen:
     notes: list[str] = field(default_factory=list)  # how the data's classes were paired with the model's
 
 
+def dataset_split(
+    checkpoint: Checkpoint, split: str, data_dir: str | None = None, dataset: str | None = None
+) -> tuple[Split, DatasetInfo, str]:
+    """A split of the checkpoint's own data set (or of `dataset`), split as in training; the data set's
+    description and name, for `vitcli.classes.fit_data` to pair its classes with a model's."""
+    data_cfg = checkpoint.config.data.for_evaluation(dataset, data_dir)
+    data = load_splits(data_cfg)
+    return data.get(split), data.info, data_cfg.dataset
+
+
 def from_dataset(
     checkpoint: Checkpoint,
     split: str,
@@ -206,10 +216,8 @@ def from_dataset(
     """Images of the checkpoint's own data set (or of `dataset`, of the same shape), split as in training,
     by index or drawn at random. Labels are the model's class indices: the data's classes are paired with
     the model's by name (`vitcli.classes`), or by position with `match_by_position`."""
-    data_cfg = checkpoint.config.data.for_evaluation(dataset, data_dir)
-    data = load_splits(data_cfg)
-    classes = fit_data(checkpoint.info, data.info, data_cfg.dataset, match_by_position)
-    chosen = data.get(split)
+    chosen, info, name = dataset_split(checkpoint, split, data_dir, dataset)
+    classes = fit_data(checkpoint.info, info, name, match_by_position)
     n = len(chosen)
     if random is not None:
         if not 0 < random <= n:

@@ -107,6 +107,7 @@ class TrainConfig:
     drop_path: float = 0.0  # stochastic depth: the last block's rate, rising linearly from 0 at the first
     ema: float = 0.0  # decay of an exponential moving average of the weights (e.g. 0.999); 0 is off
     clip_grad: float = 0.0  # clip the gradients' global norm to this; 0 is off
+    snapshot_attention: int = 0  # keep this many validation images' attention after every epoch; 0 is off
 
     def __post_init__(self) -> None:
         fields.positive(self, "epochs", "batch_size")
@@ -123,6 +124,10 @@ class TrainConfig:
         fields.fraction("ema", self.ema)
         if self.clip_grad < 0:
             raise ConfigError(f"--clip-grad must be 0 (off) or a positive norm, got {self.clip_grad}")
+        if self.snapshot_attention < 0:
+            raise ConfigError(
+                f"--snapshot-attention must be 0 (off) or a number of images, got {self.snapshot_attention}"
+            )
         if not (self.device in DEVICES or self.device.startswith("cuda:")):
             raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 

@@ -34,6 +34,7 @@ from vitcli.errors import ConfigError, OutOfMemory
 from vitcli.evaluation import EvalResult, evaluate
 from vitcli.events import EpochMetrics, Listener, Status
 from vitcli.files import atomic_write_text, writing
+from vitcli.inspection.snapshots import AttentionSnapshots, check_snapshots
 from vitcli.interrupt import GracefulStop, RunStopped
 from vitcli.lock import DirectoryLock
 from vitcli.models import count_parameters, num_tokens
@@ -112,6 +113,7 @@ def train_run(
     for note in config.notes:
         emit(Status(note))
     device, splits, built = _prepare(config, emit)
+    check_snapshots(config.train.snapshot_attention, built.module, splits.val)
     size, images = config.train.batch_size, len(splits.train)
     if size > images:
         emit(Status(f"--batch-size {size} is more than the {images} training images: one step per epoch"))
@@ -152,6 +154,22 @@ def _prepare(config: Config, emit: Listener):
     return device, splits, built
 
 
+def _attention_snapshots(config: Config, built: Built, splits, run_dir: Path, emit: Listener):
+    """With --snapshot-attention K: what keeps K validation images' attention after every epoch."""
+    count = config.train.snapshot_attention
+    if not count:
+        return None
+    snapshots = AttentionSnapshots(run_dir, built.module, built.preprocessing, splits.val, count)
+    snapshots.start()
+    size = snapshots.bytes_per_epoch
+    emit(
+        Status(
+            f"attention snapshots: {count} validation images, {size:,} bytes an epoch in {snapshots.folder}"
+        )
+    )
+    return snapshots
+
+
 @contextlib.contextmanager
 def out_of_memory(run_dir: Path):
     """CUDA out of memory as one line that says what to change; the last finished epoch's state stays."""
@@ -184,7 +202,9 @@ def _train(
             remove_temporaries(run_dir)
         with writing(run_dir / CONFIG) as path:
             atomic_write_text(path, config.to_toml())
-        writer = SnapshotWriter(run_dir, built, config, splits.info)
+        writer = SnapshotWriter(
+            run_dir, built, config, splits.info, _attention_snapshots(config, built, splits, run_dir, emit)
+        )
         with (
             MetricsLog(run_dir / METRICS, emit, start.history if start else None) as log,
             out_of_memory(run_dir),

@@ -6,6 +6,8 @@ the run goes so that a stopped or killed run keeps what it did.
     model.safetensors   the best-validation weights so far; at the end, with the test metrics
     last.safetensors    the weights of the last finished epoch
     state.safetensors   everything needed to resume exactly (`train_state`)
+    attention-snapshots/  with --snapshot-attention K: K images' attention after every epoch
+                          (`inspection.snapshots`)
 
 Every file is written to a temporary file and renamed; a write killed half-way leaves a hidden `.*.tmp`
 that the next command in the directory removes.
@@ -24,6 +26,7 @@ from vitcli.engine import Snapshot
 from vitcli.errors import ConfigError, OutputError
 from vitcli.events import EpochMetrics, Listener
 from vitcli.files import atomic_write_text, writing
+from vitcli.inspection.snapshots import SNAPSHOT_DIR, AttentionSnapshots
 from vitcli.models.specs import Built
 from vitcli.train_state import STATE_FILE, save_state
 
@@ -69,14 +72,15 @@ def clear(run_dir: Path) -> None:
     """Remove a run's own files (for --overwrite, once the directory is held) and any temporary file a
     killed write left; other files in the directory are the user's and stay."""
     remove_temporaries(run_dir)
-    for path in (run_dir / name for name in RUN_FILES):
+    snapshots = list((run_dir / SNAPSHOT_DIR).glob("*.safetensors"))
+    for path in [run_dir / name for name in RUN_FILES] + snapshots:
         with writing(path):
             path.unlink(missing_ok=True)
 
 
 def remove_temporaries(run_dir: Path) -> None:
     """The hidden `.*.tmp` files that a write killed half-way left (`files.atomic_write`)."""
-    for path in run_dir.glob(".*.tmp"):
+    for path in [*run_dir.glob(".*.tmp"), *(run_dir / SNAPSHOT_DIR).glob(".*.tmp")]:
         with writing(path):
             path.unlink(missing_ok=True)
 
@@ -113,8 +117,16 @@ class SnapshotWriter:
     disk must never name an epoch whose weights are not there yet (the run could resume, but not be
     evaluated)."""
 
-    def __init__(self, run_dir: Path, built: Built, config: Config, info: DatasetInfo):
+    def __init__(
+        self,
+        run_dir: Path,
+        built: Built,
+        config: Config,
+        info: DatasetInfo,
+        attention: AttentionSnapshots | None = None,
+    ):
         self.run_dir, self.built, self.config, self.info = run_dir, built, config, info
+        self.attention = attention
 
     def __call__(self, snapshot: Snapshot, improved: bool) -> None:
         if not snapshot.totals.steps:  # a finished epoch; stopped inside one, only the state moves on
@@ -123,5 +135,7 @@ class SnapshotWriter:
             if improved:
                 kept = {**metrics, "weights": snapshot.best_source}
                 save_checkpoint(self.run_dir / MODEL, self.built, self.config, self.info, kept, snapshot.kept)
+            if self.attention is not None:
+                self.attention(snapshot.history[-1].epoch)
         with writing(self.run_dir / STATE_FILE) as path:
             save_state(path, snapshot)

@@ -11,6 +11,7 @@ from vitcli.cli.attention import attention
 from vitcli.cli.common import multi_value_command
 from vitcli.cli.eval import eval_
 from vitcli.cli.finetune import finetune
+from vitcli.cli.inspect import inspect
 from vitcli.cli.presets import presets
 from vitcli.cli.sweep import SweepCommand, report, sweep
 from vitcli.cli.train import train
@@ -30,6 +31,7 @@ app.command(cls=SweepCommand)(sweep)
 app.command()(report)
 app.command()(presets)
 app.command(cls=multi_value_command(["index", "image"]))(attention)
+app.command(cls=multi_value_command(["figure"]))(inspect)
 
 
 def _version(value: bool) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from vitcli.attention import HEAD_FUSIONS
 from vitcli.data.datasets import SPLITS
+from vitcli.inspection.report import FIGURES
 from vitcli.models.pooling import POOLS
 from vitcli.models.specs import CHANNELS, POS_EMBEDS
 from vitcli.models.vit import TOKENIZERS
@@ -27,6 +28,7 @@ Channels = _choice("Channels", CHANNELS)
 SplitName = _choice("SplitName", SPLITS)
 HeadFusion = _choice("HeadFusion", HEAD_FUSIONS)
 SweepMode = _choice("SweepMode", MODES)
+Figure = _choice("Figure", FIGURES)
 
 
 def plain(value: Any) -> Any:

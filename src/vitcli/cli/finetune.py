@@ -31,6 +31,7 @@ from vitcli.cli.options import (
     PrintConfig,
     RandAugment,
     Resume,
+    SnapshotAttention,
     Subset,
     ValSize,
     Warmup,
@@ -157,6 +158,7 @@ def finetune(
     drop_path: DropPath = None,
     ema: Ema = None,
     clip_grad: ClipGrad = None,
+    snapshot_attention: SnapshotAttention = None,
     out: Out = None,
     name: Annotated[
         Optional[str],

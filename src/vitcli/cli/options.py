@@ -46,6 +46,7 @@ SHARED_SECTIONS = {
         "drop_path",
         "ema",
         "clip_grad",
+        "snapshot_attention",
     ),
     "run": ("out", "name"),
 }
@@ -203,6 +204,16 @@ Compile = Annotated[
 Out = Annotated[
     Optional[Path],
     typer.Option(help="Folder for run directories." + _shared_default("run", "out"), rich_help_panel=OUTPUT),
+]
+SnapshotAttention = Annotated[
+    Optional[int],
+    typer.Option(
+        "--snapshot-attention",
+        metavar="K",
+        help="Keep the attention of K fixed validation images after every epoch (a few KB an epoch, in "
+        "RUN/attention-snapshots/); vitcli inspect RUN --evolution draws it.",
+        rich_help_panel=OUTPUT,
+    ),
 ]
 ConfigFile = Annotated[
     Optional[Path],

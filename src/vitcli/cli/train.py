@@ -34,6 +34,7 @@ from vitcli.cli.options import (
     PrintConfig,
     RandAugment,
     Resume,
+    SnapshotAttention,
     Subset,
     ValSize,
     Warmup,
@@ -187,6 +188,7 @@ def train(
     drop_path: DropPath = None,
     ema: Ema = None,
     clip_grad: ClipGrad = None,
+    snapshot_attention: SnapshotAttention = None,
     out: Out = None,
     name: Annotated[
         Optional[str],
