@@ -6,7 +6,7 @@ import re
 import pytest
 from cli_helpers import run, train
 from PIL import Image
-from run_helpers import single_thread
+from run_helpers import assert_same_tensors, single_thread, tensors
 from timm_helpers import finetune
 
 
@@ -118,10 +118,10 @@ def test_snapshots_grow_the_run_directory_by_what_was_stated_and_draw_the_evolut
 
 def test_snapshots_go_on_when_a_run_resumes(tmp_path, mnist_dir):
     run_dir = vit_run(tmp_path, mnist_dir, "r", "--epochs", 1, "--snapshot-attention", 2)
-    images = (run_dir / "attention-snapshots" / "images.safetensors").read_bytes()
+    images = tensors(run_dir / "attention-snapshots" / "images.safetensors")
     assert run("train", "--resume", run_dir, "--epochs", 2).exit_code == 0
     assert (run_dir / "attention-snapshots" / "epoch-0002.safetensors").is_file()
-    assert (run_dir / "attention-snapshots" / "images.safetensors").read_bytes() == images
+    assert_same_tensors(tensors(run_dir / "attention-snapshots" / "images.safetensors"), images)
 
 
 @pytest.mark.parametrize(
@@ -154,3 +154,11 @@ def test_a_fine_tuned_timm_vit_has_every_figure(tmp_path, mnist_dir):
     assert len(got["positions"]["similarity"]) == 16 and got["filters"]["source"] == "patch projection 8x8"
     assert len(got["filters"]["components"]) == 5 and sum(got["classes"]["images"]) == 8
     assert got["distance"]["cell_pixels"] == [7.0, 7.0]  # 28-pixel images seen as a 4x4 grid
+
+
+def test_snapshots_do_not_change_the_run(tmp_path, mnist_dir):
+    """Reading attention in eval mode between epochs uses no random numbers and leaves training mode on:
+    the weights are the same tensors with and without snapshots."""
+    plain = vit_run(tmp_path, mnist_dir, "plain", "--epochs", 2, "--dropout", 0.1)
+    kept = vit_run(tmp_path, mnist_dir, "kept", "--epochs", 2, "--dropout", 0.1, "--snapshot-attention", 3)
+    assert_same_tensors(tensors(kept / "last.safetensors"), tensors(plain / "last.safetensors"))

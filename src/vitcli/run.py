@@ -161,12 +161,8 @@ def _attention_snapshots(config: Config, built: Built, splits, run_dir: Path, em
         return None
     snapshots = AttentionSnapshots(run_dir, built.module, built.preprocessing, splits.val, count)
     snapshots.start()
-    size = snapshots.bytes_per_epoch
-    emit(
-        Status(
-            f"attention snapshots: {count} validation images, {size:,} bytes an epoch in {snapshots.folder}"
-        )
-    )
+    size, where = snapshots.bytes_per_epoch, f"{run_dir.name}/{snapshots.folder.name}/"
+    emit(Status(f"attention snapshots: {count} validation images, {size:,} bytes an epoch, in {where}"))
     return snapshots
 
 

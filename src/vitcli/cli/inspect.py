@@ -17,7 +17,7 @@ from vitcli.inspection.positions import neighbour_similarity
 from vitcli.inspection.report import DEFAULT_IMAGES, InspectReport, inspect_checkpoint
 from vitcli.report import fmt_pct
 
-_IMAGES, _OUTPUT = "Images (distance, classes, --against)", "Output"
+_FIGURES, _IMAGES, _OUTPUT = "Figures", "Images (distance, classes, --against)", "Output"
 
 
 def inspect(
@@ -27,12 +27,15 @@ def inspect(
     figure: Optional[list[Figure]] = typer.Option(
         None,
         "--figure",
+        metavar="FIGURE",
+        rich_help_panel=_FIGURES,
         help="distance, positions, filters or classes; several: --figure distance classes. "
         "\\[default: every one that applies, unless --evolution or --against is given]",
     ),
     evolution: bool = typer.Option(
         False,
         "--evolution",
+        rich_help_panel=_FIGURES,
         help="Draw the snapshots of a run trained with --snapshot-attention K: epoch against block, "
         "per image.",
     ),
@@ -40,10 +43,13 @@ def inspect(
         None,
         "--against",
         metavar="B",
+        rich_help_panel=_FIGURES,
         help="Another checkpoint of the same classes (a CNN or a ViT): per-class accuracies and the images "
         "only one of the two gets right.",
     ),
-    components: int = typer.Option(28, help="Principal components drawn in filters.png."),
+    components: int = typer.Option(
+        28, help="Principal components drawn in filters.png.", rich_help_panel=_FIGURES
+    ),
     split: SplitName = typer.Option("test", help="Which split.", rich_help_panel=_IMAGES),
     images: Optional[int] = typer.Option(
         None,

@@ -266,6 +266,7 @@ def evolution_epochs(epochs: list[int], limit: int = MAX_EPOCHS) -> list[int]:
 
 
 def _evolution(fig, report: InspectReport, index: int) -> None:
+    """Row 0: the input; then a row per epoch (at most MAX_EPOCHS), a column per block."""
     from matplotlib.colors import Normalize
 
     evolution = report.evolution
@@ -273,28 +274,39 @@ def _evolution(fig, report: InspectReport, index: int) -> None:
     maps = evolution.maps[rows, index].numpy()  # (rows, blocks, r, c)
     blocks = maps.shape[1]
     image = displayable(evolution.images[index])
-    fig.set_size_inches(1.2 * (blocks + 1) + 0.6, 1.2 * len(rows) + 0.8)
+    width, height = 1.1 * blocks + 1.0, 1.1 * (len(rows) + 1) + 0.5
+    fig.set_size_inches(width, height)
     grid = fig.add_gridspec(
-        len(rows), blocks + 1, wspace=0.06, hspace=0.12, left=0.1, right=0.98, bottom=0.01
+        len(rows) + 1,
+        blocks + 1,
+        width_ratios=[0.6] + [1] * blocks,
+        wspace=0.06,
+        hspace=0.25,
+        left=0.01,
+        right=0.99,
+        bottom=0.01,
+        top=1 - 0.45 / height,
     )
     norm = Normalize(0, max(float(maps.max()), 1e-12))
     label = evolution.labels[index]
     truth = report.classes[label] if 0 <= label < len(report.classes) else str(label)
-    ax = fig.add_subplot(grid[0, 0])
+    ax = fig.add_subplot(grid[0, 1])
     _image(ax, image)
-    _bare(ax, f"input\n({truth})", 7)
-    for r, e in enumerate(rows):
-        if r:
-            fig.add_subplot(grid[r, 0]).axis("off")
+    _bare(ax, f"input: {_short(truth, 14)}", 7)
+    for col in range(2, blocks + 1):
+        fig.add_subplot(grid[0, col]).axis("off")
+    for r, e in enumerate(rows, start=1):
+        ax = fig.add_subplot(grid[r, 0])
+        ax.axis("off")
+        ax.text(0.95, 0.5, f"epoch {evolution.epochs[e]}", fontsize=7, ha="right", va="center")
         for b in range(blocks):
             ax = fig.add_subplot(grid[r, b + 1])
-            _overlay(ax, image, maps[r, b], norm)
-            _bare(ax, f"block {b + 1}" if r == 0 else "", 7)
-            if b == 0:
-                ax.set_ylabel(f"epoch {evolution.epochs[e]}", fontsize=7)
+            _overlay(ax, image, maps[r - 1, b], norm)
+            _bare(ax, f"block {b + 1}" if r == 1 else "", 7)
     fig.suptitle(
-        f"{evolution.sources[index]}: {evolution.query} attention after each epoch (one colour scale)",
+        f"{evolution.sources[index]}: {evolution.query} attention per block after each epoch",
         fontsize=9,
+        y=1 - 0.12 / height,
     )
 
 
