@@ -162,3 +162,20 @@ def test_snapshots_do_not_change_the_run(tmp_path, mnist_dir):
     plain = vit_run(tmp_path, mnist_dir, "plain", "--epochs", 2, "--dropout", 0.1)
     kept = vit_run(tmp_path, mnist_dir, "kept", "--epochs", 2, "--dropout", 0.1, "--snapshot-attention", 3)
     assert_same_tensors(tensors(kept / "last.safetensors"), tensors(plain / "last.safetensors"))
+
+
+def test_bad_input_is_one_line_before_any_data_is_read(tmp_path, mnist_dir, cifar10_dir):
+    vit = vit_run(tmp_path, mnist_dir)
+    assert (
+        train(tmp_path, cifar10_dir, "--dataset", "cifar10", "--name", "c", "--patch-size", 8).exit_code == 0
+    )
+    for args, said in (
+        (["--images", 0], "--images must be 1 or more"),
+        (["--components", 0], "--components must be 1 or more"),
+        (["--against", tmp_path / "nowhere"], "does not exist"),
+        (["--against", tmp_path / "runs" / "c"], "same image shape and class names"),
+    ):
+        result = run("inspect", vit, *args, "--data-dir", tmp_path / "no-data")
+        assert result.exit_code == 1 and said in result.stderr, (args, result.output)
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert not (vit / "inspect").exists()

@@ -121,8 +121,6 @@ def sample_split(
     chosen, info, name = dataset_split(checkpoint, split, data_dir, dataset)
     classes = fit_data(checkpoint.info, info, name, match_by_position)
     n, notes = len(chosen), [classes.note] if classes.note else []
-    if count is not None and count < 1:
-        raise ConfigError(f"--images must be 1 or more, got {count}")
     if count is None or count >= n:
         indices = torch.arange(n)
     else:  # a seeded draw: a folder's split is sorted by class, so its first images are of one class
@@ -160,21 +158,26 @@ def attention_pass(report: InspectReport, model: nn.Module, preprocess, figures:
         report.class_maps, report.class_images, report.class_counts = classes.result()
 
 
-def against_pass(report: InspectReport, a: Checkpoint, b_path: str | Path, device) -> None:
-    """Both models' predictions on the sample, each scored in its own class order (B's paired with A's
-    by name)."""
-    sample = report.sample
-    b_file = checkpoint_file(b_path)
-    b = load_checkpoint(b_file, device)
+def load_other(a: Checkpoint, path: str | Path, device) -> tuple[Path, Checkpoint]:
+    """The --against checkpoint, refused at once unless it takes A's images and knows A's classes."""
+    file = checkpoint_file(path)
+    b = load_checkpoint(file, device)
 
     def shape(info) -> tuple[int, int, int]:
         return (info.channels, info.height, info.width)
 
     if sorted(b.info.classes) != sorted(a.info.classes) or shape(b.info) != shape(a.info):
         raise ConfigError(
-            f"{b_file} was trained on {b.info.describe()}, {report.checkpoint} on {a.info.describe()}; "
-            "--against needs two models of the same image shape and class names"
+            f"{file} was trained on {b.info.describe()}, the checkpoint it is compared with on "
+            f"{a.info.describe()}; --against needs two models of the same image shape and class names"
         )
+    return file, b
+
+
+def against_pass(report: InspectReport, a: Checkpoint, b_file: Path, b: Checkpoint) -> None:
+    """Both models' predictions on the sample, each scored in its own class order (B's paired with A's
+    by name)."""
+    sample = report.sample
     # B's class k is A's class to_a[k]: B's predictions are read in A's order.
     to_a = torch.tensor([a.info.classes.index(name) for name in b.info.classes])
     report.against = Disagreement(
@@ -207,9 +210,12 @@ def inspect_checkpoint(
 ) -> InspectReport:
     """The numbers behind inspect's figures for a checkpoint (or its run directory). With neither
     `evolution` nor `against`, every figure that applies; otherwise the `figures` asked for, if any."""
+    if images is not None and images < 1:
+        raise ConfigError(f"--images must be 1 or more, got {images}")
     file = checkpoint_file(path)
     torch_device = resolve_device(device)
     checkpoint = load_checkpoint(file, torch_device)
+    other = load_other(checkpoint, against, torch_device) if against else None
     model = checkpoint.model
     prefix = getattr(model, "num_prefix_tokens", None)
     report = InspectReport(
@@ -235,6 +241,6 @@ def inspect_checkpoint(
         report.notes += report.sample.notes
     if needs_images:
         attention_pass(report, model, checkpoint.preprocessing.on(torch_device), needs_images)
-    if against:
-        against_pass(report, checkpoint, against, torch_device)
+    if other is not None:
+        against_pass(report, checkpoint, *other)
     return report
