@@ -21,6 +21,7 @@ import torch
 from vitcli.attention_figure import picture_paths
 from vitcli.files import atomic_write, writing
 from vitcli.inspection.report import InspectReport
+from vitcli.inspection.snapshots import spaced_indices
 
 DPI = 100
 CMAP = "inferno"
@@ -335,19 +336,22 @@ def _against(fig, report: InspectReport) -> None:
     )
     ax.set_ylabel("accuracy (%)")
     low = min(100 * min(rows[k][key] for k in shown) for key in ("a_accuracy", "b_accuracy"))
-    ax.set_ylim(max(0, low - 5), 100.5)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.set_ylim(max(0, low - 5), 112)  # room above the bars for the legend
+    ax.set_yticks([t for t in ax.get_yticks() if t <= 100])
+    ax.legend(fontsize=8, loc="upper right", ncol=2, frameon=False)
     summary = against.to_dict()
     ax.set_title(
         f"{a_name} {100 * summary['a_accuracy']:.2f}% vs {b_name} {100 * summary['b_accuracy']:.2f}% on "
-        f"{_scope(report)}: only {a_name} right {summary['only_a']:,}, only {b_name} right "
+        f"{_scope(report)}\nonly {a_name} right {summary['only_a']:,}, only {b_name} right "
         f"{summary['only_b']:,} (McNemar p = {summary['mcnemar_p']:.2g})",
         fontsize=9,
     )
     for row, (mask, who, other) in enumerate(
         ((against.only_a, a_name, b_name), (against.only_b, b_name, a_name))
     ):
-        picked = mask.nonzero().flatten()[:EXAMPLES].tolist()
+        hits = mask.nonzero().flatten().tolist()
+        # Spread over the split: a folder's test split is sorted by class, its first hits all one class.
+        picked = [hits[i] for i in spaced_indices(len(hits), min(EXAMPLES, len(hits)))]
         for col in range(EXAMPLES):
             ax = fig.add_subplot(grid[row + 1, col])
             if col >= len(picked):
