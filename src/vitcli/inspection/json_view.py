@@ -26,9 +26,11 @@ def report_dict(report: InspectReport) -> dict:
             "of": report.sample.size,
         }
     if report.distance is not None:
+        square = report.cell[0] == report.cell[1]
         out["distance"] = {
             "pixels": report.distance.tolist(),  # [block][head]
-            "patches": (report.distance / report.cell[0]).tolist(),  # in grid steps (square cells)
+            # In grid steps, where a step is the same across and down (not so for non-square images).
+            "patches": (report.distance / report.cell[0]).tolist() if square else None,
             "uniform_pixels": report.uniform_distance,  # what attending to every patch alike gives
             "cell_pixels": list(report.cell),
             "picture": pictures.get("distance"),
