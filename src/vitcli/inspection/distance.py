@@ -45,8 +45,9 @@ class MeanDistance:
         stacked = torch.stack([w.float() for w in weights], dim=1)  # (B, blocks, heads, N, N)
         patches = stacked[..., self.prefix :, self.prefix :]
         patches = patches / patches.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+        self.distances = self.distances.to(patches.device)  # once: a copy per batch on a GPU otherwise
         # sum_k a[q, k] d(q, k) per query, summed over images and queries.
-        per_query = (patches * self.distances.to(patches.device)).sum(dim=-1)  # (B, blocks, heads, P)
+        per_query = (patches * self.distances).sum(dim=-1)  # (B, blocks, heads, P)
         total = per_query.sum(dim=(0, 3)).cpu()
         self.total = total if self.total is None else self.total + total
         self.count += per_query.shape[0] * per_query.shape[-1]
