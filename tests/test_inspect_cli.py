@@ -116,12 +116,15 @@ def test_snapshots_grow_the_run_directory_by_what_was_stated_and_draw_the_evolut
     assert evolution["picture"][0].endswith("evolution-val-0.png")
 
 
-def test_snapshots_go_on_when_a_run_resumes(tmp_path, mnist_dir):
+def test_snapshots_go_on_when_a_run_resumes_and_go_with_overwrite(tmp_path, mnist_dir):
     run_dir = vit_run(tmp_path, mnist_dir, "r", "--epochs", 1, "--snapshot-attention", 2)
     images = tensors(run_dir / "attention-snapshots" / "images.safetensors")
     assert run("train", "--resume", run_dir, "--epochs", 2).exit_code == 0
     assert (run_dir / "attention-snapshots" / "epoch-0002.safetensors").is_file()
     assert_same_tensors(tensors(run_dir / "attention-snapshots" / "images.safetensors"), images)
+    # --overwrite replaces the run's own files, its snapshots included.
+    assert vit_run(tmp_path, mnist_dir, "r", "--overwrite") == run_dir
+    assert not list((run_dir / "attention-snapshots").glob("*.safetensors"))
 
 
 @pytest.mark.parametrize(
