@@ -176,9 +176,29 @@ def test_bad_input_is_one_line_before_any_data_is_read(tmp_path, mnist_dir, cifa
         (["--images", 0], "--images must be 1 or more"),
         (["--components", 0], "--components must be 1 or more"),
         (["--against", tmp_path / "nowhere"], "does not exist"),
-        (["--against", tmp_path / "runs" / "c"], "same image shape and class names"),
+        (["--against", tmp_path / "runs" / "c"], "same image shape"),
     ):
         result = run("inspect", vit, *args, "--data-dir", tmp_path / "no-data")
         assert result.exit_code == 1 and said in result.stderr, (args, result.output)
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
     assert not (vit / "inspect").exists()
+
+
+def test_against_pairs_the_classes_by_name_as_eval_does(tmp_path, mnist_dir):
+    """A CNN trained on a folder whose classes are "0".."9" against a ViT of MNIST's "0 - zero"...: paired
+    by name, said in a note, and the CNN's accuracy is what `vitcli eval` gives it on MNIST."""
+    from fakedata import write_image_folder
+
+    digits = write_image_folder(tmp_path / "digits", [str(k) for k in range(10)], (28, 28), "L")
+    cnn = tmp_path / "runs" / "c"
+    assert (
+        train(tmp_path, digits, "--dataset", f"folder:{digits}", "--model", "cnn", "--name", "c").exit_code
+        == 0
+    )
+    vit = vit_run(tmp_path, mnist_dir)
+    result = run("inspect", vit, "--against", cnn, "--json")
+    assert result.exit_code == 0, result.output
+    assert "--against: classes matched by name" in result.stderr
+    got = json.loads(result.stdout)["against"]
+    evaluated = run("eval", cnn, "--dataset", "mnist", "--data-dir", mnist_dir, "--json")
+    assert got["b_accuracy"] == pytest.approx(json.loads(evaluated.stdout)["accuracy"])

@@ -1,6 +1,7 @@
 """Two models side by side on one split (`vitcli inspect A --against B`): where a ViT and a CNN (or two
 ViTs) disagree. Both see the same images, each prepared as in its own training; each is scored against
-the labels in its own class order, so two models need only classes of the same names.
+the labels in its own class order (B's classes paired with A's by name, as `vitcli eval` pairs a data
+set's: `inspection.report.load_other`).
 
 Beside the per-class accuracies, the exact McNemar test asks whether the images only one model gets
 right fall one way more often than chance would (a two-sided binomial test on those two counts): the

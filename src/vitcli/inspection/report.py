@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from vitcli.attention import cls_attention, dataset_split, extract
 from vitcli.checkpoint import Checkpoint, checkpoint_file, load_checkpoint
-from vitcli.classes import fit_data
+from vitcli.classes import fit_data, match_classes
 from vitcli.devices import resolve_device
 from vitcli.errors import ConfigError
 from vitcli.inspection.against import Disagreement, predict
@@ -158,38 +158,49 @@ def attention_pass(report: InspectReport, model: nn.Module, preprocess, figures:
         report.class_maps, report.class_images, report.class_counts = classes.result()
 
 
-def load_other(a: Checkpoint, path: str | Path, device) -> tuple[Path, Checkpoint]:
-    """The --against checkpoint, refused at once unless it takes A's images and knows A's classes."""
+@dataclass
+class Other:
+    """The --against checkpoint, and how its classes pair with A's."""
+
+    file: Path
+    checkpoint: Checkpoint
+    to_a: Tensor  # B's class k is A's class to_a[k]
+    note: str | None  # how the classes were paired, when not name for name in the same order
+
+
+def load_other(a: Checkpoint, path: str | Path, device, by_position: bool) -> Other:
+    """The --against checkpoint, refused at once unless it takes A's images; its classes are paired with
+    A's by name (or in order, with --match-by-position), as `vitcli eval` pairs a data set's."""
     file = checkpoint_file(path)
     b = load_checkpoint(file, device)
 
     def shape(info) -> tuple[int, int, int]:
         return (info.channels, info.height, info.width)
 
-    if sorted(b.info.classes) != sorted(a.info.classes) or shape(b.info) != shape(a.info):
+    if shape(b.info) != shape(a.info):
         raise ConfigError(
             f"{file} was trained on {b.info.describe()}, the checkpoint it is compared with on "
-            f"{a.info.describe()}; --against needs two models of the same image shape and class names"
+            f"{a.info.describe()}; --against needs two models of the same image shape"
         )
-    return file, b
+    pairing = match_classes(b.info.classes, a.info.classes, by_position, "the first checkpoint")
+    to_a = torch.empty(len(pairing.mapping), dtype=torch.long)
+    to_a[torch.tensor(pairing.mapping)] = torch.arange(len(pairing.mapping))  # the pairing's inverse
+    return Other(file, b, to_a, pairing.note and f"--against: {pairing.note}")
 
 
-def against_pass(report: InspectReport, a: Checkpoint, b_file: Path, b: Checkpoint) -> None:
-    """Both models' predictions on the sample, each scored in its own class order (B's paired with A's
-    by name)."""
+def against_pass(report: InspectReport, a: Checkpoint, other: Other) -> None:
+    """Both models' predictions on the sample, each read in A's class order."""
     sample = report.sample
-    # B's class k is A's class to_a[k]: B's predictions are read in A's order.
-    to_a = torch.tensor([a.info.classes.index(name) for name in b.info.classes])
     report.against = Disagreement(
         report.checkpoint,
-        b_file,
+        other.file,
         sample.split,
         report.classes,
         sample.sources,
         sample.images,
         sample.labels,
         predict(a, sample.images),
-        to_a[predict(b, sample.images)],
+        other.to_a[predict(other.checkpoint, sample.images)],
     )
 
 
@@ -215,7 +226,7 @@ def inspect_checkpoint(
     file = checkpoint_file(path)
     torch_device = resolve_device(device)
     checkpoint = load_checkpoint(file, torch_device)
-    other = load_other(checkpoint, against, torch_device) if against else None
+    other = load_other(checkpoint, against, torch_device, match_by_position) if against else None
     model = checkpoint.model
     prefix = getattr(model, "num_prefix_tokens", None)
     report = InspectReport(
@@ -242,5 +253,6 @@ def inspect_checkpoint(
     if needs_images:
         attention_pass(report, model, checkpoint.preprocessing.on(torch_device), needs_images)
     if other is not None:
-        against_pass(report, checkpoint, *other)
+        report.notes += [other.note] if other.note else []
+        against_pass(report, checkpoint, other)
     return report
