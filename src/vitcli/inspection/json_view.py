@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from vitcli.inspection.report import InspectReport
+    from vitcli.inspection.snapshots import Evolution
 
 
 def report_dict(report: InspectReport) -> dict:
@@ -55,19 +56,21 @@ def report_dict(report: InspectReport) -> dict:
             "picture": pictures.get("classes"),
         }
     if report.evolution is not None:
-        evolution = report.evolution
-        out["evolution"] = {
-            "epochs": evolution.epochs,
-            "images": [
-                {
-                    "source": source,
-                    "label": evolution.labels[i],
-                    "maps": evolution.maps[:, i].tolist(),  # [epoch][block][row][col]
-                }
-                for i, source in enumerate(evolution.sources)
-            ],
-            "picture": pictures.get("evolution"),
-        }
+        out["evolution"] = {**_evolution_dict(report.evolution), "picture": pictures.get("evolution")}
     if report.against is not None:
         out["against"] = {**report.against.to_dict(), "picture": pictures.get("against")}
     return out
+
+
+def _evolution_dict(evolution: Evolution) -> dict:
+    return {
+        "epochs": evolution.epochs,
+        "images": [
+            {
+                "source": source,
+                "label": evolution.labels[i],
+                "maps": evolution.maps[:, i].tolist(),  # [epoch][block][row][col]
+            }
+            for i, source in enumerate(evolution.sources)
+        ],
+    }
