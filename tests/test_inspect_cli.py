@@ -150,13 +150,28 @@ def test_evolution_of_a_run_without_snapshots_says_how_to_keep_them(tmp_path, mn
 
 
 def test_a_fine_tuned_timm_vit_has_every_figure(tmp_path, mnist_dir):
-    tuned = finetune(tmp_path, mnist_dir, "--model", "test_vit", "--pretrained", "none", "--name", "f")
+    tuned = finetune(
+        tmp_path,
+        mnist_dir,
+        "--model",
+        "test_vit",
+        "--pretrained",
+        "none",
+        "--name",
+        "f",
+        "--snapshot-attention",
+        2,
+    )
     assert tuned.exit_code == 0, tuned.output
     got = inspected(tmp_path / "runs" / "f", "--images", 8, "--components", 5)
     assert got["model"] == "TimmViT" and got["grid_size"] == [4, 4]
     assert len(got["positions"]["similarity"]) == 16 and got["filters"]["source"] == "patch projection 8x8"
     assert len(got["filters"]["components"]) == 5 and sum(got["classes"]["images"]) == 8
     assert got["distance"]["cell_pixels"] == [7.0, 7.0]  # 28-pixel images seen as a 4x4 grid
+    evolution = inspected(tmp_path / "runs" / "f", "--evolution")["evolution"]
+    assert (
+        evolution["epochs"] == [1] and len(evolution["images"][0]["maps"][0][0]) == 4
+    )  # [epoch][block][row]
 
 
 def test_snapshots_do_not_change_the_run(tmp_path, mnist_dir):
