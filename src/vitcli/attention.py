@@ -66,9 +66,19 @@ class ImageAttention:
         return float(self.probabilities.max())
 
 
+def has_attention(model: nn.Module) -> bool:
+    """Whether `model` follows the attention contract above (the CNN does not)."""
+    return hasattr(model, "grid_size") and hasattr(model, "num_prefix_tokens")
+
+
+def query_name(num_prefix_tokens: int) -> str:
+    """Whose attention the maps show: "[CLS]", or "mean" for a model read through its mean query."""
+    return "[CLS]" if num_prefix_tokens else "mean"
+
+
 def require_attention(model: nn.Module) -> None:
     """A CheckpointError unless `model` follows the attention contract above (the CNN does not)."""
-    if not (hasattr(model, "grid_size") and hasattr(model, "num_prefix_tokens")):
+    if not has_attention(model):
         raise CheckpointError(
             f"this checkpoint is a {type(model).__name__}, which has no attention to show; "
             "vitcli attention works on ViT checkpoints (vitcli train --model vit, or vitcli finetune)"
@@ -166,7 +176,7 @@ def explain(
     device = next(model.parameters()).device
     preprocess = checkpoint.preprocessing.on(device)  # exactly as in training
     grid, prefix = tuple(model.grid_size), model.num_prefix_tokens
-    query = "[CLS]" if prefix else "mean"  # a model without [CLS] is read through the mean query
+    query = query_name(prefix)
     results = []
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size]

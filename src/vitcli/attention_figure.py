@@ -91,7 +91,7 @@ def save_figure(result: ImageAttention, classes: list[str], path: str | Path, no
     width, height = figure_size_px(blocks, heads)
     fig = plt.figure(figsize=(width / DPI, height / DPI), dpi=DPI)
     try:
-        cells = _Cells(fig, blocks, heads, _displayable(result.image))
+        cells = _Cells(fig, blocks, heads, displayable(result.image))
         maps = result.cls_attention.numpy()
         means = maps.mean(axis=1)
         norm = Normalize(0, max(float(maps.max()), float(means.max()), 1e-12))
@@ -170,8 +170,9 @@ def _header_row(cells: _Cells, result: ImageAttention, classes: list[str], norma
     cells.blank(0, 3)
 
 
-def _displayable(image) -> np.ndarray:
-    """uint8 (C, H, W) tensor -> (H, W) or (H, W, 3) array for imshow."""
+def displayable(image) -> np.ndarray:
+    """(C, H, W) tensor -> (H, W) or (H, W, 3) array for imshow, of the tensor's dtype (uint8 images, or
+    float means of them in 0-255)."""
     array = image.numpy()
     return array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)
 

@@ -16,9 +16,8 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from vitcli.attention_figure import picture_paths
+from vitcli.attention_figure import displayable, picture_paths
 from vitcli.files import atomic_write, writing
 from vitcli.inspection.report import InspectReport
 from vitcli.inspection.snapshots import spaced_indices
@@ -77,19 +76,13 @@ def _save(path: Path, draw) -> Path:
     return path
 
 
-def displayable(image: torch.Tensor) -> np.ndarray:
-    """uint8 or float (C, H, W) tensor -> (H, W) or (H, W, 3) float array in 0-255 for imshow."""
-    array = image.float().numpy()
-    return array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)
-
-
 def _image(ax, image: np.ndarray) -> tuple[float, float, float, float]:
-    """Draw an image (gray or RGB, 0-255); its extent, for maps laid over it."""
+    """Draw an image (gray or RGB, uint8 or float in 0-255); its extent, for maps laid over it."""
     extent = (0, image.shape[1], image.shape[0], 0)
     if image.ndim == 2:
         ax.imshow(image, cmap="gray", vmin=0, vmax=255, extent=extent)
-    else:
-        ax.imshow(image.clip(0, 255) / 255, extent=extent)
+    else:  # imshow reads float RGB in 0-1
+        ax.imshow(image.astype(np.float32).clip(0, 255) / 255, extent=extent)
     return extent
 
 
@@ -261,9 +254,7 @@ def _short(name: str, width: int = 10) -> str:
 def evolution_epochs(epochs: list[int], limit: int = MAX_EPOCHS) -> list[int]:
     """Positions in `epochs` of at most `limit` rows, evenly spaced, the first and the last kept."""
     n = len(epochs)
-    if n <= limit:
-        return list(range(n))
-    return sorted({round(i * (n - 1) / (limit - 1)) for i in range(limit)})
+    return list(range(n)) if n <= limit else spaced_indices(n, limit)
 
 
 def _evolution(fig, report: InspectReport, index: int) -> None:

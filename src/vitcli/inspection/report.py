@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from vitcli.attention import cls_attention, dataset_split, extract
+from vitcli.attention import cls_attention, dataset_split, extract, has_attention, query_name
 from vitcli.checkpoint import Checkpoint, checkpoint_file, load_checkpoint
 from vitcli.classes import fit_data, match_classes
 from vitcli.devices import resolve_device
@@ -20,7 +20,7 @@ from vitcli.inspection.against import Disagreement, predict
 from vitcli.inspection.classes import ClassAverage
 from vitcli.inspection.distance import MeanDistance, uniform_distance
 from vitcli.inspection.filters import Components, first_filters, patch_components
-from vitcli.inspection.positions import similarity_maps
+from vitcli.inspection.positions import position_table, similarity_maps
 from vitcli.inspection.snapshots import Evolution, load_evolution
 
 FIGURES = ("distance", "positions", "filters", "classes")
@@ -76,11 +76,11 @@ class InspectReport:
 
 def why_not(model: nn.Module, figure: str) -> str | None:
     """Why `figure` does not apply to `model`, or None when it does."""
-    if figure in NEEDS_IMAGES and not (hasattr(model, "grid_size") and hasattr(model, "num_prefix_tokens")):
+    if figure in NEEDS_IMAGES and not has_attention(model):
         return f"a {type(model).__name__} has no attention"
-    try:
+    try:  # the lookups that fail with the reason, not the figures' computation
         if figure == "positions":
-            similarity_maps(model)
+            position_table(model)
         elif figure == "filters":
             first_filters(model)
     except ConfigError as e:
@@ -228,13 +228,12 @@ def inspect_checkpoint(
     checkpoint = load_checkpoint(file, torch_device)
     other = load_other(checkpoint, against, torch_device, match_by_position) if against else None
     model = checkpoint.model
-    prefix = getattr(model, "num_prefix_tokens", None)
     report = InspectReport(
         file,
         checkpoint.info.classes,
         type(model).__name__,
         tuple(model.grid_size) if hasattr(model, "grid_size") else None,
-        "mean" if prefix == 0 else "[CLS]",
+        query_name(getattr(model, "num_prefix_tokens", 1)),
     )
     wanted: list[str] = []
     if figures or not (evolution or against):

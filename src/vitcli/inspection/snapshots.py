@@ -23,7 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save, save_file
 from torch import Tensor, nn
 
-from vitcli.attention import cls_attention, extract, require_attention
+from vitcli.attention import cls_attention, extract, has_attention, query_name
 from vitcli.data.datasets import Split
 from vitcli.errors import CheckpointError, ConfigError
 from vitcli.files import atomic_write, writing
@@ -53,12 +53,10 @@ def check_snapshots(count: int, model: nn.Module, val: Split | None) -> None:
     """ConfigError, before a run directory is made, when `count` snapshots cannot be kept."""
     if not count:
         return
-    try:
-        require_attention(model)
-    except CheckpointError:
+    if not has_attention(model):
         raise ConfigError(
             f"--snapshot-attention needs a ViT; a {type(model).__name__} has no attention to keep"
-        ) from None
+        )
     if val is None:
         raise ConfigError(
             "--snapshot-attention takes its images from the validation split; set --val-size above 0"
@@ -83,8 +81,7 @@ class AttentionSnapshots:
         """Write the images once, so that the snapshots can be drawn without the data set."""
         blocks = self.maps().shape[1]
         self.bytes_per_epoch = epoch_bytes(len(self.indices), blocks, tuple(self.model.grid_size))
-        prefix = self.model.num_prefix_tokens
-        metadata = {"indices": json.dumps(self.indices), "query": "[CLS]" if prefix else "mean"}
+        metadata = {"indices": json.dumps(self.indices), "query": query_name(self.model.num_prefix_tokens)}
         tensors = {"images": self.images.contiguous(), "labels": self.labels.contiguous()}
         path = self.folder / IMAGES_FILE
         with writing(path):
