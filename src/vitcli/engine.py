@@ -35,6 +35,7 @@ from vitcli.data.batches import Augmentation
 from vitcli.data.datasets import Split
 from vitcli.data.mixing import hard_labels
 from vitcli.devices import AUTO, autocast, peak_memory_bytes
+from vitcli.distributed import any_rank, current, data_parallel, host_sums, stop_here
 from vitcli.errors import TrainingDiverged
 from vitcli.evaluation import evaluate
 from vitcli.events import EpochMetrics, EpochStart, Listener, Status, StepDone
@@ -106,9 +107,12 @@ def train_epoch(
     step in hand finishes and the pass ends there (with fewer `steps` than the epoch has)."""
     done = done or EpochTotals()
     steps, log_every = len(batches), max(1, len(batches) // 50)
-    loss_sum = torch.tensor(done.loss_sum, device=device)
-    correct = torch.tensor(done.correct, dtype=torch.int64, device=device)
-    seen, start = done.images, time.perf_counter() - done.seconds
+    ranks = current()
+    # This rank's sums; rank 0 also carries the steps done before a resume, so that their sum over the
+    # ranks is the epoch's.
+    loss_sum = torch.tensor(done.loss_sum if ranks.main else 0.0, device=device)
+    correct = torch.tensor(done.correct if ranks.main else 0, dtype=torch.int64, device=device)
+    seen, start = done.images, time.perf_counter() - done.seconds  # images over every rank
     i = done.steps
     params = [p for group in step.optimizer.param_groups for p in group["params"]]
     for i, (images, labels) in enumerate(batches.epoch(skip=done.steps, mix=step.mix), start=done.steps + 1):
@@ -124,21 +128,23 @@ def train_epoch(
             step.ema.update(step.module or step.model)
         loss_sum += loss.detach() * len(labels)
         correct += (logits.argmax(1) == hard_labels(labels)).sum()
-        seen += len(labels)
-        if i % log_every == 0 or i == steps:
-            mean_loss = loss_sum.item() / seen
+        seen += len(labels) * ranks.world
+        logged = i % log_every == 0 or i == steps
+        if logged:
+            mean_loss, accuracy = (total / seen for total in host_sums(loss_sum, correct))
             if not math.isfinite(mean_loss):
                 raise TrainingDiverged(
                     f"the loss became {mean_loss} in epoch {epoch}, step {i}; "
                     f"lower --lr (now {step.lr:g}) or raise --warmup"
                 )
             elapsed = time.perf_counter() - start
-            emit(StepDone(epoch, i, steps, mean_loss, correct.item() / seen, seen / elapsed))
-        if stop() and i < steps:
+            emit(StepDone(epoch, i, steps, mean_loss, accuracy, seen / elapsed))
+        if stop_here(stop, logged, device) and i < steps:
             break
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return EpochTotals(loss_sum.item(), int(correct.item()), seen, time.perf_counter() - start, i)
+    loss_total, correct_total = host_sums(loss_sum, correct)
+    return EpochTotals(loss_total, int(correct_total), seen, time.perf_counter() - start, i)
 
 
 @dataclass
@@ -193,18 +199,19 @@ def _step(
     autocast_dtype,
     criterion,
     emit: Listener,
+    device: torch.device,
 ) -> Step:
-    """The optimiser, the warmup-cosine schedule over every step of the run, the model as stepped and its
-    moving average."""
+    """The optimiser, the warmup-cosine schedule over every step of the run, the model as stepped (across
+    ranks, and compiled) and its moving average."""
     optimizer = make_optimizer(model, cfg, param_groups, optimizer_options)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(round(cfg.warmup * steps), cfg.epochs * steps)
     )
     ema = moving_average(model, cfg.ema) if cfg.ema else None  # of the module itself, not its compiled form
-    stepped = model
+    stepped = data_parallel(model, device)
     if cfg.compile:
         emit(Status("compiling the model (the first steps are slow)"))
-        stepped = torch.compile(model)
+        stepped = torch.compile(stepped)
     return Step(
         stepped,
         optimizer,
@@ -301,7 +308,8 @@ def _validate(run: Run, val: Split | None, preprocess, device, classes, autocast
     what there is not."""
     if val is None:
         return None, None
-    measure = lambda m: evaluate(m, val, preprocess, device, classes, autocast_dtype=autocast_dtype)
+    options = {"autocast_dtype": autocast_dtype, "shard": current().shard}
+    measure = lambda m: evaluate(m, val, preprocess, device, classes, **options)
     ema = run.step.ema
     return measure(run.model), (measure(ema.module) if ema is not None else None)
 
@@ -333,7 +341,7 @@ def fit(
     its kept weights changed) and where `stop()` stopped it; `start` resumes from such a snapshot.
     """
     emit, stop = on_event or (lambda event: None), stop or (lambda: False)
-    classes = len(splits.info.classes)
+    classes, ranks = len(splits.info.classes), current()
     batches = Batches(
         splits.train,
         cfg.batch_size,
@@ -344,8 +352,11 @@ def fit(
         drop_last=True,
         seed=cfg.seed,
         num_classes=classes,
+        shard=ranks.shard,
     )
-    step = _step(model, cfg, len(batches), param_groups, optimizer_options, autocast_dtype, criterion, emit)
+    step = _step(
+        model, cfg, len(batches), param_groups, optimizer_options, autocast_dtype, criterion, emit, device
+    )
     run = Run(model, step, batches, cfg.epochs, validated=splits.val is not None)
     if start is not None:
         run.restore(start)
@@ -368,7 +379,7 @@ def fit(
         improved = run.end_epoch(totals, measured, averaged, emit) or val is None  # no val: the last is kept
         if on_snapshot:
             on_snapshot(run.snapshot(), improved)
-        if stop():
+        if any_rank(stop(), device):
             break
     stopped = run.epoch <= cfg.epochs
     if not stopped:

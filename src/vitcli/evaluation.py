@@ -11,6 +11,7 @@ from torch import nn
 from vitcli.data import Batches
 from vitcli.data.datasets import Split
 from vitcli.devices import AUTO, autocast
+from vitcli.distributed import all_sum
 from vitcli.preprocessing import Preprocessor
 
 
@@ -35,13 +36,19 @@ def evaluate(
     num_classes: int,
     batch_size: int = 1024,
     autocast_dtype: torch.dtype | str | None = AUTO,
+    shard: tuple[int, int] = (0, 1),
 ) -> EvalResult:
-    """Loss (without label smoothing), accuracy and confusion matrix of `model` on `split`."""
+    """Loss (without label smoothing), accuracy and confusion matrix of `model` on `split`.
+
+    `shard=(rank, world)`: in data-parallel training each rank measures its 1/world of the split and the
+    sums are added up over the ranks, so every rank gets the whole split's result."""
     was_training = model.training
     model.eval()
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
     loss_sum = torch.zeros((), device=device)
-    for images, labels in Batches(split, batch_size, device, preprocess):
+    rank, world = shard
+    part = split if world == 1 else Split(split.images[rank::world], split.labels[rank::world])
+    for images, labels in Batches(part, batch_size, device, preprocess):
         with autocast(device, autocast_dtype):
             logits = model(images)
         loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
@@ -49,6 +56,8 @@ def evaluate(
             labels * num_classes + logits.argmax(1), minlength=num_classes * num_classes
         )
     model.train(was_training)
+    if world > 1:
+        confusion, loss_sum = all_sum(confusion).long(), all_sum(loss_sum)
     confusion = confusion.view(num_classes, num_classes).cpu()
     count = len(split)
     return EvalResult(

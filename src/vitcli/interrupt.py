@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 
 
 class RunStopped(Exception):  # noqa: N818 - reads as what happened: the run stopped
@@ -19,19 +20,24 @@ class RunStopped(Exception):  # noqa: N818 - reads as what happened: the run sto
 
 
 class GracefulStop:
+    """`repeat_window`: seconds after the first signal in which another counts as the same one. Under
+    torchrun one Ctrl-C reaches each worker twice, from the terminal and forwarded by torchrun's agent."""
+
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self) -> None:
-        self.requested = False
+    def __init__(self, repeat_window: float = 0.0) -> None:
+        self.requested, self.first = False, 0.0
+        self.repeat_window = repeat_window
         self.previous: dict = {}
 
     def __call__(self) -> bool:
         return self.requested
 
     def _handle(self, signum, frame) -> None:
-        if self.requested:  # the second signal: stop now (atomic writes keep every file whole)
-            raise KeyboardInterrupt
-        self.requested = True
+        if not self.requested:
+            self.requested, self.first = True, time.monotonic()
+        elif time.monotonic() - self.first > self.repeat_window:
+            raise KeyboardInterrupt  # the second signal: stop now (atomic writes keep every file whole)
 
     def __enter__(self) -> GracefulStop:
         # Python lets only the main thread set handlers; elsewhere a run keeps the default behaviour.

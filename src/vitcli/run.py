@@ -29,6 +29,7 @@ from vitcli.data.batches import Augmentation
 from vitcli.data.datasets import DatasetInfo, Split
 from vitcli.devices import resolve_device
 from vitcli.distillation import TeacherCost
+from vitcli.distributed import any_rank, check_batch, current, launched, on_main, process_group, share
 from vitcli.engine import Snapshot, fit
 from vitcli.errors import ConfigError, OutOfMemory
 from vitcli.evaluation import EvalResult, evaluate
@@ -107,18 +108,20 @@ def train_run(
     (settings, data, model shape, weights) happens before the run directory is made. A run directory that
     holds a run is refused unless `overwrite`, or, when the name is not `exact_name` (it came with a
     config file), another name is taken."""
-    emit = on_event or (lambda event: None)
+    emit = _main_only(on_event)
     started = time.perf_counter()
     config.validate()
     for note in config.notes:
         emit(Status(note))
-    device, splits, built = _prepare(config, emit)
-    check_snapshots(config.train.snapshot_attention, built.module, splits.val)
-    size, images = config.train.batch_size, len(splits.train)
-    if size > images:
-        emit(Status(f"--batch-size {size} is more than the {images} training images: one step per epoch"))
-    run_dir = new_run_dir(config, splits.info, exact_name=exact_name, overwrite=overwrite)
-    return _train(config, splits, built, device, run_dir, emit, started)
+    with process_group(resolve_device(config.train.device)) as device:
+        splits, built = _prepare(config, emit)
+        check_snapshots(config.train.snapshot_attention, built.module, splits.val)
+        size, images = config.train.batch_size, len(splits.train)
+        check_batch(size, current(), images)
+        if size > images:
+            emit(Status(f"--batch-size {size} is more than the {images} training images: one step per epoch"))
+        made = on_main(lambda: new_run_dir(config, splits.info, exact_name=exact_name, overwrite=overwrite))
+        return _train(config, splits, built, device, share(made), emit, started)
 
 
 def resume_run(
@@ -126,20 +129,30 @@ def resume_run(
 ) -> RunResult:
     """Go on with the run in `run_dir` from its last state (the end of its last finished epoch, or where
     Ctrl-C stopped it), exactly as if it had not stopped. `overrides` may change only what does not
-    change the run (`resume.MAY_CHANGE`: more --epochs, --device, --compile, --data-dir)."""
-    emit = on_event or (lambda event: None)
+    change the run (`resume.MAY_CHANGE`: more --epochs, --device, --compile, --data-dir). Under torchrun
+    the number of processes may differ from the run's start: the global batch is the same."""
+    emit = _main_only(on_event)
     started = time.perf_counter()
     run_dir = Path(run_dir)
     config, snapshot = resume_point(run_dir, overrides or {})
     started -= sum(m.seconds for m in snapshot.history) + snapshot.totals.seconds  # the training done before
-    device, splits, built = _prepare(config, emit)
-    where = f"epoch {snapshot.epoch}" + (f", step {snapshot.totals.steps}" if snapshot.totals.steps else "")
-    emit(Status(f"resuming {run_dir} at {where}"))
-    return _train(config, splits, built, device, run_dir, emit, started, snapshot)
+    with process_group(resolve_device(config.train.device)) as device:
+        splits, built = _prepare(config, emit)
+        check_batch(config.train.batch_size, current(), len(splits.train))
+        steps = snapshot.totals.steps
+        where = f"epoch {snapshot.epoch}" + (f", step {steps}" if steps else "")
+        emit(Status(f"resuming {run_dir} at {where}"))
+        return _train(config, splits, built, device, run_dir, emit, started, snapshot)
+
+
+def _main_only(on_event: Listener | None) -> Listener:
+    """The listener of rank 0; the other ranks of a data-parallel run say nothing (rank 0 speaks for all)."""
+    if on_event is None or not launched().main:
+        return lambda event: None
+    return on_event
 
 
 def _prepare(config: Config, emit: Listener):
-    device = resolve_device(config.train.device)
     emit(Status(f"loading {config.data.dataset}"))
     splits = load_splits(config.data, on_note=lambda note: emit(Status(note)))
     # The seed fixes the initial weights and, through the batches' generator, order and augmentation.
@@ -151,7 +164,7 @@ def _prepare(config: Config, emit: Listener):
         emit=emit,
         drop_path=config.train.drop_path,
     )
-    return device, splits, built
+    return splits, built
 
 
 def _attention_snapshots(config: Config, built: Built, splits, run_dir: Path, emit: Listener):
@@ -164,6 +177,22 @@ def _attention_snapshots(config: Config, built: Built, splits, run_dir: Path, em
     size, where = snapshots.bytes_per_epoch, f"{run_dir.name}/{snapshots.folder.name}/"
     emit(Status(f"attention snapshots: {count} validation images, {size:,} bytes an epoch, in {where}"))
     return snapshots
+
+
+def _open(held: contextlib.ExitStack, run_dir: Path, config: Config, built: Built, splits, emit, start):
+    """Hold `run_dir` (for as long as `held`) and make it ready for the run's writes: its config, and the
+    metrics log and snapshot writer that fit() feeds; those two are returned."""
+    held.enter_context(DirectoryLock(run_dir, "run directory"))
+    if start is None:
+        clear(run_dir)  # what --overwrite replaces, and what a killed write left
+    else:
+        remove_temporaries(run_dir)
+    with writing(run_dir / CONFIG) as path:
+        atomic_write_text(path, config.to_toml())
+    attention = _attention_snapshots(config, built, splits, run_dir, emit)
+    writer = SnapshotWriter(run_dir, built, config, splits.info, attention)
+    log = held.enter_context(MetricsLog(run_dir / METRICS, emit, start.history if start else None))
+    return log, writer
 
 
 @contextlib.contextmanager
@@ -189,22 +218,15 @@ def _train(
     started: float,
     start: Snapshot | None = None,
 ) -> RunResult:
-    """Train in `run_dir`, held by this process, writing as the run goes; RunStopped after Ctrl-C."""
+    """Train in `run_dir`, held by this process, writing as the run goes; RunStopped after Ctrl-C. With
+    several ranks, rank 0 holds and writes the run directory and the others only train."""
     model, preprocess = built.module.to(device), built.preprocessing.on(device)
-    with DirectoryLock(run_dir, "run directory"), GracefulStop() as stop:
-        if start is None:
-            clear(run_dir)  # what --overwrite replaces, and what a killed write left
-        else:
-            remove_temporaries(run_dir)
-        with writing(run_dir / CONFIG) as path:
-            atomic_write_text(path, config.to_toml())
-        writer = SnapshotWriter(
-            run_dir, built, config, splits.info, _attention_snapshots(config, built, splits, run_dir, emit)
-        )
-        with (
-            MetricsLog(run_dir / METRICS, emit, start.history if start else None) as log,
-            out_of_memory(run_dir),
-        ):
+    ranks = current()
+    repeat_window = 2.0 if ranks.distributed else 0.0  # one Ctrl-C reaches a torchrun worker twice
+    with contextlib.ExitStack() as held, GracefulStop(repeat_window) as stop:
+        opened = on_main(lambda: _open(held, run_dir, config, built, splits, emit, start))
+        listen, writer = opened or (emit, None)
+        with out_of_memory(run_dir):
             fitted = fit(
                 model,
                 splits,
@@ -214,17 +236,19 @@ def _train(
                 augment=Augmentation.of(config.data, splits.info.family),
                 param_groups=built.param_groups,
                 criterion=built.criterion,
-                on_event=log,
+                on_event=listen,
                 start=start,
                 on_snapshot=writer,
                 stop=stop,
             )
-        if fitted.stopped or stop():  # stopped before the test set too: resuming evaluates it
+        # Stopped before the test set too: resuming evaluates it.
+        if fitted.stopped or any_rank(stop(), device):
             command = "finetune" if config.model.kind == "timm" else "train"
             raise RunStopped(
                 f"the state of {run_dir} is saved; go on with: vitcli {command} --resume {run_dir}"
             )
         emit(Status("evaluating the best epoch on the test set"))
+        classes = len(splits.info.classes)
         result = RunResult(
             run_dir=run_dir,
             config=config,
@@ -236,7 +260,7 @@ def _train(
             tokens=num_tokens(model),
             history=fitted.history,
             best_epoch=fitted.best_epoch,
-            test=evaluate(model, splits.test, preprocess, device, len(splits.info.classes)),
+            test=evaluate(model, splits.test, preprocess, device, classes, shard=ranks.shard),
             train_seconds=fitted.seconds,
             total_seconds=0.0,
             images_per_s=fitted.images_per_s,
@@ -247,7 +271,7 @@ def _train(
         if built.teacher is not None:
             before = sum(m.seconds for m in start.history) if start else 0.0  # trained by another process
             result.teacher = built.teacher.cost(max(fitted.seconds - before, 1e-9))
-        save_checkpoint(run_dir / MODEL, built, config, splits.info, result.metrics())
+        on_main(lambda: save_checkpoint(run_dir / MODEL, built, config, splits.info, result.metrics()))
     result.total_seconds = time.perf_counter() - started
     return result
 

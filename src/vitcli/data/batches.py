@@ -97,6 +97,11 @@ class Batches:
     With `shuffle`, each pass draws a new order from a seeded generator, so runs are repeatable; with
     `drop_last`, every batch has the same shape (what torch.compile and CUDA graphs want). `augment`
     says how training batches are augmented (None: not at all); mixing needs `num_classes`.
+
+    `shard=(rank, world)`: data-parallel training (`vitcli.distributed`). Every rank draws the same
+    global order and yields its own 1/world of each batch; `batch_size` is the global batch. With
+    augmentation, every rank augments (and mixes) the whole global batch and keeps its part, so that the
+    draws, and so the run, are the same whatever the number of processes.
     """
 
     def __init__(
@@ -111,6 +116,7 @@ class Batches:
         drop_last: bool = False,
         seed: int = 0,
         num_classes: int | None = None,
+        shard: tuple[int, int] = (0, 1),
     ):
         self.images = split.images.to(device)
         self.labels = split.labels.to(device)
@@ -119,6 +125,9 @@ class Batches:
         self.shuffle, self.augment = shuffle, augment
         # Never drop everything: a subset smaller than one batch still trains.
         self.drop_last = drop_last and len(self.labels) >= batch_size
+        self.shard = shard
+        if shard[1] > 1 and not (shuffle and self.drop_last and batch_size % shard[1] == 0):
+            raise ValueError("sharded batches are shuffled training batches of a size the ranks divide")
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.mixing = None
         if augment is not None and augment.mixing:
@@ -146,16 +155,28 @@ class Batches:
         order = (
             torch.randperm(n, generator=self.generator, device=self.labels.device) if self.shuffle else None
         )
+        mine = self._mine()
         for i in range(len(self)):
             index = slice(i * self.batch_size, (i + 1) * self.batch_size)
             if order is not None:
                 index = order[index]
+            if self.augment is None:  # nothing to draw: only this rank's images are prepared
+                if i >= skip:
+                    index = index if mine is None else index[mine]
+                    yield self.preprocess(self.images[index]), self.labels[index]
+                continue
             images, labels = self._augmented(self.images[index]), self.labels[index]
             if i < skip:
                 continue
             if self.mixing is not None and mix:
                 images, labels = self.mixing(images, labels)
-            yield images, labels
+            yield (images, labels) if mine is None else (images[mine], labels[mine])
+
+    def _mine(self) -> slice | None:
+        """This rank's rows of a global batch; None in one process (all of them)."""
+        rank, world = self.shard
+        size = self.batch_size // world
+        return slice(rank * size, (rank + 1) * size) if world > 1 else None
 
     def _augmented(self, images: Tensor) -> Tensor:
         """uint8 images -> augmented model inputs, every draw from `self.generator`."""
