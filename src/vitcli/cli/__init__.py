@@ -8,7 +8,7 @@ import typer
 
 from vitcli import __version__
 from vitcli.cli.attention import attention
-from vitcli.cli.common import multi_value_command
+from vitcli.cli.common import console, err_console, launchable_command, multi_value_command
 from vitcli.cli.eval import eval_
 from vitcli.cli.finetune import finetune
 from vitcli.cli.inspect import inspect
@@ -24,9 +24,9 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     rich_markup_mode="rich",
 )
-app.command()(train)
+app.command(cls=launchable_command())(train)
 app.command("eval")(eval_)
-app.command()(finetune)
+app.command(cls=launchable_command())(finetune)
 app.command(cls=SweepCommand)(sweep)
 app.command()(report)
 app.command()(presets)
@@ -50,4 +50,8 @@ def _root(
 
 
 def main() -> None:
+    from vitcli.distributed import launched
+
+    if not launched().main:  # a torchrun worker: rank 0 prints for every rank
+        console.quiet = err_console.quiet = True
     app()

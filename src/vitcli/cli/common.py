@@ -38,6 +38,19 @@ def user_errors(interrupted: str = "stopped at once; the state of the last finis
         raise typer.Exit(130) from None
 
 
+def launchable_command() -> type:
+    """A Typer command class that keeps its raw arguments in `ctx.meta["args"]`, so that `--nproc N` can
+    start the same command line in N processes."""
+    from typer.core import TyperCommand
+
+    class LaunchableCommand(TyperCommand):
+        def parse_args(self, ctx, args):
+            ctx.meta["args"] = list(args)
+            return super().parse_args(ctx, args)
+
+    return LaunchableCommand
+
+
 def multi_value_command(multi: list[str] | tuple[str, ...], bool_flags: tuple[str, ...] = ()) -> type:
     """A Typer command class whose options in `multi` (names without dashes) take several values.
 

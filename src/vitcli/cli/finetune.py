@@ -26,6 +26,7 @@ from vitcli.cli.options import (
     LabelSmoothing,
     MixOffEpochs,
     Mixup,
+    Nproc,
     Out,
     Overwrite,
     PrintConfig,
@@ -53,6 +54,7 @@ def _default(section: str, key: str) -> str:
 # As in `train`, each option defaults to None ("not given"; see cli/options.py), and the data, training
 # and output options are train's; the defaults live in vitcli.config.finetune_defaults.
 def finetune(
+    ctx: typer.Context,
     pretrained: Annotated[
         Optional[str],
         typer.Option(
@@ -159,6 +161,7 @@ def finetune(
     ema: Ema = None,
     clip_grad: ClipGrad = None,
     snapshot_attention: SnapshotAttention = None,
+    nproc: Nproc = None,
     out: Out = None,
     name: Annotated[
         Optional[str],
@@ -188,4 +191,6 @@ def finetune(
         },
         **shared_overrides(locals()),
     }
-    train_and_print(config, overrides, print_config, finetune_defaults(), resume, overwrite)
+    train_and_print(
+        config, overrides, print_config, finetune_defaults(), resume, overwrite, nproc=nproc, ctx=ctx
+    )

@@ -236,6 +236,15 @@ PrintConfig = Annotated[
     ),
 ]
 
+Nproc = Annotated[
+    Optional[int],
+    typer.Option(
+        "--nproc",
+        help="Train data-parallel in this many processes on this machine (torchrun's launcher; one per GPU, "
+        "or CPU processes sharing the cores); --batch-size stays the global batch. See docs/scaling.md.",
+        rich_help_panel=TRAINING,
+    ),
+]
 Resume = Annotated[
     Optional[Path],
     typer.Option(

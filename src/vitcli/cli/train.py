@@ -28,6 +28,7 @@ from vitcli.cli.options import (
     LabelSmoothing,
     MixOffEpochs,
     Mixup,
+    Nproc,
     Out,
     Overwrite,
     PresetName,
@@ -44,8 +45,10 @@ from vitcli.cli.options import (
 )
 from vitcli.cli.progress import TrainProgress
 from vitcli.config import Config, load_config
+from vitcli.distributed import Ranks, check_batch
 from vitcli.errors import ConfigError
 from vitcli.fields import field_names
+from vitcli.launch import check_nproc, launch, without_nproc
 from vitcli.models.specs import CNNSpec, ViTSpec
 from vitcli.report import run_table
 from vitcli.run import resume_run, train_run
@@ -62,6 +65,7 @@ def _default(section: str, key: str) -> str:
 
 # Each option defaults to None ("not given"; see cli/options.py). `vitcli sweep` copies these parameters.
 def train(
+    ctx: typer.Context,
     model: Annotated[
         Optional[TrainModel],
         typer.Option(
@@ -189,6 +193,7 @@ def train(
     ema: Ema = None,
     clip_grad: ClipGrad = None,
     snapshot_attention: SnapshotAttention = None,
+    nproc: Nproc = None,
     out: Out = None,
     name: Annotated[
         Optional[str],
@@ -209,7 +214,16 @@ def train(
         "model": {"kind": plain(model), **{key: plain(given[key]) for key in MODEL_OPTIONS}},
         **shared_overrides(given),
     }
-    train_and_print(config, overrides, print_config, resume=resume, overwrite=overwrite, preset=preset)
+    train_and_print(
+        config,
+        overrides,
+        print_config,
+        resume=resume,
+        overwrite=overwrite,
+        preset=preset,
+        nproc=nproc,
+        ctx=ctx,
+    )
 
 
 def train_and_print(
@@ -220,15 +234,21 @@ def train_and_print(
     resume: Path | None = None,
     overwrite: bool = False,
     preset: str | None = None,
+    nproc: int | None = None,
+    ctx: typer.Context | None = None,
 ) -> None:
     """What train and finetune do once their options are a config: print it, or train (or resume a run)
-    and summarise."""
+    and summarise; with --nproc N, start the same command in N processes."""
     with user_errors():
+        if nproc is not None:
+            check_nproc(nproc)
         if resume is not None:
             if config is not None or overwrite or preset is not None:
                 raise ConfigError(
                     "--resume goes on with a run's own settings; leave out --config, --preset and --overwrite"
                 )
+            if nproc is not None and nproc > 1:
+                return _launch(nproc, ctx)
             with TrainProgress(console) as listen:
                 result = resume_run(resume, overrides, on_event=listen)
             return print_result(result)
@@ -238,12 +258,22 @@ def train_and_print(
                 print_note(note)
             typer.echo(cfg.validate().to_toml(), nl=False)
             return
+        if nproc is not None and nproc > 1:
+            check_batch(cfg.validate().train.batch_size, Ranks(world=nproc))
+            return _launch(nproc, ctx)
         # A --name given here is the run's name; one that came with --config is a default (a taken one gets
         # a suffix), so that `--config RUN/config.toml` repeats a run without touching it.
         exact = overrides["run"]["name"] is not None
         with TrainProgress(console) as listen:
             result = train_run(cfg, on_event=listen, exact_name=exact, overwrite=overwrite)
     print_result(result)
+
+
+def _launch(nproc: int, ctx: typer.Context) -> None:
+    """This command line in `nproc` processes (vitcli.launch); their exit code is this one's."""
+    code = launch(nproc, [ctx.info_name, *without_nproc(ctx.meta["args"])])
+    if code:
+        raise typer.Exit(code)
 
 
 def print_result(result) -> None:

@@ -1,0 +1,177 @@
+"""Data-parallel training on the CPU with gloo: 2 processes against 1 on the same global batch and seed,
+one run directory, Ctrl-C, and a resume on another number of processes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from cli_helpers import run
+from fakedata import write_mnist
+from run_helpers import REPO, tensors
+
+from vitcli.checkpoint import load_checkpoint
+from vitcli.data.batches import Augmentation, Batches
+from vitcli.data.datasets import Split
+from vitcli.interrupt import GracefulStop
+from vitcli.launch import without_nproc
+from vitcli.preprocessing import Preprocessing
+
+# The augmentation, mixup and the small ViT all run, so that every random draw is shared by the ranks.
+SETTINGS = [
+    "--epochs", 3, "--batch-size", 16, "--embed-dim", 16, "--depth", 2, "--heads", 2, "--mixup", 0.2,
+    "--val-size", 100, "--device", "cpu",
+]  # fmt: skip
+
+
+def vitcli(*args, **popen):
+    """`python -m vitcli ARGS` in a new process group (as a terminal's job: Ctrl-C reaches all of it)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "vitcli", *map(str, args)]
+    return subprocess.Popen(command, env=env, start_new_session=True, text=True, **popen)
+
+
+def assert_same_model(a_dir, b_dir):
+    """The two runs' weights and test logits agree within float tolerance. The attention's key bias is
+    left out of the weights: its gradient is zero in exact arithmetic (softmax ignores a shift shared by
+    all keys), so AdamW turns rounding noise into lr-sized steps that change no output."""
+    a, b = tensors(a_dir / "model.safetensors"), tensors(b_dir / "model.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:
+        if name.endswith("attn.qkv.bias"):  # (query, key, value) biases
+            dim = a[name].shape[0] // 3
+            keep = torch.cat([torch.arange(dim), torch.arange(2 * dim, 3 * dim)])
+            a[name], b[name] = a[name][keep], b[name][keep]
+        torch.testing.assert_close(a[name], b[name], atol=1e-5, rtol=1e-4, msg=name)
+    images = torch.rand(8, 1, 28, 28)
+    logits = [
+        load_checkpoint(d / "model.safetensors", torch.device("cpu")).model(images) for d in (a_dir, b_dir)
+    ]
+    torch.testing.assert_close(logits[0], logits[1], atol=1e-4, rtol=1e-4)
+
+
+def epochs(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_two_processes_train_the_weights_of_one_in_one_run_directory(tmp_path):
+    data = write_mnist(tmp_path / "data", train=400, test=100)
+    out = tmp_path / "runs"
+    two = vitcli("train", "--data-dir", data, *SETTINGS, "--out", out, "--name", "two", "--nproc", 2,
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    stdout, stderr = two.communicate(timeout=300)
+    assert two.returncode == 0, stderr
+    assert stdout.count("saved") == 1 and "Traceback" not in stderr  # rank 0 speaks for both
+    one = run("train", "--data-dir", data, *SETTINGS, "--out", out, "--name", "one")
+    assert one.exit_code == 0, one.output
+    assert sorted(p.name for p in out.iterdir()) == ["one", "two"]
+    assert_same_model(out / "one", out / "two")
+    for a, b in zip(epochs(out / "one"), epochs(out / "two")):
+        for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):  # summed over both ranks
+            assert a[key] == pytest.approx(b[key], rel=1e-4), key
+
+
+def test_ctrl_c_stops_both_processes_and_the_run_resumes_on_one(tmp_path):
+    data = write_mnist(tmp_path / "data", train=400, test=100)
+    out = tmp_path / "runs"
+    child = vitcli("train", "--data-dir", data, *SETTINGS, "--out", out, "--name", "stopped", "--nproc", 2,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    metrics, deadline = out / "stopped" / "metrics.jsonl", time.monotonic() + 120
+    while (
+        not (metrics.exists() and metrics.read_text())
+        and child.poll() is None
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.02)
+    os.killpg(child.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: every process of the job
+    _, stderr = child.communicate(timeout=120)
+    assert child.returncode == 130, stderr
+    assert "vitcli train --resume" in " ".join(stderr.split()) and "Traceback" not in stderr
+    if len(epochs(out / "stopped")) == 3:
+        pytest.skip("the run finished before Ctrl-C reached it (a very fast machine)")
+
+    resumed = run("train", "--resume", out / "stopped")  # one process: the global batch is the same
+    assert resumed.exit_code == 0, resumed.output
+    whole = run("train", "--data-dir", data, *SETTINGS, "--out", out, "--name", "whole")
+    assert whole.exit_code == 0, whole.output
+    assert_same_model(out / "whole", out / "stopped")
+    assert [m["epoch"] for m in epochs(out / "stopped")] == [1, 2, 3]
+
+
+def test_a_global_batch_the_processes_cannot_split_is_one_line_before_any_process_starts(tmp_path, mnist_dir):
+    result = run("train", "--data-dir", mnist_dir, "--batch-size", 32, "--nproc", 3, "--out", tmp_path / "r")
+    assert result.exit_code == 1
+    assert (
+        "--batch-size 32 is the global batch, split over 3 processes: pass a multiple of 3" in result.stderr
+    )
+    assert not (tmp_path / "r").exists()
+    zero = run("train", "--data-dir", mnist_dir, "--nproc", 0, "--out", tmp_path / "r")
+    assert zero.exit_code == 1 and "--nproc must be at least 1, got 0" in zero.stderr
+
+
+def test_nproc_inside_torchrun_is_refused(tmp_path, mnist_dir, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    result = run("train", "--data-dir", mnist_dir, "--nproc", 2, "--out", tmp_path / "r")
+    assert result.exit_code == 1 and "under torchrun leave it out" in result.stderr
+
+
+def test_the_shards_of_a_global_batch_are_the_batch_of_one_process():
+    """Every rank augments and mixes the whole global batch with the same draws and keeps its rows."""
+    images = torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8)
+    split = Split(images, torch.arange(64) % 10)
+    preprocess = Preprocessing((0.5,), (0.25,)).on(torch.device("cpu"))
+    augment = Augmentation("digits", randaugment=2, erase=0.25, mixup=0.5, cutmix=0.5)
+
+    def batches(shard):
+        torch.manual_seed(0)  # mixing draws from the global generator, as in training
+        made = Batches(split, 16, torch.device("cpu"), preprocess, shuffle=True, augment=augment,
+                       drop_last=True, seed=3, num_classes=10, shard=shard)  # fmt: skip
+        return list(made.epoch(skip=1))
+
+    whole = batches((0, 1))
+    parts = [batches((rank, 2)) for rank in range(2)]
+    assert len(whole) == 3
+    for i, (images, labels) in enumerate(whole):
+        assert torch.equal(images, torch.cat([parts[0][i][0], parts[1][i][0]]))
+        assert torch.equal(labels, torch.cat([parts[0][i][1], parts[1][i][1]]))
+        assert parts[0][i][0].shape[0] == 8
+
+
+def test_one_ctrl_c_that_reaches_a_worker_twice_counts_once():
+    with GracefulStop(repeat_window=5.0) as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)  # torchrun's agent forwarding the same Ctrl-C
+        assert stop()
+    with GracefulStop() as stop, pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_without_nproc_leaves_the_rest_of_the_command_line():
+    assert without_nproc(["--epochs", "3", "--nproc", "2", "--lr", "0.1"]) == ["--epochs", "3", "--lr", "0.1"]
+    assert without_nproc(["--nproc=4", "--seed", "1"]) == ["--seed", "1"]
+
+
+def test_finetune_trains_a_timm_vit_on_two_processes(tmp_path):
+    import timm
+    from timm_helpers import finetune
+
+    if not timm.is_model("test_vit"):
+        pytest.skip("this timm has no test_vit; a newer timm has")
+    data = write_mnist(tmp_path / "data", train=96, test=16)
+    options = ["--model", "test_vit", "--pretrained", "none", "--img-size", 32, "--patch-size", 8]
+    child = vitcli("finetune", "--data-dir", data, *options, "--subset", 64, "--val-size", 16, "--epochs", 1,
+                   "--batch-size", 16, "--device", "cpu", "--out", tmp_path / "runs", "--name", "two",
+                   "--nproc", 2, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    _, stderr = child.communicate(timeout=300)
+    assert child.returncode == 0, stderr
+    one = finetune(tmp_path, data, *options, "--subset", 64, "--name", "one")
+    assert one.exit_code == 0, one.output
+    [a], [b] = epochs(tmp_path / "runs" / "one"), epochs(tmp_path / "runs" / "two")
+    assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+    assert a["val_accuracy"] == pytest.approx(b["val_accuracy"])
