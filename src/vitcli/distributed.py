@@ -125,6 +125,18 @@ def data_parallel(model: torch.nn.Module, device: torch.device) -> torch.nn.Modu
     return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
 
 
+@contextlib.contextmanager
+def local_main_first():
+    """The block on each machine's first rank, then on its other ranks: the first downloads the data set
+    or the pretrained weights and fills the cache, and the others find them there."""
+    ranks = current()
+    if ranks.distributed and ranks.local_rank != 0:
+        dist.barrier()
+    yield
+    if ranks.distributed and ranks.local_rank == 0:
+        dist.barrier()
+
+
 def all_sum(values: torch.Tensor) -> torch.Tensor:
     """`values` summed over every rank (a no-op in one process): a float64 tensor, so counts stay exact."""
     if current().distributed:

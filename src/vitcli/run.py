@@ -29,7 +29,16 @@ from vitcli.data.batches import Augmentation
 from vitcli.data.datasets import DatasetInfo, Split
 from vitcli.devices import resolve_device
 from vitcli.distillation import TeacherCost
-from vitcli.distributed import any_rank, check_batch, current, launched, on_main, process_group, share
+from vitcli.distributed import (
+    any_rank,
+    check_batch,
+    current,
+    launched,
+    local_main_first,
+    on_main,
+    process_group,
+    share,
+)
 from vitcli.engine import Snapshot, fit
 from vitcli.errors import ConfigError, OutOfMemory
 from vitcli.evaluation import EvalResult, evaluate
@@ -154,16 +163,17 @@ def _main_only(on_event: Listener | None) -> Listener:
 
 def _prepare(config: Config, emit: Listener):
     emit(Status(f"loading {config.data.dataset}"))
-    splits = load_splits(config.data, on_note=lambda note: emit(Status(note)))
-    # The seed fixes the initial weights and, through the batches' generator, order and augmentation.
-    torch.manual_seed(config.train.seed)
-    built = config.model.build(
-        splits.info,
-        splits.stats,
-        weight_decay=config.train.weight_decay,
-        emit=emit,
-        drop_path=config.train.drop_path,
-    )
+    with local_main_first():  # one download and one cache write per machine
+        splits = load_splits(config.data, on_note=lambda note: emit(Status(note)))
+        # The seed fixes the initial weights and, through the batches' generator, order and augmentation.
+        torch.manual_seed(config.train.seed)
+        built = config.model.build(
+            splits.info,
+            splits.stats,
+            weight_decay=config.train.weight_decay,
+            emit=emit,
+            drop_path=config.train.drop_path,
+        )
     return splits, built
 
 
