@@ -313,3 +313,14 @@ def test_small_data_vits_sets_epochs_from_the_budget_and_distils_from_the_cnn_ro
     again = load("small_data_vits").main(["--data", "mnist", "--runs", str(tmp_path / "runs")])
     assert [r["row"] for r in again["rows"]] == ["cnn", "vit-distilled"]
     assert [r["test_accuracy"] for r in again["rows"]] == [cnn["test_accuracy"], distilled["test_accuracy"]]
+
+
+def test_ddp_overhead_runs_one_and_two_processes(mnist_dir, tmp_path):
+    out = tmp_path / "ddp.json"
+    argv = ["--data-dir", str(mnist_dir), "--epochs", "1", "--batch-size", "32", "--subset", "128"]
+    result = load("ddp_overhead").main([*argv, "--repeats", "1", "--json", str(out), "--", "--depth", "1"])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    assert [r["nproc"] for r in result["results"]] == [1, 2] and result["model"] == ["--depth", "1"]
+    one, two = result["results"]
+    assert one["ratio"] == 1.0 and two["ratio"] == pytest.approx(two["images_per_s"] / one["images_per_s"])
+    assert two["val_accuracy"] == pytest.approx(one["val_accuracy"])  # the same model, trained twice

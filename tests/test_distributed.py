@@ -175,3 +175,43 @@ def test_finetune_trains_a_timm_vit_on_two_processes(tmp_path):
     [a], [b] = epochs(tmp_path / "runs" / "one"), epochs(tmp_path / "runs" / "two")
     assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
     assert a["val_accuracy"] == pytest.approx(b["val_accuracy"])
+
+
+def test_two_machines_join_through_torchruns_rendezvous(tmp_path):
+    """docs/scaling.md's several-machine command, with both 'machines' on this one: two torchrun commands
+    meet at a c10d endpoint and train the model of one process."""
+    import socket
+
+    data = write_mnist(tmp_path / "data", train=400, test=100)
+    out = tmp_path / "runs"
+    with socket.socket() as free:
+        free.bind(("localhost", 0))
+        port = free.getsockname()[1]
+    torchrun = ["-m", "torch.distributed.run", "--nnodes", 2, "--nproc-per-node", 1, "--rdzv-backend", "c10d",
+                "--rdzv-endpoint", f"localhost:{port}", "--rdzv-id", "test"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    command = [
+        *torchrun,
+        "-m",
+        "vitcli",
+        "train",
+        "--data-dir",
+        data,
+        *SETTINGS,
+        "--out",
+        out,
+        "--name",
+        "nodes",
+    ]
+    nodes = [
+        subprocess.Popen(
+            [sys.executable, *map(str, command)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for _ in range(2)
+    ]
+    for node in nodes:
+        _, stderr = node.communicate(timeout=300)
+        assert node.returncode == 0, stderr
+    one = run("train", "--data-dir", data, *SETTINGS, "--out", out, "--name", "one")
+    assert one.exit_code == 0, one.output
+    assert_same_model(out / "one", out / "nodes")
