@@ -33,7 +33,7 @@ from vitcli.devices import resolve_device
 from vitcli.errors import ConfigError
 from vitcli.fields import field_names
 from vitcli.models.specs import SPECS
-from vitcli.sweep_results import load_results
+from vitcli.sweep_results import recorded_rows
 
 MODES = ("grid", "zip")
 
@@ -270,7 +270,7 @@ def dry_run(sweep: Sweep) -> list[dict[str, Any]]:
     so nothing is allocated), or why it cannot run; and whether its result is already recorded."""
     from vitcli.models import count_parameters, num_tokens
 
-    done = {row["key"]: row for row in load_results(sweep.dir)}
+    done = {row["key"]: row for row in recorded_rows(sweep.dir)}
     infos: dict[tuple[str, str | None], Any] = {}
     planned = []
     for run in sweep.runs:

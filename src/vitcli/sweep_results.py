@@ -1,8 +1,11 @@
 """A sweep's results: the rows of results.jsonl and results.csv, and their summary over seeds.
 
 Each row is one run: its key and run directory, status (finished or failed), the swept values, the
-full config, and either the metrics or the failure kind and its one-line reason. The files are
-rewritten whole, atomically, after every run, so neither is ever half-written.
+full config, and either the metrics or the failure kind and its one-line reason. The files have one
+writer, the sweep's process (`Recorder`), which rewrites them whole, atomically, after every run, so
+neither is ever half-written. A Slurm job also leaves its run's row in its run directory (RUN/row.json):
+`recorded_rows` adds those that results.jsonl lacks, so a sweep whose process was stopped still reports
+what its jobs finished.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ FINISHED, FAILED = "finished", "failed"
 
 
 RESULTS_JSONL, RESULTS_CSV = "results.jsonl", "results.csv"
+ROW_FILE = "row.json"  # a job's row, in its run directory (`sweep_slurm`)
 CSV_METRICS = [
     "parameters",
     "tokens",
@@ -47,6 +51,60 @@ def load_results(sweep_dir: str | Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise OutputError(f"{path} cannot be read ({e}); move it away to start the sweep afresh") from None
+
+
+def job_rows(sweep_dir: str | Path, recorded: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows jobs left in the run directories (RUN/row.json) that `recorded` lacks: the row of a run it
+    does not hold, or holds as failed where the job has since finished it."""
+    held = {row["key"]: row["status"] for row in recorded}
+    rows = []
+    for path in sorted(p for p in Path(sweep_dir).glob(f"*/{ROW_FILE}") if p.is_file()):
+        try:
+            row = json.loads(path.read_text(encoding="utf-8"))
+            key, status = row["key"], row["status"]
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, KeyError) as e:
+            raise OutputError(
+                f"{path} is not a sweep row ({e}); move it away and run the command again"
+            ) from None
+        if key not in held or (held[key] == FAILED and status == FINISHED):
+            rows.append(row)
+    return rows
+
+
+def recorded_rows(sweep_dir: str | Path) -> list[dict[str, Any]]:
+    """results.jsonl's rows, with the rows of jobs it does not hold yet (`job_rows`) in their place."""
+    recorded = load_results(sweep_dir)
+    return merge_rows(recorded, job_rows(sweep_dir, recorded))
+
+
+def merge_rows(rows: list[dict[str, Any]], newer: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`rows` with each of `newer` in place of the row with its key, or after them."""
+    merged = {row["key"]: row for row in rows}
+    merged.update({row["key"]: row for row in newer})
+    return list(merged.values())
+
+
+class Recorder:
+    """The one writer of a sweep's results files. It holds the rows by run key and rewrites both files after
+    each new row: the planned runs in plan order, whatever order they finished in, then the rows of runs
+    that are no longer planned (an earlier grid under the same --name)."""
+
+    def __init__(self, sweep_dir: str | Path, planned: list[str], rows: list[dict[str, Any]]):
+        self.dir, self.keys = Path(sweep_dir), planned
+        self.rows = {row["key"]: row for row in rows}
+
+    def record(self, row: dict[str, Any]) -> None:
+        """Add a run's row, or replace the row of an earlier attempt, and write the files."""
+        self.rows[row["key"]] = row
+        self.write()
+
+    def write(self) -> None:
+        planned = set(self.keys)
+        write_results(self.dir, self.planned() + [r for k, r in self.rows.items() if k not in planned])
+
+    def planned(self) -> list[dict[str, Any]]:
+        """The rows of the planned runs, in plan order."""
+        return [self.rows[key] for key in self.keys if key in self.rows]
 
 
 def write_results(sweep_dir: str | Path, rows: list[dict[str, Any]]) -> None:
