@@ -14,6 +14,7 @@ from vitcli.models.pooling import POOLS
 from vitcli.models.specs import CHANNELS, POS_EMBEDS
 from vitcli.models.vit import TOKENIZERS
 from vitcli.sweep import MODES
+from vitcli.sweep_slurm import EXECUTORS
 
 
 def _choice(name: str, values: tuple[str, ...]) -> type[Enum]:
@@ -28,6 +29,7 @@ Channels = _choice("Channels", CHANNELS)
 SplitName = _choice("SplitName", SPLITS)
 HeadFusion = _choice("HeadFusion", HEAD_FUSIONS)
 SweepMode = _choice("SweepMode", MODES)
+SweepExecutor = _choice("SweepExecutor", EXECUTORS)
 Figure = _choice("Figure", FIGURES)
 
 

@@ -15,16 +15,17 @@ from typing import Optional, get_args
 import typer
 from rich.markup import escape
 
-from vitcli.cli.choices import SweepMode, plain
+from vitcli.cli.choices import SweepExecutor, SweepMode, plain
 from vitcli.cli.common import console, err_console, multi_value_command, print_note, user_errors
 from vitcli.cli.progress import TrainProgress
 from vitcli.cli.train import train
 from vitcli.errors import ConfigError
-from vitcli.events import EpochStart, StepDone
+from vitcli.events import EpochStart, Status, StepDone
 from vitcli.report import fmt_pct, planned_table, sweep_table
 from vitcli.sweep import SWEEPABLE, check_data, describe, dry_run, plan_sweep
-from vitcli.sweep_results import FAILED, aggregate, load_results
+from vitcli.sweep_results import FAILED, aggregate, recorded_rows
 from vitcli.sweep_run import RunEnded, RunStarted, make_sweep_dir, resume_state, run_sweep
+from vitcli.sweep_slurm import JobsSubmitted, SlurmOptions, check_executor, run_on_slurm
 
 BOOL_FLAGS = ("augment", "compile", "lsa")  # train's --x/--no-x switches; here --x true false, --no-x, --x
 
@@ -70,6 +71,32 @@ def sweep(
     plot: bool = typer.Option(
         False, "--plot", help="Also write PNG charts into the sweep directory.", rich_help_panel="Sweep"
     ),
+    jobs: int = typer.Option(
+        1,
+        "--jobs",
+        help="Runs trained at once on this machine: one per GPU when the runs use one, else CPU processes "
+        "sharing the cores.",
+        rich_help_panel="Sweep",
+    ),
+    executor: SweepExecutor = typer.Option(
+        "local",
+        help="local: this machine (--jobs); slurm: one Slurm job per run, as a submitit job array.",
+        rich_help_panel="Slurm",
+    ),
+    partition: Optional[str] = typer.Option(
+        None, help="The jobs' Slurm partition. \\[default: the cluster's]", rich_help_panel="Slurm"
+    ),
+    gpus_per_job: Optional[int] = typer.Option(
+        None, help="GPUs each job asks for. \\[default: none]", rich_help_panel="Slurm"
+    ),
+    max_parallel: Optional[int] = typer.Option(
+        None,
+        help="Jobs running at once (the array's parallelism). \\[default: submitit's, 256]",
+        rich_help_panel="Slurm",
+    ),
+    timeout_min: Optional[int] = typer.Option(
+        None, help="Each job's time limit in minutes. \\[default: 1440, a day]", rich_help_panel="Slurm"
+    ),
     **options,
 ) -> None:
     """Train every combination of the given values and print one results table; re-running resumes.
@@ -79,10 +106,14 @@ def sweep(
     Options with one value apply to every run. Finished runs are skipped on re-run.
 
     Runs that failed for a reason other than an invalid combination are retried.
+
+    [bold]--jobs N[/] trains N runs at once; [bold]--executor slurm[/] makes each run a Slurm job.
     """
     given = {key: [plain(v) for v in values] for key, values in options.items() if values}
+    slurm = SlurmOptions(partition, gpus_per_job, max_parallel, timeout_min)
     with user_errors():
         plan = plan_sweep(given, config, plain(mode), name, out, preset)
+        check_executor(plan, plain(executor), jobs, slurm)
         if dry_run_:
             return _print_dry_run(plan, as_json)
         check_data(plan)
@@ -95,8 +126,7 @@ def sweep(
     # Every failure of a run becomes its row; what comes out of run_sweep is Ctrl-C or a results file
     # that cannot be written.
     with user_errors(interrupted=f"finished results are kept in {plan.dir}; run the same command to resume"):
-        with TrainProgress(shown) as bar:
-            rows = run_sweep(plan, _listener(shown, bar))
+        rows = _run(plan, plain(executor), jobs, slurm, shown)
         _print_results(rows, plan.axes, plan.dir, as_json, plot, new_runs=len(state.todo))
 
 
@@ -105,9 +135,11 @@ def report(
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON instead of the table."),
     plot: bool = typer.Option(False, "--plot", help="Write PNG charts into the sweep directory."),
 ) -> None:
-    """Print a sweep's results table again from its results.jsonl, and optionally chart it."""
+    """Print a sweep's results table again from its results.jsonl, and optionally chart it.
+
+    Rows that Slurm jobs left in their run directories and results.jsonl lacks are shown too."""
     with user_errors():
-        rows = load_results(sweep_dir)
+        rows = recorded_rows(sweep_dir)
         if not rows:
             raise ConfigError(
                 f"{sweep_dir} holds no sweep results (results.jsonl); "
@@ -159,6 +191,35 @@ SweepCommand = multi_value_command([k.replace("_", "-") for k in SWEEPABLE], BOO
 # --- printing ----------------------------------------------------------------------------------------
 
 
+def _run(plan, executor: str, jobs: int, slurm: SlurmOptions, shown) -> list[dict]:
+    """The rows: from Slurm jobs or --jobs processes (a line per run as it ends), or from one run at a time
+    with train's progress bar."""
+    if executor == "slurm":
+        return run_on_slurm(plan, slurm, _lines(shown))
+    if jobs > 1:
+        return run_sweep(plan, _lines(shown), jobs=jobs)
+    with TrainProgress(shown) as bar:
+        return run_sweep(plan, _listener(shown, bar))
+
+
+def _lines(shown):
+    """One line per finished run, per submitted batch of jobs, and per note; runs elsewhere show no bar."""
+
+    def listen(event) -> None:
+        if isinstance(event, RunEnded):
+            shown.print(_run_line(event), highlight=False)
+        elif isinstance(event, JobsSubmitted):
+            count = f"{len(event.job_ids)} job{'s' * (len(event.job_ids) != 1)}"
+            ids = ", ".join(event.job_ids)
+            shown.print(
+                f"submitted {count} ({escape(ids)}); logs in {escape(str(event.folder))}", highlight=False
+            )
+        elif isinstance(event, Status):
+            print_note(event.message, shown)
+
+    return listen
+
+
 def _listener(shown, bar: TrainProgress):
     """One line per finished run; train's progress bar (without its epoch lines) for the current run."""
 
@@ -187,6 +248,8 @@ def _resume_line(plan, state) -> str:
         line += f", {state.skipped} already recorded (finished or invalid) and skipped"
     if state.retried:
         line += f", {state.retried} that failed before retried"
+    if state.gathered:
+        line += f", {state.gathered} row{'s' * (state.gathered != 1)} gathered from jobs' run directories"
     return line
 
 
