@@ -137,6 +137,25 @@ def local_main_first():
         dist.barrier()
 
 
+def own_draws(seed: int, epoch: int, step: int, device: torch.device):
+    """The step's forward pass draws (dropout, drop path) from a generator of this rank's own, seeded by
+    (seed, epoch, step, rank), and leaves the global generator as it was. Every rank's global generator
+    must stay the same, since mixup draws from it for the whole global batch; without this, every rank
+    would also draw the same dropout masks for its rows. In one process: nothing changes."""
+    ranks = current()
+    if not ranks.distributed:
+        return contextlib.nullcontext()
+    # A tuple of ints hashes the same in every process (only str and bytes hashes are salted).
+    return _seeded(hash((seed, epoch, step, ranks.rank)) & 0xFFFF_FFFF, device)
+
+
+@contextlib.contextmanager
+def _seeded(seed: int, device: torch.device):
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
 def all_sum(values: torch.Tensor) -> torch.Tensor:
     """`values` summed over every rank (a no-op in one process): a float64 tensor, so counts stay exact."""
     if current().distributed:

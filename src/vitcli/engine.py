@@ -35,7 +35,7 @@ from vitcli.data.batches import Augmentation
 from vitcli.data.datasets import Split
 from vitcli.data.mixing import hard_labels
 from vitcli.devices import AUTO, autocast, peak_memory_bytes
-from vitcli.distributed import any_rank, current, data_parallel, host_sums, stop_here
+from vitcli.distributed import any_rank, current, data_parallel, host_sums, own_draws, stop_here
 from vitcli.errors import TrainingDiverged
 from vitcli.evaluation import evaluate
 from vitcli.events import EpochMetrics, EpochStart, Listener, Status, StepDone
@@ -91,6 +91,7 @@ class Step:
     ema: Any = None  # averaging.moving_average of the model, updated after every step; None: none
     module: nn.Module | None = None  # the module `model` runs, when that is its torch.compile'd form
     mix: bool = True  # mixup and cutmix in this epoch (off for the last --mix-off-epochs)
+    seed: int = 0  # the run's; with several ranks, each rank's dropout draws are seeded from it per step
 
 
 def train_epoch(
@@ -116,7 +117,7 @@ def train_epoch(
     i = done.steps
     params = [p for group in step.optimizer.param_groups for p in group["params"]]
     for i, (images, labels) in enumerate(batches.epoch(skip=done.steps, mix=step.mix), start=done.steps + 1):
-        with autocast(device, step.autocast_dtype):
+        with autocast(device, step.autocast_dtype), own_draws(step.seed, epoch, i, device):
             loss, logits = step.criterion(step.model(images), images, labels, step.label_smoothing)
         step.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -223,6 +224,7 @@ def _step(
         clip_grad=cfg.clip_grad,
         ema=ema,
         module=model,
+        seed=cfg.seed,
     )
 
 
