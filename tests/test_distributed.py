@@ -217,25 +217,22 @@ def test_two_machines_join_through_torchruns_rendezvous(tmp_path):
     assert_same_model(out / "one", out / "nodes")
 
 
-def test_each_rank_draws_its_own_dropout_and_leaves_the_shared_generator_alone(monkeypatch):
+def test_each_rank_draws_its_own_dropout_and_leaves_the_shared_generator_alone():
     """Mixup draws from the global generator, which must stay the same on every rank; dropout must not
     draw the same masks on every rank."""
-    import vitcli.distributed as distributed
     from vitcli.distributed import Ranks, own_draws
 
-    dropout, ones = torch.nn.Dropout(0.5).train(), torch.ones(1000)
+    dropout, ones, cpu = torch.nn.Dropout(0.5).train(), torch.ones(1000), torch.device("cpu")
     torch.manual_seed(0)
     shared = torch.get_rng_state()
     masks = []
     for rank in range(2):
-        monkeypatch.setattr(distributed, "current", lambda rank=rank: Ranks(rank, 2))
-        with own_draws(seed=0, epoch=1, step=3, device=torch.device("cpu")):
+        with own_draws(seed=0, epoch=1, step=3, device=cpu, ranks=Ranks(rank, 2)):
             masks.append(dropout(ones))
         assert torch.equal(torch.get_rng_state(), shared)
     assert not torch.equal(masks[0], masks[1])
-    with own_draws(seed=0, epoch=1, step=3, device=torch.device("cpu")):  # rank 1 again: the same draws
+    with own_draws(seed=0, epoch=1, step=3, device=cpu, ranks=Ranks(1, 2)):  # rank 1 again: the same draws
         assert torch.equal(dropout(ones), masks[1])
-    monkeypatch.setattr(distributed, "current", lambda: Ranks())
-    with own_draws(seed=0, epoch=1, step=3, device=torch.device("cpu")):  # one process: the global draws
+    with own_draws(seed=0, epoch=1, step=3, device=cpu, ranks=Ranks()):  # one process: the global draws
         dropout(ones)
     assert not torch.equal(torch.get_rng_state(), shared)

@@ -137,12 +137,11 @@ def local_main_first():
         dist.barrier()
 
 
-def own_draws(seed: int, epoch: int, step: int, device: torch.device):
+def own_draws(seed: int, epoch: int, step: int, device: torch.device, ranks: Ranks):
     """The step's forward pass draws (dropout, drop path) from a generator of this rank's own, seeded by
     (seed, epoch, step, rank), and leaves the global generator as it was. Every rank's global generator
     must stay the same, since mixup draws from it for the whole global batch; without this, every rank
     would also draw the same dropout masks for its rows. In one process: nothing changes."""
-    ranks = current()
     if not ranks.distributed:
         return contextlib.nullcontext()
     # A tuple of ints hashes the same in every process (only str and bytes hashes are salted).
@@ -179,11 +178,11 @@ def host_sums(*values: torch.Tensor) -> list[float]:
     return all_sum(torch.stack([value.double() for value in values])).tolist()
 
 
-def stop_here(stop: Callable[[], bool], logged: bool, device: torch.device) -> bool:
+def stop_here(stop: Callable[[], bool], logged: bool, device: torch.device, ranks: Ranks) -> bool:
     """Whether training stops after this step. One process asks `stop()` after every step; several ranks
     must stop at the same step, and a signal reaches them a step or two apart, so they ask each other, at
     the steps where they sum their metrics (`logged`) anyway."""
-    if not current().distributed:
+    if not ranks.distributed:
         return stop()
     return logged and any_rank(stop(), device)
 

@@ -117,7 +117,7 @@ def train_epoch(
     i = done.steps
     params = [p for group in step.optimizer.param_groups for p in group["params"]]
     for i, (images, labels) in enumerate(batches.epoch(skip=done.steps, mix=step.mix), start=done.steps + 1):
-        with autocast(device, step.autocast_dtype), own_draws(step.seed, epoch, i, device):
+        with autocast(device, step.autocast_dtype), own_draws(step.seed, epoch, i, device, ranks):
             loss, logits = step.criterion(step.model(images), images, labels, step.label_smoothing)
         step.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -140,7 +140,7 @@ def train_epoch(
                 )
             elapsed = time.perf_counter() - start
             emit(StepDone(epoch, i, steps, mean_loss, accuracy, seen / elapsed))
-        if stop_here(stop, logged, device) and i < steps:
+        if stop_here(stop, logged, device, ranks) and i < steps:
             break
     if device.type == "cuda":
         torch.cuda.synchronize(device)
