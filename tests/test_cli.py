@@ -18,6 +18,7 @@ def test_train_writes_a_run_directory(tmp_path, mnist_dir):
         "state.safetensors",
         "config.toml",
         "metrics.jsonl",
+        "curves.png",
         ".lock",
     }
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

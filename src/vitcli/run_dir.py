@@ -6,8 +6,10 @@ the run goes so that a stopped or killed run keeps what it did.
     model.safetensors   the best-validation weights so far; at the end, with the test metrics
     last.safetensors    the weights of the last finished epoch
     state.safetensors   everything needed to resume exactly (`train_state`)
+    curves.png          loss and accuracy, train and validation, against epoch (`curves`), after every epoch
     attention-snapshots/  with --snapshot-attention K: K images' attention after every epoch
                           (`inspection.snapshots`)
+    tensorboard/        with --tensorboard: TensorBoard's event files (`tensorboard_log`)
 
 Every file is written to a temporary file and renamed; a write killed half-way leaves a hidden `.*.tmp`
 that the next command in the directory removes.
@@ -21,6 +23,7 @@ from pathlib import Path
 
 from vitcli.checkpoint import save_checkpoint
 from vitcli.config import Config
+from vitcli.curves import CURVES, write_run_curves
 from vitcli.data.datasets import DatasetInfo
 from vitcli.engine import Snapshot
 from vitcli.errors import ConfigError, OutputError
@@ -28,10 +31,11 @@ from vitcli.events import EpochMetrics, Listener
 from vitcli.files import atomic_write_text, writing
 from vitcli.inspection.snapshots import SNAPSHOT_DIR, AttentionSnapshots
 from vitcli.models.specs import Built
+from vitcli.tensorboard_log import TENSORBOARD
 from vitcli.train_state import STATE_FILE, save_state
 
 MODEL, LAST, CONFIG, METRICS = "model.safetensors", "last.safetensors", "config.toml", "metrics.jsonl"
-RUN_FILES = (MODEL, LAST, CONFIG, METRICS, STATE_FILE)
+RUN_FILES = (MODEL, LAST, CONFIG, METRICS, STATE_FILE, CURVES)
 
 
 def holds_a_run(run_dir: Path) -> bool:
@@ -73,7 +77,8 @@ def clear(run_dir: Path) -> None:
     killed write left; other files in the directory are the user's and stay."""
     remove_temporaries(run_dir)
     snapshots = list((run_dir / SNAPSHOT_DIR).glob("*.safetensors"))
-    for path in [run_dir / name for name in RUN_FILES] + snapshots:
+    events = list((run_dir / TENSORBOARD).glob("events.out.tfevents.*"))
+    for path in [run_dir / name for name in RUN_FILES] + snapshots + events:
         with writing(path):
             path.unlink(missing_ok=True)
 
@@ -111,7 +116,8 @@ class MetricsLog:
 
 class SnapshotWriter:
     """fit's `on_snapshot`: the state every epoch, last.safetensors for each finished epoch, and
-    model.safetensors whenever the best weights change, so a stopped run always has an evaluable model.
+    model.safetensors whenever the best weights change, so a stopped run always has an evaluable model;
+    then curves.png of the epochs so far.
 
     The state goes last: a second Ctrl-C may stop the process between two of these writes, and a state on
     disk must never name an epoch whose weights are not there yet (the run could resume, but not be
@@ -139,3 +145,6 @@ class SnapshotWriter:
                 self.attention(snapshot.history[-1].epoch)
         with writing(self.run_dir / STATE_FILE) as path:
             save_state(path, snapshot)
+        if not snapshot.totals.steps:  # after the state: a picture must never keep a run from resuming
+            title = f"{self.run_dir.name}: {self.config.model.kind} on {self.info.name}"
+            write_run_curves([m.to_dict() for m in snapshot.history], self.run_dir / CURVES, title)
