@@ -36,13 +36,16 @@ import hashlib
 import json
 import os
 import stat
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import safe_open, save_file
 
+from vitcli.errors import OutputError
 from vitcli.files import atomic_write
 
 FORMAT = "vitcli-data/2"  # /2: with "sha256" and "bytes" in the metadata, and content in the fingerprint
@@ -51,6 +54,10 @@ EDGE_BYTES = 16 << 20  # of a larger file, its first and last EDGE_BYTES are has
 _CHUNK = 1 << 20
 # O_NONBLOCK: opening a FIFO left in a data folder must not hang; O_BINARY: no newline translation on Windows.
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+SUFFIX = ".safetensors"
+# A temporary file (atomic_write's .NAME.XXXX.tmp) not written to for this long is left by a killed
+# process; a younger one may be a cache file that another vitcli is writing right now.
+STALE_SECONDS = 60
 
 
 def cache_root() -> Path:
@@ -58,6 +65,67 @@ def cache_root() -> Path:
     if os.environ.get("VITCLI_CACHE_DIR"):
         return Path(os.environ["VITCLI_CACHE_DIR"]).expanduser()
     return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "vitcli"
+
+
+def tensor_dir() -> Path:
+    """The folder of decoded-tensor files, one NAME-FINGERPRINT.safetensors per source."""
+    return cache_root() / "tensors"
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str  # the source's cache name: mnist, cifar10, folder2-<folder name>, ...
+    path: Path
+    bytes: int
+
+
+def entries() -> list[Entry]:
+    """The finished cache files, by name; none when the cache folder does not exist."""
+    found = []
+    for path in sorted(tensor_dir().glob(f"*{SUFFIX}")):
+        with contextlib.suppress(OSError):  # removed by another process while listed
+            if path.is_file() and not path.name.startswith("."):
+                found.append(Entry(path.name[: -len(SUFFIX)].rsplit("-", 1)[0], path, path.stat().st_size))
+    return found
+
+
+@dataclass(frozen=True)
+class Cleared:
+    files: int  # removed
+    bytes: int  # freed
+    kept: int  # temporary files younger than STALE_SECONDS: maybe being written now
+
+
+def clear() -> Cleared:
+    """Remove the decoded-tensor files (the downloaded data is elsewhere and stays). Finished files go:
+    a reader that has one open keeps reading it (POSIX), and cache writes never change a finished file
+    but rename a new one over it. Temporary files go only when stale (STALE_SECONDS), so that a write
+    under way in another process finishes; its file is then an ordinary cache entry."""
+    folder = tensor_dir()
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(
+            f"the tensor cache {folder} is a file, not a folder; set VITCLI_CACHE_DIR to a folder"
+        )
+    files = freed = kept = 0
+    now = time.time()
+    for path in sorted(folder.glob("*")) if folder.is_dir() else []:
+        try:
+            info = path.lstat()
+            temporary = path.name.startswith(".") and path.name.endswith(".tmp")
+            if not stat.S_ISREG(info.st_mode) or not (temporary or path.name.endswith(SUFFIX)):
+                continue  # not the cache's: leave it
+            if temporary and now - info.st_mtime < STALE_SECONDS:
+                kept += 1
+                continue
+            path.unlink()
+        except FileNotFoundError:
+            continue  # removed by another process meanwhile
+        except OSError as e:
+            raise OutputError(
+                f"cannot remove {path}: {e.strerror or e}; check the folder's permissions"
+            ) from None
+        files, freed = files + 1, freed + info.st_size
+    return Cleared(files, freed, kept)
 
 
 def fingerprint(source: Path) -> str:
@@ -136,7 +204,7 @@ def cached(
 
     A cache file that is there but cannot be used is decoded again, and `on_note` gets one line saying
     so, once the decoding has worked."""
-    path = cache_root() / "tensors" / f"{name}-{fingerprint(source)}.safetensors"
+    path = tensor_dir() / f"{name}-{fingerprint(source)}{SUFFIX}"
     problem = None
     if path.is_file():
         entry, problem = _read(path)

@@ -32,7 +32,7 @@ def build_finetune(
         )
     elif spec.pretrained != "none":
         emit(Status(f"reading weights from {spec.pretrained}"))
-    weights = fetch(spec)
+    weights = fetch(spec, lambda line: emit(Status(line)))
     vit = build_timm_vit(spec, info, drop_path)
     if weights.state is None:
         source = model_native.shapes  # what changed against the model as its authors built it

@@ -16,7 +16,9 @@ the checkpoint. A test holds the result equal to timm's own path.
 from __future__ import annotations
 
 import logging
+import os
 import pickle
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,8 +71,9 @@ def hub_tag(model: str, pretrained: str) -> str:
     return f"{model}.{wanted[0]}"
 
 
-def fetch(cfg: TimmSpec) -> Weights:
-    """The weights `cfg.pretrained` names, read or downloaded; a one-line error when they cannot be."""
+def fetch(cfg: TimmSpec, on_status: Callable[[str], None] | None = None) -> Weights:
+    """The weights `cfg.pretrained` names, read or downloaded; a one-line error when they cannot be.
+    `on_status` gets a line before weights are downloaded from the hub (their size, where from)."""
     from timm.models import get_pretrained_cfg
 
     if cfg.pretrained == "none":
@@ -78,16 +81,19 @@ def fetch(cfg: TimmSpec) -> Weights:
     if cfg.pretrained in ("imagenet", "dino"):
         tag = hub_tag(cfg.name, cfg.pretrained)
         pretrained_cfg = get_pretrained_cfg(tag)
-        return Weights(tag, "timm", _download(tag), pretrained_cfg.mean, pretrained_cfg.std)
+        return Weights(tag, "timm", _download(tag, on_status), pretrained_cfg.mean, pretrained_cfg.std)
     # A file carries no normalisation; the model's default pretrained weights' is the best guess.
     default = get_pretrained_cfg(cfg.name)
     mean, std = (default.mean, default.std) if default else (None, None)
     return Weights(Path(cfg.pretrained).name, "file", read_state_dict(cfg.pretrained), mean, std)
 
 
-def _download(tag: str) -> dict[str, Tensor]:
+def _download(tag: str, on_status: Callable[[str], None] | None = None) -> dict[str, Tensor]:
     import timm
 
+    size = _check_hub(tag)
+    if size is not None and on_status is not None:
+        on_status(f"downloading {tag} weights ({size / 1e6:.1f} MB) from the Hugging Face hub")
     # Without a network the hub retries each file for about half a minute and logs a warning per try;
     # the one line below says what matters, so its retry warnings are held back.
     hub_logger = logging.getLogger("huggingface_hub")
@@ -98,15 +104,65 @@ def _download(tag: str) -> dict[str, Tensor]:
         # HF_HUB_OFFLINE and custom formats exactly as for any timm user.
         return timm.create_model(tag, pretrained=True).state_dict()
     except Exception as e:  # noqa: BLE001 - no network, no cache, a proxy: all mean "could not fetch"
-        first = (str(e).strip().splitlines() or [""])[0].split(". ")[0]  # hub errors run to paragraphs
-        reason = f"{type(e).__name__}: {first[:150]}" if first else type(e).__name__
-        raise WeightsError(
-            f"could not fetch timm's {tag} weights ({reason}); without internet pass a local state dict "
-            f"of {tag.split('.')[0]} with --pretrained FILE (.safetensors, .pth or .bin), or fill the "
-            "Hugging Face cache on a connected machine and set HF_HUB_OFFLINE=1"
-        ) from None
+        raise _fetch_error(tag, e) from None
     finally:
         hub_logger.setLevel(level)
+
+
+def _fetch_error(tag: str, e: Exception, detail: str = "") -> WeightsError:
+    first = (str(e).strip().splitlines() or [""])[0].split(". ")[0]  # hub errors run to paragraphs
+    reason = f"{type(e).__name__}: {first[:150]}" if first else type(e).__name__
+    return WeightsError(
+        f"could not fetch timm's {tag} weights ({reason}{detail}); without internet pass a local state dict "
+        f"of {tag.split('.')[0]} with --pretrained FILE (.safetensors, .pth or .bin), or fill the "
+        "Hugging Face cache on a connected machine and set HF_HUB_OFFLINE=1"
+    )
+
+
+def _check_hub(tag: str) -> int | None:
+    """The size in bytes of the file timm will download for `tag`; None when nothing is to be downloaded
+    (the file is in the hub's cache, HF_HUB_OFFLINE is set, the weights are not on the hub) or the hub
+    did not give a size. A WeightsError when the hub cannot be reached.
+
+    Without this check an unreachable hub costs about 50 s: huggingface_hub retries each file five
+    times with backoff (2+4+8+8 s) and timm asks for two files, and no setting of huggingface_hub
+    shortens the retries. One HEAD request without retries, through huggingface_hub's own client (its
+    endpoint, proxies and token), answers within HF_HUB_ETAG_TIMEOUT (3 s unless set): at once when
+    the name does not resolve or the connection is refused, about 5 s where packets are dropped (the
+    hub's client first fetches its user-agent registry, with a 3 s timeout of its own). A file already
+    in the cache needs no check: huggingface_hub then falls back to it at once when the hub is down."""
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+    from huggingface_hub.utils import EntryNotFoundError, HfHubHTTPError
+    from timm.models import get_pretrained_cfg
+
+    pretrained_cfg = get_pretrained_cfg(tag)
+    hub_id = pretrained_cfg.hf_hub_id if pretrained_cfg else None
+    if constants.HF_HUB_OFFLINE or not hub_id or pretrained_cfg.file or pretrained_cfg.state_dict:
+        return None
+    repo, _, revision = hub_id.partition("@")
+    # The files timm's load_state_dict_from_hf asks for, in its order.
+    names = ["model.safetensors", "pytorch_model.bin"]
+    if pretrained_cfg.hf_hub_filename:
+        names = [pretrained_cfg.hf_hub_filename]
+    if any(isinstance(try_to_load_from_cache(repo, n, revision=revision or None), str) for n in names):
+        return None
+    timeout = float(os.environ.get("HF_HUB_ETAG_TIMEOUT") or 3)
+    for name in names:
+        url = hf_hub_url(repo, name, revision=revision or None)
+        try:
+            return get_hf_file_metadata(url, timeout=timeout).size
+        except EntryNotFoundError:
+            continue  # timm tries the next file
+        except HfHubHTTPError:
+            return None  # the hub answered (a gated or moved repository): timm's own error will say
+        except Exception as e:  # noqa: BLE001 - no DNS, refused, timed out, a proxy: the hub is not there
+            detail = f"; the hub at {constants.ENDPOINT} cannot be reached"
+            if "timeout" in type(e).__name__.lower():  # slow rather than absent: say how to wait longer
+                detail = (
+                    f"; the hub at {constants.ENDPOINT} did not answer in {timeout:g} s (HF_HUB_ETAG_TIMEOUT)"
+                )
+            raise _fetch_error(tag, e, detail) from None
+    return None
 
 
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
