@@ -86,11 +86,13 @@ def write_image_folder(
     mode: str = "RGB",
     per_class: dict[str, int] | None = None,
     val: bool = False,
+    plain: bool = False,
 ) -> Path:
-    """root/{train,test[,val]}/<class>/<n>.png with images of `size` (height, width)."""
+    """root/{train,test[,val]}/<class>/<n>.png with images of `size` (height, width); with `plain`,
+    root/<class>/<n>.png alone (per_class["train"] images a class, no split folders)."""
     counts = per_class or {"train": 20, "test": 6, "val": 6}
     channels = 1 if mode == "L" else 3
-    for split in ("train", "test") + (("val",) if val else ()):
+    for split in ("train",) if plain else ("train", "test") + (("val",) if val else ()):
         images, labels = class_images(
             counts[split] * len(classes),
             len(classes),
@@ -99,7 +101,7 @@ def write_image_folder(
             {"train": 0, "test": 1, "val": 2}[split],
         )
         for i, (image, label) in enumerate(zip(images, labels)):
-            folder = root / split / classes[label]
+            folder = root / classes[label] if plain else root / split / classes[label]
             folder.mkdir(parents=True, exist_ok=True)
             Image.fromarray(image[..., 0] if mode == "L" else image, mode).save(folder / f"{i:04d}.png")
     return root

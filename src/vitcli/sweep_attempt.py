@@ -74,8 +74,14 @@ def _base_row(sweep: Sweep, run: PlannedRun) -> dict[str, Any]:
 
 
 def _finished_row(sweep: Sweep, run: PlannedRun, result) -> dict[str, Any]:
-    # The run's own summary, the one its checkpoint keeps: one list of metrics for both.
-    return {**_base_row(sweep, run), "status": FINISHED, **result.metrics()}
+    # The run's own summary, the one its checkpoint keeps: one list of metrics for both. The whole run's
+    # time (load, train, test) is known only once the checkpoint is saved, so the row alone has it.
+    return {
+        **_base_row(sweep, run),
+        "status": FINISHED,
+        **result.metrics(),
+        "total_seconds": result.total_seconds,
+    }
 
 
 def failed_row(sweep: Sweep, run: PlannedRun, failure: str, error: str) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Image folders, `PATH/{train,test[,val]}/<class>/<images>`, decoded into uint8 tensors.
+"""Image folders, `PATH/{train,test[,val]}/<class>/<images>` or plain `PATH/<class>/<images>`, decoded
+into uint8 tensors (how a plain folder is split is `vitcli.data.datasets`').
 
 Read as torchvision's ImageFolder reads them (the same classes, files and order), with these rules;
 anything else is a DataError of one line that names the file or folder and says what to do:
@@ -36,6 +37,7 @@ import torch
 from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from vitcli.data.stratified import hold_out
 from vitcli.errors import DataError
 
 GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
@@ -43,22 +45,78 @@ _EXTENSIONS = ", ".join(IMG_EXTENSIONS)
 
 
 def decode_folder(
-    path: Path, splits: list[str], on_note: Callable[[str], None] | None = None
+    path: Path,
+    splits: list[str],
+    on_note: Callable[[str], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> tuple[dict[str, torch.Tensor], list[str]]:
     """({"<split>_images": uint8 (N, C, H, W), "<split>_labels": int64 (N,)}, classes) for `splits` of
-    the image folder `path`: every folder listed and checked first, then every image decoded."""
-    classes = _classes(path / splits[0], splits[0])
+    the image folder `path`: every folder listed and checked first, then every image decoded, with
+    `on_progress(done, total)` after each image."""
+    return _decode(path, {split: path / split for split in splits}, on_note, on_progress)
+
+
+def decode_plain_folder(
+    path: Path,
+    test_fraction: float,
+    seed: int,
+    on_note: Callable[[str], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """decode_folder's tensors for "train" and "test" of a plain image folder, `PATH/<class>/<images>`
+    with no split folders, read by the same rules: `test_fraction` of each class's images (rounded half
+    up) held out as the test split, drawn with `seed` (a fixed one, not --seed: every run, and the
+    cache, sees the same split)."""
+    tensors, classes = _decode(path, {"all": path}, on_note, on_progress)
+    images, labels = tensors["all_images"], tensors["all_labels"]
+    kept, held = hold_out(labels, test_fraction, seed)
+    if not len(held):
+        raise DataError(
+            f"folder data set {path} has too few images to hold out {test_fraction:.0%} of each class as "
+            f"a test split ({len(labels)} images in {len(classes)} classes); add images (3 or more a "
+            f"class), or put them in {path}/train/<class>/ and {path}/test/<class>/"
+        )
+    split = {"train_images": images[kept], "train_labels": labels[kept]}
+    return {**split, "test_images": images[held], "test_labels": labels[held]}, classes
+
+
+def progress_notes(
+    on_note: Callable[[str], None] | None, larger_than: int
+) -> Callable[[int, int], None] | None:
+    """An `on_progress` for decoding that gives `on_note` a line every tenth of the way ("decoding
+    12,000 of 60,000 images"), for folders of more than `larger_than` images: smaller ones decode in a
+    few seconds."""
+    if on_note is None:
+        return None
+
+    def progress(done: int, total: int) -> None:
+        step = -(-total // 10)  # a tenth, rounded up
+        if total > larger_than and (done % step == 0 or done == total):
+            on_note(f"decoding {done:,} of {total:,} images")
+
+    return progress
+
+
+def _decode(
+    path: Path,
+    dirs: dict[str, Path],
+    on_note: Callable[[str], None] | None,
+    on_progress: Callable[[int, int], None] | None,
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """decode_folder for the splits `dirs` (split name -> the folder of its class folders) of `path`."""
+    splits = list(dirs)
+    classes = _classes(dirs[splits[0]], splits[0])
     for split in splits[1:]:
-        if (split_classes := _classes(path / split, split)) != classes:
-            raise _different_classes(path / split, split_classes, path / splits[0], classes)
+        if (split_classes := _classes(dirs[split], split)) != classes:
+            raise _different_classes(dirs[split], split_classes, dirs[splits[0]], classes)
     # The data set's folders, where they really are: linked folders leading into them are not followed.
-    tree = {os.path.realpath(path)}.union(*(_class_folders(path / split, classes) for split in splits))
+    tree = {os.path.realpath(path)}.union(*(_class_folders(dirs[split], classes) for split in splits))
     skipped: list[str] = []
     listed = {
         split: [
             (file, label)
             for label, name in enumerate(classes)
-            for file in _images(path / split / name, tree, skipped)
+            for file in _images(dirs[split] / name, tree, skipped)
         ]
         for split in splits
     }
@@ -68,8 +126,13 @@ def decode_folder(
             f"left out {len(skipped)} linked folder(s) in class folders that lead back into the data set "
             f"{path} or to a folder already read: {'; '.join(skipped[:3])}{more}"
         )
-    reader = _Reader()
-    arrays = {split: [reader.read(file) for file, _ in listed[split]] for split in splits}
+    reader, total = _Reader(), sum(map(len, listed.values()))
+    arrays: dict[str, list[np.ndarray]] = {split: [] for split in splits}
+    for split in splits:
+        for file, _ in listed[split]:
+            arrays[split].append(reader.read(file))
+            if on_progress is not None:
+                on_progress(reader.count, total)
     tensors = {}
     for split in splits:
         tensors[f"{split}_images"] = _stack(arrays.pop(split), 1 if reader.all_gray else 3)
@@ -183,9 +246,11 @@ class _Reader:
     def __init__(self) -> None:
         self.first: tuple[str, tuple[int, int]] | None = None  # the first file and its (width, height)
         self.all_gray = True
+        self.count = 0  # images read so far
 
     def read(self, file: str) -> np.ndarray:
         """(H, W) for a gray image, (H, W, 3) for a colour one."""
+        self.count += 1
         with _open(file) as image:
             self._check_size(file, image.size)
             mode = image.mode
