@@ -183,7 +183,7 @@ def mnist_run(tmp_path, mnist_dir):
 
 def test_attention_writes_one_picture_per_image_with_the_promised_size(tmp_path, mnist_run):
     out = tmp_path / "pictures"
-    result = run("attention", mnist_run, "--index", 0, 5, 17, "--out", out)
+    result = run("attention", mnist_run, "--index", 0, 5, 17, "--out", out, "--preview")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["test-0.png", "test-17.png", "test-5.png"]
     with Image.open(out / "test-5.png") as png:

@@ -14,6 +14,7 @@ import typing
 from typing import Any
 
 from vitcli.errors import ConfigError
+from vitcli.suggest import did_you_mean
 
 
 def field_names(cls: type) -> list[str]:
@@ -26,7 +27,9 @@ def build(cls: type, given: dict[str, Any], where: str) -> Any:
     names = field_names(cls)
     for key in given:
         if key not in names:
-            raise ConfigError(f"{where}: unknown key {key!r}; the keys are {', '.join(names)}")
+            raise ConfigError(
+                f"{where}: unknown key {key!r}; {did_you_mean(key, names)}the keys are {', '.join(names)}"
+            )
     return cls(**{key: coerce(value, hints[key], f"{where} {key}") for key, value in given.items()})
 
 
@@ -56,7 +59,9 @@ def flag(key: str) -> str:
 
 def one_of(key: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ConfigError(f"{flag(key)} must be one of {', '.join(choices)}, got {value!r}")
+        hint = did_you_mean(value, choices).strip()
+        hint = f"; {hint}" if hint else ""
+        raise ConfigError(f"{flag(key)} must be one of {', '.join(choices)}, got {value!r}{hint}")
 
 
 def positive(section: Any, *keys: str) -> None:

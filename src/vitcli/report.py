@@ -5,10 +5,13 @@ from __future__ import annotations
 import math
 
 from rich import box
+from rich.console import Group as RenderGroup
+from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from vitcli.events import EpochMetrics
+from vitcli.fitting import FirstThatFits, keep_whole, span_text
 from vitcli.models.pretrained import Adaptation
 from vitcli.preprocessing import Preprocessing
 from vitcli.run import EvalReport, RunResult
@@ -36,28 +39,32 @@ def fmt_loss(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4f}"
 
 
+EPOCH_WIDTH = 80  # an epoch line longer than this is split into two aligned lines
+
+
 def epoch_line(m: EpochMetrics, epochs: int) -> str:
-    """One line per epoch, in rich markup."""
+    """One line per epoch, in rich markup; two aligned lines where one would pass 80 columns (the EMA's
+    accuracy, 3-digit epoch counts, long epochs)."""
     width = len(str(epochs))
-    val = (
-        ""
-        if m.val_accuracy is None
-        else f"  val loss {m.val_loss:.4f} acc [bold]{fmt_pct(m.val_accuracy)}[/]"
-    )
+    head = f"epoch {m.epoch:>{width}}/{epochs} "
+    scores = f"train {m.train_loss:.4f} {fmt_pct(m.train_accuracy)}"
+    if m.val_accuracy is not None:
+        scores += f" val {m.val_loss:.4f} [bold]{fmt_pct(m.val_accuracy)}[/]"
     if m.ema_val_accuracy is not None:  # the moving average of the weights (--ema), validated beside them
-        val += f" ema [bold]{fmt_pct(m.ema_val_accuracy)}[/]"
-    return (
-        f"epoch {m.epoch:>{width}}/{epochs}  train loss {m.train_loss:.4f} acc {fmt_pct(m.train_accuracy)}"
-        f"{val}  lr {m.lr:.2e}  {m.seconds:.1f}s  {m.images_per_s:,.0f} img/s"
-    )
+        scores += f" ema [bold]{fmt_pct(m.ema_val_accuracy)}[/]"
+    costs = f"lr {m.lr:.1e} {m.seconds:.1f}s {m.images_per_s:,.0f} img/s"
+    line = f"{head}{scores} {costs}"
+    if len(Text.from_markup(line).plain) <= EPOCH_WIDTH:
+        return line
+    return f"{head}{scores}\n{' ' * len(head)}{costs}"
 
 
 def run_table(r: RunResult) -> Table:
     model = getattr(r.spec, "name", r.spec.kind)  # a timm model's name, else the kind
     table = Table(title=f"{model} on {r.info.name}", title_justify="left")
-    table.add_column("")
-    table.add_column("accuracy", justify="right")
-    table.add_column("loss", justify="right")
+    table.add_column("", overflow="fold")
+    table.add_column("accuracy", justify="right", overflow="fold")
+    table.add_column("loss", justify="right", no_wrap=True)
     best = r.best
     table.add_row(
         f"train (epoch {r.best_epoch}, running mean)", fmt_pct(best.train_accuracy), fmt_loss(best.train_loss)
@@ -73,6 +80,8 @@ def run_table(r: RunResult) -> Table:
     table.add_row(
         Text("test", style="bold"), Text(fmt_pct(r.test.accuracy), style="bold"), fmt_loss(r.test.loss)
     )
+    for split, (count, total) in r.capped.items():  # --subset capped evaluation too
+        table.add_row(Text(f"{split} on {count:,} of {total:,} images (--subset)", style="dim"), "", "")
     table.add_section()
     table.add_row("parameters", f"{r.parameters:,}", "")
     table.add_row("tokens per image", "n/a (CNN)" if r.tokens is None else f"{r.tokens}", "")
@@ -87,6 +96,7 @@ def run_table(r: RunResult) -> Table:
         table.add_row(
             f"teacher time ({t.kind}, {t.parameters:,} params)", f"{t.seconds:.1f} s ({t.share:.0%})", ""
         )
+    keep_whole(table, 1, 2)  # before the words below, which may wrap in the accuracy column
     if r.adaptation:  # finetune: where the weights came from and what was changed to fit the data
         table.add_section()
         for part, change in adaptation_rows(r.adaptation, r.preprocessing, r.info.name):
@@ -188,131 +198,196 @@ def eval_tables(report: EvalReport) -> list[Table]:
     )
 
     per_class = Table(title="per class", title_justify="left")
-    per_class.add_column("class")
+    numbered = _numbered(report.classes)
+    if numbered:  # the confusion matrix names these classes by number
+        per_class.add_column("#", justify="right", no_wrap=True)
+    per_class.add_column("class", overflow="fold")
     per_class.add_column("images", justify="right")
     per_class.add_column("accuracy", justify="right")
     worst = min((a for a in r.per_class_accuracy if a is not None), default=None)
-    for name, row, acc in zip(report.classes, r.confusion, r.per_class_accuracy):
+    for i, (name, row, acc) in enumerate(zip(report.classes, r.confusion, r.per_class_accuracy)):
         style = "red" if acc is not None and acc == worst else ""
-        per_class.add_row(name, f"{sum(row):,}", Text(fmt_pct(acc), style=style))
+        number = [str(i)] if numbered else []
+        per_class.add_row(*number, name, f"{sum(row):,}", Text(fmt_pct(acc), style=style))
+    keep_whole(per_class, *(i for i, c in enumerate(per_class.columns) if c.header != "class"))
 
-    confusion = Table(title="confusion (rows: true class, columns: predicted)", title_justify="left")
-    confusion.add_column("")
-    labels = [_short(c) for c in report.classes]
-    for label in labels:
-        confusion.add_column(label, justify="right")
-    for i, (label, row) in enumerate(zip(labels, r.confusion)):
-        cells = [
-            Text(str(v), style="bold green" if i == j else ("red" if v else "dim")) for j, v in enumerate(row)
-        ]
-        confusion.add_row(label, *cells)
+    labels = _labels(report.classes)
+    blocks = [math.ceil(len(labels) / parts) for parts in range(1, len(labels) + 1)]
+    confusion = FirstThatFits(
+        *(lambda n=n: _confusion(r.confusion, labels, n) for n in dict.fromkeys(blocks))
+    )
     return [summary, per_class, confusion]
 
 
-def _short(name: str) -> str:
-    # MNIST's classes are "0 - zero" ...: the digit alone keeps the confusion matrix narrow.
-    return name.split(" - ")[0] if " - " in name else name[:8]
+def _confusion(confusion: list[list[int]], labels: list[str], per_table: int) -> RenderableType:
+    """The confusion matrix, its predicted-class columns `per_table` at a time (one table where it fits)."""
+    tables = []
+    for start in range(0, len(labels), per_table):
+        shown = labels[start : start + per_table]
+        part = "" if per_table >= len(labels) else f", predicted {shown[0]} to {shown[-1]}"
+        table = Table(title=f"confusion (rows: true class, columns: predicted){part}", title_justify="left")
+        table.add_column("", no_wrap=True)
+        for label in shown:
+            table.add_column(label, justify="right", no_wrap=True)
+        for i, (label, row) in enumerate(zip(labels, confusion)):
+            cells = [
+                Text(str(v), style="bold green" if i == j else ("red" if v else "dim"))
+                for j, v in enumerate(row[start : start + per_table], start)
+            ]
+            table.add_row(label, *cells)
+        tables.append(keep_whole(table))
+    return RenderGroup(*tables)
 
 
-def half_blocks(rgb) -> Text:
-    """An (H, W, 3) uint8 picture as text: each character is two pixels, the upper one as the colour of
-    '▀' and the lower one as its background, so a 28x28 digit takes 28 columns and 14 lines."""
-    from rich.color import Color
-    from rich.style import Style
+def _labels(classes: list[str]) -> list[str]:
+    """Short labels for the confusion matrix: MNIST's "0 - zero" ... by its digit, names of up to 8
+    characters as they are, and otherwise every class by its number in the per-class table's order."""
+    if _numbered(classes):
+        return [str(i) for i in range(len(classes))]
+    return [name.split(" - ")[0] if " - " in name else name for name in classes]
 
-    text = Text()
-    height = rgb.shape[0]
-    for y in range(0, height, 2):
-        for x in range(rgb.shape[1]):
-            top = Color.from_rgb(*(int(v) for v in rgb[y, x]))
-            bottom = Color.from_rgb(*(int(v) for v in rgb[y + 1, x])) if y + 1 < height else None
-            text.append("▀", Style(color=top, bgcolor=bottom))
-        if y + 2 < height:
-            text.append("\n")
-    return text
+
+def _numbered(classes: list[str]) -> bool:
+    return any(len(name) > 8 and " - " not in name for name in classes)
 
 
 # --- sweeps ------------------------------------------------------------------------------------------
 
 
 def fmt_mean_std(mean: float | None, std: float | None) -> str:
+    """`95.50±0.71` (percent; the column header says so), or the mean alone for one run."""
     if mean is None:
         return "n/a"
-    return fmt_pct(mean) if std is None else f"{100 * mean:.2f} ± {100 * std:.2f}%"
+    return f"{100 * mean:.2f}" if std is None else f"{100 * mean:.2f}±{100 * std:.2f}"
 
 
-def sweep_table(groups: list[Group], axes: list[str], title: str) -> Table:
+def sweep_table(groups: list[Group], axes: list[str], title: str) -> FirstThatFits:
     """One row per group of runs (the seeds of one setting), best test accuracy first and highlighted.
 
     Peak memory is shown for CUDA runs only: on the CPU vitcli can only read the process's peak, which
     in a sweep (one process) spans every run so far (results.jsonl still has it). The status column
-    appears when some run failed. Both keep the table within an 80-column terminal where they can.
+    appears when some run failed. A column per swept option where that fits the terminal; else each
+    row's setting in one column of words that wrap; else the settings and the numbers as two tables
+    numbered alike. No number is ever cut.
     """
     columns = [a for a in axes if a != "seed"]
     seeds = any(len(g.seeds) > 1 for g in groups)
     cuda = any(str(g.device).startswith("cuda") for g in groups)
     failures = any(g.status != FINISHED for g in groups)
-    # No column rules and no edge padding: ten or more columns still fit an 80-column terminal.
+    names = (
+        ["params", "tok", "val %", "test %", "train s", "img/s"] + ["peak mem"] * cuda + ["status"] * failures
+    )
+    rows = [_sweep_cells(g, cuda, failures) for g in groups]
+    styles = [_group_style(i, g) for i, g in enumerate(groups)]
+    values = [[fmt_value(g.values.get(a, "")) for a in columns] for g in groups]
+    settings = [
+        " ".join([*(f"{a}={v}" for a, v in zip(columns, vs)), *([f"seeds={span_text(g.seeds)}"] * seeds)])
+        for g, vs in zip(groups, values)
+    ]
+    seed_cells = [[span_text(g.seeds)] * seeds for g in groups]
+    caption = None
+    if not cuda and any(g.finished for g in groups):
+        caption = "peak memory: CUDA runs only (on the CPU only the whole process's peak is known)"
+
+    def wide() -> Table:
+        heads = [*columns, *["seeds"] * seeds, *names]
+        return _sweep_layout(
+            title, caption, heads, [[*v, *s, *c] for v, s, c in zip(values, seed_cells, rows)], styles
+        )
+
+    def stacked() -> Table:
+        table = _sweep_layout(
+            title, caption, ["setting", *names], [[t, *c] for t, c in zip(settings, rows)], styles
+        )
+        table.columns[0].no_wrap, table.columns[0].min_width = False, None
+        return table
+
+    def split() -> RenderGroup:  # the status, in words, goes with the setting
+        numbered = [str(i) for i in range(1, len(groups) + 1)]
+        kept = len(names) - failures
+        named = _sweep_layout(
+            title,
+            None,
+            ["#", "setting", *names[kept:]],
+            [[n, t, *c[kept:]] for n, t, c in zip(numbered, settings, rows)],
+            styles,
+        )
+        named.columns[1].no_wrap, named.columns[1].min_width = False, None
+        numbers = [[n, *c[:kept]] for n, c in zip(numbered, rows)]
+        return RenderGroup(named, _sweep_layout(None, caption, ["#", *names[:kept]], numbers, styles))
+
+    return FirstThatFits(wide, stacked, split)
+
+
+def _sweep_cells(g: Group, cuda: bool, failures: bool) -> list[str]:
+    """A group's numbers (and status) as the sweep table shows them."""
+    cells = [
+        "n/a" if g.parameters is None else f"{g.parameters:,}",
+        "n/a" if g.tokens is None else str(g.tokens),
+        fmt_mean_std(g.val_accuracy, g.val_std),
+        fmt_mean_std(g.test_accuracy, g.test_std),
+        "n/a" if g.train_seconds is None else f"{g.train_seconds:.1f}",
+        "n/a" if g.images_per_s is None else f"{g.images_per_s:,.0f}",
+    ]
+    if cuda:
+        cells.append(fmt_bytes(g.peak_memory) if str(g.device).startswith("cuda") else "n/a")
+    return cells + [g.status] * failures
+
+
+def _group_style(i: int, g: Group) -> str | None:
+    """The best setting in bold green; one whose runs all failed in red."""
+    return "bold green" if i == 0 and g.test_accuracy is not None else ("red" if g.finished == 0 else None)
+
+
+def _sweep_layout(title, caption, heads: list[str], rows: list[list[str]], styles) -> Table:
+    """A sweep table in the compact style: no column rules, no edge padding; every column whole."""
     table = Table(
         title=title,
+        caption=caption,
         title_justify="left",
         box=box.SIMPLE_HEAD,
         padding=(0, 1),
         pad_edge=False,
         collapse_padding=True,
     )
-    for name in columns:
-        table.add_column(name, justify="right", no_wrap=True)
-    if seeds:
-        table.add_column("seeds", justify="right")
-    for name in ("params", "tokens", "val acc", "test acc", "train s", "img/s") + (
-        ("peak mem",) if cuda else ()
-    ):
-        table.add_column(name, justify="right", no_wrap=True)
-    if failures:
-        table.add_column("status", no_wrap=True, min_width=6)
-    for i, g in enumerate(groups):
-        cells = [fmt_value(g.values.get(a, "")) for a in columns]
-        if seeds:
-            cells.append(",".join(map(str, g.seeds)))
-        cells += [
-            "n/a" if g.parameters is None else f"{g.parameters:,}",
-            "n/a" if g.tokens is None else str(g.tokens),
-            fmt_mean_std(g.val_accuracy, g.val_std),
-            fmt_mean_std(g.test_accuracy, g.test_std),
-            "n/a" if g.train_seconds is None else f"{g.train_seconds:.1f}",
-            "n/a" if g.images_per_s is None else f"{g.images_per_s:,.0f}",
-        ]
-        if cuda:
-            cells.append(fmt_bytes(g.peak_memory) if str(g.device).startswith("cuda") else "n/a")
-        if failures:
-            cells.append(g.status)
-        best = i == 0 and g.test_accuracy is not None
-        table.add_row(*cells, style="bold green" if best else ("red" if g.finished == 0 else None))
-    if not cuda and any(g.finished for g in groups):
-        table.caption = "peak memory: CUDA runs only (on the CPU only the whole process's peak is known)"
-    return table
+    for head in heads:
+        table.add_column(head, justify="left" if head in ("setting", "status") else "right", no_wrap=True)
+    for cells, style in zip(rows, styles):
+        table.add_row(*cells, style=style)
+    return keep_whole(table)
 
 
-def planned_table(planned: list[dict], axes: list[str], title: str) -> Table:
-    """A dry run: each planned run's size, or why it cannot run."""
-    table = Table(title=title, title_justify="left")
-    table.add_column("#", justify="right")
-    for name in axes:
-        table.add_column(name, justify="right")
-    for name in ("params", "tokens"):
-        table.add_column(name, justify="right")
-    table.add_column("plan")
-    for p in planned:
-        if p["error"]:
-            plan = Text(f"invalid: {p['error']}", style="red")
-        else:
-            plan = {"finished": "done, skipped", "failed": "retried"}.get(p["recorded"], "run")
-        table.add_row(
+def planned_table(planned: list[dict], axes: list[str], title: str) -> FirstThatFits:
+    """A dry run: each planned run's size, or why it cannot run (a reason that wraps); a column per
+    swept option where that fits, else each run's setting as words that wrap."""
+    numbers = [
+        [
             str(p["index"]),
-            *[fmt_value(p["values"][a]) for a in axes],
             "n/a" if p["parameters"] is None else f"{p['parameters']:,}",
             "n/a" if p["tokens"] is None else str(p["tokens"]),
-            plan,
-        )
-    return table
+        ]
+        for p in planned
+    ]
+    values = [[fmt_value(p["values"][a]) for a in axes] for p in planned]
+    plans = [
+        Text(f"invalid: {p['error']}", style="red")
+        if p["error"]
+        else {"finished": "done, skipped", "failed": "retried"}.get(p["recorded"], "run")
+        for p in planned
+    ]
+
+    def layout(heads: list[str], settings: list[list[str]]) -> Table:
+        table = Table(title=title, title_justify="left")
+        for head in ["#", *heads, "params", "tok"]:
+            table.add_column(
+                head, justify="left" if head == "setting" else "right", no_wrap=head != "setting"
+            )
+        table.add_column("plan", overflow="fold")
+        for n, setting, plan in zip(numbers, settings, plans):
+            table.add_row(n[0], *setting, *n[1:], plan)
+        return keep_whole(table, *(i for i, c in enumerate(table.columns) if c.no_wrap))
+
+    def stacked() -> Table:
+        return layout(["setting"], [[" ".join(f"{a}={v}" for a, v in zip(axes, vs))] for vs in values])
+
+    return FirstThatFits(lambda: layout(axes, values), stacked)

@@ -33,6 +33,7 @@ from vitcli.devices import resolve_device
 from vitcli.errors import ConfigError
 from vitcli.fields import field_names
 from vitcli.models.specs import SPECS
+from vitcli.suggest import did_you_mean
 from vitcli.sweep_results import recorded_rows
 
 MODES = ("grid", "zip")
@@ -210,7 +211,8 @@ def _read_config(path: str | Path | None, preset: str | None) -> tuple[Config, d
     for key, listed in grid.items():
         if key not in SWEEPABLE:
             raise ConfigError(
-                f"{path}: [grid] unknown option {key!r}; the options are {', '.join(SWEEPABLE)}"
+                f"{path}: [grid] unknown option {key!r}; {did_you_mean(key, SWEEPABLE)}"
+                f"the options are {', '.join(SWEEPABLE)}"
             )
         if not isinstance(listed, list) or not listed:
             raise ConfigError(f"{path}: [grid] {key} must be a non-empty list, e.g. {key} = [1, 2]")

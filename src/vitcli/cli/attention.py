@@ -14,7 +14,7 @@ from vitcli.attention import AttentionReport, explain_checkpoint
 from vitcli.attention_figure import draw_report, overlay_rgb
 from vitcli.cli.choices import HeadFusion, SplitName, plain
 from vitcli.cli.common import console, print_note, user_errors
-from vitcli.report import half_blocks
+from vitcli.half_blocks import half_blocks
 
 
 def attention(
@@ -74,6 +74,12 @@ def attention(
         help="Print the raw maps as JSON (lists) instead of previews.",
         rich_help_panel="Output",
     ),
+    preview: Optional[bool] = typer.Option(
+        None,
+        "--preview/--no-preview",
+        help="Show the input and the rollout as block-character pictures. \\[default: in a terminal only]",
+        rich_help_panel="Output",
+    ),
 ) -> None:
     """Draw what each block and head of a ViT attends to, and the attention rollout, for a few images.
 
@@ -100,13 +106,14 @@ def attention(
     if as_json:
         typer.echo(json.dumps(report.to_dict()))
         return
-    for table in previews(report):
+    pictures = console.is_terminal if preview is None else preview  # no block art in a pipe or a file
+    for table in previews(report, pictures):
         console.print(table)
 
 
-def previews(report: AttentionReport) -> list:
+def previews(report: AttentionReport, pictures: bool = True) -> list:
     """Per image: a line with the prediction, then the input and the rollout overlay in half-block
-    characters beside the top classes."""
+    characters (if `pictures`) beside the top classes."""
     shown = []
     fusion = f"{report.head_fusion} of heads" + (
         f", discard {report.discard_ratio:g}" if report.discard_ratio else ""
@@ -122,14 +129,17 @@ def previews(report: AttentionReport) -> list:
         )
         top = result.probabilities.topk(min(3, len(report.classes)))
         ranking = Text(
-            "left: input\nright: rollout\n\ntop classes\n"
+            ("left: input\nright: rollout\n\n" if pictures else "")
+            + "top classes\n"
             + "\n".join(
                 f"{100 * p:5.1f}% {report.classes[i]}"
                 for p, i in zip(top.values.tolist(), top.indices.tolist())
             ),
-            no_wrap=True,
-            overflow="ellipsis",
+            overflow="fold",
         )
+        if not pictures:
+            shown += [title, ranking, Text(f"rollout: {fusion}; picture: {picture}", style="dim")]
+            continue
         before, after = overlay_rgb(result)
         grid = Table.grid(padding=(0, 2))
         grid.add_column(no_wrap=True, min_width=before.shape[1])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
+import re
 
 import typer
 from rich.console import Console
@@ -10,6 +12,7 @@ from rich.markup import escape
 
 from vitcli.errors import ConfigError, VitcliError
 from vitcli.interrupt import RunStopped
+from vitcli.suggest import closest
 
 console = Console()
 err_console = Console(stderr=True)
@@ -36,42 +39,6 @@ def user_errors(interrupted: str = "stopped at once; the state of the last finis
         said = str(e) if isinstance(e, RunStopped) else interrupted
         err_console.print(f"[yellow]interrupted[/]: {escape(said)}", highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
-
-
-def launchable_command() -> type:
-    """A Typer command class that keeps its raw arguments in `ctx.meta["args"]`, so that `--nproc N` can
-    start the same command line in N processes."""
-    from typer.core import TyperCommand
-
-    class LaunchableCommand(TyperCommand):
-        def parse_args(self, ctx, args):
-            ctx.meta["args"] = list(args)
-            return super().parse_args(ctx, args)
-
-    return LaunchableCommand
-
-
-def multi_value_command(multi: list[str] | tuple[str, ...], bool_flags: tuple[str, ...] = ()) -> type:
-    """A Typer command class whose options in `multi` (names without dashes) take several values.
-
-    Click options take one value per flag (`--index 0 --index 5`); users write `--index 0 5 17`.
-    Before Click parses, every value gets its own copy of the flag (see `spread_values`), so Click
-    still converts and checks each value and `--help` stays Typer's. A value Click rejects exits with 2
-    and Click's usage message, as for every command; an option left without a value is one `error:`
-    line and exit 1.
-    """
-    from typer.core import TyperCommand
-
-    class MultiValueCommand(TyperCommand):
-        def parse_args(self, ctx, args):
-            try:
-                spread = spread_values(args, multi, bool_flags)
-            except VitcliError as e:
-                err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
-                ctx.exit(1)
-            return super().parse_args(ctx, spread)
-
-    return MultiValueCommand
 
 
 def spread_values(args: list[str], multi, bool_flags=()) -> list[str]:
@@ -101,3 +68,164 @@ def spread_values(args: list[str], multi, bool_flags=()) -> list[str]:
             spread += [token, value]
         i = j
     return spread
+
+
+# --- the command classes: how the help reads, and the spellings the parser takes ---------------------
+
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def vitcli_command(
+    multi: list[str] | tuple[str, ...] = (),
+    bool_flags: tuple[str, ...] = (),
+    keep_args: bool = False,
+    bool_values: bool = False,
+) -> type:
+    """A Typer command class for vitcli's commands. Every one of them: the usage line names arguments
+    plainly (`CHECKPOINT`), flags show no `<bool>` in `--help`, and a rejected choice gets the nearest
+    valid one. Besides, as asked:
+
+    - `multi` (names without dashes): options that take several values (`--index 0 5 17`; see
+      `spread_values`), with `bool_flags` among them swept as `--augment true false`;
+    - `keep_args`: the raw arguments in `ctx.meta["args"]`, so that `--nproc N` can start the same
+      command line in N processes;
+    - `bool_values`: `--x true` and `--x false` for the `--x/--no-x` switches, as a sweep writes them.
+    """
+    from typer.core import TyperCommand
+
+    class Command(TyperCommand):
+        def get_params(self, ctx):
+            params = super().get_params(ctx)
+            plain_metavars(params, multi, bool_flags)
+            return params
+
+        def collect_usage_pieces(self, ctx):
+            return plain_usage(self, ctx)
+
+        def parse_args(self, ctx, args):
+            if keep_args:
+                ctx.meta["args"] = list(args)
+            try:
+                if multi or bool_flags:
+                    args = spread_values(args, multi, bool_flags)
+                if bool_values:
+                    args = switch_values(args, _switches(self.params))
+            except VitcliError as e:
+                err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+                ctx.exit(1)
+            with choice_hints():
+                return super().parse_args(ctx, args)
+
+    return Command
+
+
+def launchable_command() -> type:
+    """train's and finetune's class: `--nproc N` restarts the raw arguments, and the switches take
+    `--augment true` as well as `--augment`/`--no-augment`."""
+    return vitcli_command(keep_args=True, bool_values=True)
+
+
+def multi_value_command(multi: list[str] | tuple[str, ...], bool_flags: tuple[str, ...] = ()) -> type:
+    """A command class whose options in `multi` (names without dashes) take several values.
+
+    Click options take one value per flag (`--index 0 --index 5`); users write `--index 0 5 17`.
+    Before Click parses, every value gets its own copy of the flag (see `spread_values`), so Click
+    still converts and checks each value and `--help` stays Typer's. A value Click rejects exits with 2
+    and Click's usage message, as for every command; an option left without a value is one `error:`
+    line and exit 1.
+    """
+    return vitcli_command(multi, bool_flags)
+
+
+def plain_metavars(params, multi=(), bool_flags=()) -> None:
+    """Flags take no value, so `--help` shows none for them (Typer would show `<bool>`); options that
+    take several values say so (`<int>...`, the swept switches `true|false...`)."""
+    for param in params:
+        name = (param.name or "").replace("_", "-")
+        if name in multi and getattr(param, "metavar", None) is None:
+            element = param.display_type(None).replace("list[", "").replace("]>", ">")  # `<list[int]>`
+            param.metavar = "true|false..." if name in bool_flags or element == "<bool>" else element + "..."
+        elif getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+
+
+def plain_usage(command, ctx) -> list[str]:
+    """`[OPTIONS] CHECKPOINT`: arguments by name in capitals, `[NAME]` when optional, `...` when several."""
+    pieces = [command.options_metavar] if command.options_metavar else []
+    for param in command.get_params(ctx):
+        if param.param_type_name != "argument":
+            pieces += param.get_usage_pieces(ctx)
+            continue
+        name = param.metavar or param.name.upper()
+        name = name if param.required else f"[{name}]"
+        pieces.append(name + ("..." if param.nargs != 1 else ""))
+    return pieces
+
+
+@contextlib.contextmanager
+def choice_hints():
+    """Click's message for a value that is not one of the choices, with the nearest one if any is close:
+    "'resnet' is not one of 'vit', 'cnn'." stays; "'spt2' ... Did you mean 'spt'?" is added."""
+    from typer._click.exceptions import BadParameter
+
+    try:
+        yield
+    except BadParameter as e:
+        choices = getattr(getattr(e.param, "type_descriptor", None), "choices", None)
+        given = re.search(r"'([^']*)' is not one of", e.message)
+        match = (
+            closest(given.group(1), [getattr(c, "value", c) for c in choices]) if choices and given else None
+        )
+        if match is not None:
+            e.message += f" Did you mean '{match}'?"
+        raise
+
+
+def _switches(params) -> dict[str, str]:
+    """`--augment` -> `--no-augment` for the command's `--x/--no-x` switches."""
+    return {
+        p.opts[0]: p.secondary_opts[0]
+        for p in params
+        if getattr(p, "is_bool_flag", False) and p.opts and p.secondary_opts
+    }
+
+
+def switch_values(args: list[str], switches: dict[str, str]) -> list[str]:
+    """`--augment true` -> `--augment` and `--augment false` -> `--no-augment` for the switches (flag ->
+    its negative), so that a line copied from a sweep works; a bare `--augment` stays as it is."""
+    out, i = [], 0
+    while i < len(args):
+        token = args[i]
+        if token == "--":
+            return out + args[i:]
+        value = args[i + 1].lower() if token in switches and i + 1 < len(args) else None
+        if value in _TRUE or value in _FALSE:
+            out.append(token if value in _TRUE else switches[token])
+            i += 2
+            continue
+        out.append(token)
+        i += 1
+    return out
+
+
+def vitcli_group() -> type:
+    """The app's Typer group: its own `--help` and `--version` show no `<bool>`, and the command list shows
+    each command's first paragraph whole. (Each command gets its class, `vitcli_command`, where it is
+    registered: cli/__init__.py.)"""
+    from typer.core import TyperGroup
+
+    class Group(TyperGroup):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            for command in self.commands.values():
+                if command.help and not command.short_help:
+                    # The command list shows the first paragraph; Typer's rich mode would keep the docstring's
+                    # line breaks in it, so it broke mid-sentence. Joined, rich wraps it at the width.
+                    command.short_help = " ".join(inspect.cleandoc(command.help).split("\n\n")[0].split())
+
+        def get_params(self, ctx):
+            params = super().get_params(ctx)
+            plain_metavars(params)
+            return params
+
+    return Group

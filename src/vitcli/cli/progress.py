@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Column
 
 from vitcli.events import EpochMetrics, EpochStart, Event, Status, StepDone
 from vitcli.report import epoch_line
@@ -13,16 +14,21 @@ class TrainProgress:
     """A listener for `train_run`: use as `with TrainProgress(console) as listen: train_run(cfg, listen)`."""
 
     def __init__(self, console: Console):
+        # The bar takes what the words leave (at least 5 columns), so the line fits an 80-column terminal
+        # with 3-digit epoch counts and 6-digit speeds.
+        whole = Column(no_wrap=True)  # the words keep their width; the bar gives way
         self.progress = Progress(
-            TextColumn("epoch {task.fields[epoch]}"),
-            BarColumn(),
-            MofNCompleteColumn(),
+            TextColumn("epoch {task.fields[epoch]}", table_column=whole),
+            BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=4)),
+            MofNCompleteColumn(table_column=whole),
             TextColumn(
-                "loss {task.fields[loss]:.4f}  acc {task.fields[acc]:6.2%}  {task.fields[ips]:,.0f} img/s"
+                "loss {task.fields[loss]:.4f} acc {task.fields[acc]:.2%} {task.fields[ips]:,.0f} img/s",
+                table_column=whole,
             ),
-            TimeRemainingColumn(),
+            TimeRemainingColumn(table_column=whole),
             console=console,
             transient=True,
+            expand=True,
         )
         self.task = None
         self.epochs = 0

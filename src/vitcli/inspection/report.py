@@ -22,6 +22,7 @@ from vitcli.inspection.distance import MeanDistance, uniform_distance
 from vitcli.inspection.filters import Components, first_filters, patch_components
 from vitcli.inspection.positions import position_table, similarity_maps
 from vitcli.inspection.snapshots import Evolution, load_evolution
+from vitcli.suggest import did_you_mean
 
 FIGURES = ("distance", "positions", "filters", "classes")
 NEEDS_IMAGES = ("distance", "classes")
@@ -93,7 +94,9 @@ def choose_figures(model: nn.Module, figures: list[str] | None) -> tuple[list[st
     default every figure that applies is drawn, and at least one must."""
     for name in figures or []:
         if name not in FIGURES:
-            raise ConfigError(f"--figure must be one of {', '.join(FIGURES)}, got {name!r}")
+            raise ConfigError(
+                f"unknown --figure {name!r}; {did_you_mean(name, FIGURES)}use one of {', '.join(FIGURES)}"
+            )
     reasons = {name: why_not(model, name) for name in (figures or FIGURES)}
     skipped = {name: why for name, why in reasons.items() if why}
     if figures and skipped:

@@ -8,13 +8,13 @@ defaults, the preset, a --config file, the command line.
 
 from __future__ import annotations
 
-import difflib
 import sys
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 from vitcli.errors import ConfigError
+from vitcli.suggest import did_you_mean
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -57,8 +57,7 @@ def load_preset(name: str) -> Preset:
     """The preset called `name`; ConfigError with the names there are (and the nearest) otherwise."""
     known = names()
     if name not in known:
-        near = difflib.get_close_matches(name, known, n=1)
-        hint = f"did you mean {near[0]}? " if near else ""
+        hint = did_you_mean(name, known)
         raise ConfigError(f"no preset {name!r}; {hint}the presets are {', '.join(known)} (vitcli presets)")
     values = tomllib.loads((_folder() / f"{name}.toml").read_text(encoding="utf-8"))
     about = values.pop("preset")
