@@ -27,6 +27,7 @@ from typing import Any
 from vitcli import compat, fields
 from vitcli.errors import ConfigError
 from vitcli.models.specs import SPECS, ModelSpec, TimmSpec, ViTSpec
+from vitcli.suggest import did_you_mean
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -55,7 +56,8 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS and not self.dataset.startswith("folder:"):
             raise ConfigError(
-                f"unknown dataset {self.dataset!r}; use one of {', '.join(DATASETS)} or folder:PATH"
+                f"unknown dataset {self.dataset!r}; {did_you_mean(self.dataset, DATASETS)}"
+                f"use one of {', '.join(DATASETS)} or folder:PATH"
             )
         if self.dataset == "folder:":
             raise ConfigError("--dataset folder: needs a path, e.g. folder:./my-images")
@@ -108,6 +110,7 @@ class TrainConfig:
     ema: float = 0.0  # decay of an exponential moving average of the weights (e.g. 0.999); 0 is off
     clip_grad: float = 0.0  # clip the gradients' global norm to this; 0 is off
     snapshot_attention: int = 0  # keep this many validation images' attention after every epoch; 0 is off
+    tensorboard: bool = False  # TensorBoard scalars in RUN_DIR/tensorboard/ (needs the tensorboard package)
 
     def __post_init__(self) -> None:
         fields.positive(self, "epochs", "batch_size")
@@ -180,6 +183,7 @@ class Config:
         if unknown:
             raise ConfigError(
                 f"{source}: unknown section [{sorted(unknown)[0]}]; "
+                f"{did_you_mean(sorted(unknown)[0], ['model', *SECTIONS])}"
                 f"the sections are model, {', '.join(SECTIONS)}"
             )
         for section, given in values.items():

@@ -2,8 +2,8 @@
 
 A resumed run is the same run: the options that would change it (the model, the data, the optimiser, the
 seed) are refused with one line. A few may change without changing what was trained so far: more
---epochs (the cosine schedule is then planned over the new total), the device, torch.compile and where
-the data set's files are.
+--epochs (the cosine schedule is then planned over the new total), the device, torch.compile, TensorBoard
+logging and where the data set's files are.
 """
 
 from __future__ import annotations
@@ -19,7 +19,14 @@ from vitcli.fields import flag
 from vitcli.run_dir import CONFIG, MODEL
 from vitcli.train_state import STATE_FILE, load_state
 
-MAY_CHANGE = {("train", "epochs"), ("train", "device"), ("train", "compile"), ("data", "data_dir")}
+# What changes nothing that was or will be trained: a longer run, where it runs, how it is logged.
+MAY_CHANGE = {
+    ("train", "epochs"),
+    ("train", "device"),
+    ("train", "compile"),
+    ("train", "tensorboard"),
+    ("data", "data_dir"),
+}
 
 
 def resume_point(run_dir: Path, overrides: dict[str, dict[str, Any]]) -> tuple[Config, Snapshot]:
@@ -48,8 +55,8 @@ def resume_point(run_dir: Path, overrides: dict[str, dict[str, Any]]) -> tuple[C
             if had != value:
                 raise ConfigError(
                     f"--resume continues {run_dir} as it was set up, and {flag(key)} {value} would change it "
-                    f"(it has {had}); leave it out: only --epochs (more), --device, --compile and --data-dir "
-                    "may change"
+                    f"(it has {had}); leave it out: only --epochs (more), --device, --compile, --tensorboard "
+                    "and --data-dir may change"
                 )
     config = stored.merged({**changes, "run": {"out": str(run_dir.parent), "name": run_dir.name}})
     if config.train.epochs < stored.train.epochs:

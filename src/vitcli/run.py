@@ -62,6 +62,7 @@ from vitcli.run_dir import (
     new_run_dir,
     remove_temporaries,
 )
+from vitcli.tensorboard_log import TENSORBOARD, TensorBoardLog, check_tensorboard
 
 
 @dataclass
@@ -84,6 +85,7 @@ class RunResult:
     adaptation: Adaptation | None = None  # a timm model: its weights and what was changed to fit them
     weights: str = "raw"  # the kept weights: "raw", or "ema" when their moving average validated better
     teacher: TeacherCost | None = None  # a distilled ViT: its teacher and the time spent in it
+    capped: dict[str, tuple[int, int]] = field(default_factory=dict)  # --subset: split -> (evaluated, of)
 
     @property
     def best(self) -> EpochMetrics:
@@ -106,6 +108,8 @@ class RunResult:
             "peak_memory": self.peak_memory,
             "device": self.device,
             "weights": self.weights,
+            "test_count": self.test.count,
+            **({"capped": self.capped} if self.capped else {}),
             **({"teacher": dataclasses.asdict(self.teacher)} if self.teacher else {}),
         }
 
@@ -120,6 +124,8 @@ def train_run(
     emit = _main_only(on_event)
     started = time.perf_counter()
     config.validate()
+    if config.train.tensorboard:  # before anything is loaded or made
+        check_tensorboard()
     for note in config.notes:
         emit(Status(note))
     with process_group(resolve_device(config.train.device)) as device:
@@ -144,6 +150,8 @@ def resume_run(
     started = time.perf_counter()
     run_dir = Path(run_dir)
     config, snapshot = resume_point(run_dir, overrides or {})
+    if config.train.tensorboard:
+        check_tensorboard()
     started -= sum(m.seconds for m in snapshot.history) + snapshot.totals.seconds  # the training done before
     with process_group(resolve_device(config.train.device)) as device:
         splits, built = _prepare(config, emit)
@@ -202,6 +210,8 @@ def _open(held: contextlib.ExitStack, run_dir: Path, config: Config, built: Buil
     attention = _attention_snapshots(config, built, splits, run_dir, emit)
     writer = SnapshotWriter(run_dir, built, config, splits.info, attention)
     log = held.enter_context(MetricsLog(run_dir / METRICS, emit, start.history if start else None))
+    if config.train.tensorboard:  # a resumed run adds an events file to the same folder
+        log = held.enter_context(TensorBoardLog(run_dir / TENSORBOARD, log))
     return log, writer
 
 
@@ -277,6 +287,7 @@ def _train(
             peak_memory=fitted.peak_memory,
             adaptation=built.adaptation,
             weights=fitted.weights,
+            capped=splits.capped,
         )
         if built.teacher is not None:
             before = sum(m.seconds for m in start.history) if start else 0.0  # trained by another process

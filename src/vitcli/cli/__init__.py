@@ -8,10 +8,21 @@ import typer
 
 from vitcli import __version__
 from vitcli.cli.attention import attention
-from vitcli.cli.common import console, err_console, launchable_command, multi_value_command
+from vitcli.cli.common import (
+    console,
+    err_console,
+    launchable_command,
+    multi_value_command,
+    vitcli_command,
+    vitcli_group,
+)
+from vitcli.cli.compare import compare
 from vitcli.cli.eval import eval_
+from vitcli.cli.export import export
 from vitcli.cli.finetune import finetune
+from vitcli.cli.info import cache_app, info
 from vitcli.cli.inspect import inspect
+from vitcli.cli.predict import predict_
 from vitcli.cli.presets import presets
 from vitcli.cli.sweep import SweepCommand, report, sweep
 from vitcli.cli.train import train
@@ -20,18 +31,24 @@ app = typer.Typer(
     name="vitcli",
     help="A command-line lab for Vision Transformers and CNNs on small images.",
     no_args_is_help=True,
-    add_completion=False,
+    cls=vitcli_group(),
     pretty_exceptions_show_locals=False,
     rich_markup_mode="rich",
 )
+Plain = vitcli_command()  # usage lines, flag help and choice hints of every command (cli/common.py)
 app.command(cls=launchable_command())(train)
-app.command("eval")(eval_)
+app.command("eval", cls=Plain)(eval_)
 app.command(cls=launchable_command())(finetune)
 app.command(cls=SweepCommand)(sweep)
-app.command()(report)
-app.command()(presets)
+app.command(cls=Plain)(report)
+app.command(cls=Plain)(compare)
+app.command(cls=Plain)(presets)
 app.command(cls=multi_value_command(["index", "image"]))(attention)
 app.command(cls=multi_value_command(["figure"]))(inspect)
+app.command("predict", cls=Plain)(predict_)
+app.command(cls=Plain)(export)
+app.command(cls=Plain)(info)
+app.add_typer(cache_app, name="cache")
 
 
 def _version(value: bool) -> None:

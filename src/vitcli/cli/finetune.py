@@ -34,6 +34,7 @@ from vitcli.cli.options import (
     Resume,
     SnapshotAttention,
     Subset,
+    TensorBoard,
     ValSize,
     Warmup,
     WeightDecay,
@@ -161,6 +162,7 @@ def finetune(
     ema: Ema = None,
     clip_grad: ClipGrad = None,
     snapshot_attention: SnapshotAttention = None,
+    tensorboard: TensorBoard = None,
     nproc: Nproc = None,
     out: Out = None,
     name: Annotated[

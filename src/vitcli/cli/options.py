@@ -47,6 +47,7 @@ SHARED_SECTIONS = {
         "ema",
         "clip_grad",
         "snapshot_attention",
+        "tensorboard",
     ),
     "run": ("out", "name"),
 }
@@ -96,7 +97,12 @@ ValSize = Annotated[
 ]
 Subset = Annotated[
     Optional[int],
-    typer.Option(help="Train on only N training images, for quick tries.", rich_help_panel=DATA),
+    typer.Option(
+        help="Train on only N training images, for quick tries; validation and test are then capped at "
+        "max(N, 500) images each (drawn with a fixed seed, every class kept; an explicit --val-size "
+        "wins). `vitcli eval` still uses the whole test split.",
+        rich_help_panel=DATA,
+    ),
 ]
 Augment = Annotated[
     Optional[bool],
@@ -215,6 +221,16 @@ SnapshotAttention = Annotated[
         rich_help_panel=OUTPUT,
     ),
 ]
+TensorBoard = Annotated[
+    Optional[bool],
+    typer.Option(
+        "--tensorboard/--no-tensorboard",
+        help="Write loss, accuracy, learning rate and images/s (per epoch, and ~50 times an epoch) to "
+        "RUN/tensorboard/ for TensorBoard; needs pip install 'vitcli\\[tensorboard]'. "
+        "\\[default: no-tensorboard]",
+        rich_help_panel=OUTPUT,
+    ),
+]
 ConfigFile = Annotated[
     Optional[Path],
     typer.Option(
@@ -250,7 +266,7 @@ Resume = Annotated[
     typer.Option(
         "--resume",
         help="Go on with the run in this directory from its last state (after Ctrl-C, kill -9, a full disk); "
-        "only --epochs (more), --device, --compile and --data-dir may change.",
+        "only --epochs (more), --device, --compile, --tensorboard and --data-dir may change.",
         rich_help_panel=OUTPUT,
     ),
 ]

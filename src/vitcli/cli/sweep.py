@@ -27,7 +27,8 @@ from vitcli.sweep_results import FAILED, aggregate, recorded_rows
 from vitcli.sweep_run import RunEnded, RunStarted, make_sweep_dir, resume_state, run_sweep
 from vitcli.sweep_slurm import JobsSubmitted, SlurmOptions, check_executor, run_on_slurm
 
-BOOL_FLAGS = ("augment", "compile", "lsa")  # train's --x/--no-x switches; here --x true false, --no-x, --x
+# train's --x/--no-x switches; here --x true false, --no-x, --x
+BOOL_FLAGS = ("augment", "compile", "lsa", "tensorboard")
 
 
 def sweep(
@@ -239,7 +240,10 @@ def _run_line(event: RunEnded) -> str:
     head = f"[{event.run.index:>{width}}/{event.total}] {escape(event.run.label)}"
     if row["status"] == FAILED:
         return f"{escape(head)}  [red]failed ({row['failure']})[/]: {escape(row['error'])}"
-    return f"{escape(head)}  [bold]{fmt_pct(row['test_accuracy'])}[/] test, {row['train_seconds']:.0f} s"
+    # The whole run's time (load, train, test); rows recorded before it was kept have the training's only.
+    train = f"{row['train_seconds']:.0f} s"
+    took = f"{row['total_seconds']:.0f} s (train {train})" if "total_seconds" in row else f"train {train}"
+    return f"{escape(head)}  [bold]{fmt_pct(row['test_accuracy'])}[/] test, {took}"
 
 
 def _resume_line(plan, state) -> str:

@@ -37,6 +37,7 @@ from vitcli.cli.options import (
     Resume,
     SnapshotAttention,
     Subset,
+    TensorBoard,
     ValSize,
     Warmup,
     WeightDecay,
@@ -193,6 +194,7 @@ def train(
     ema: Ema = None,
     clip_grad: ClipGrad = None,
     snapshot_attention: SnapshotAttention = None,
+    tensorboard: TensorBoard = None,
     nproc: Nproc = None,
     out: Out = None,
     name: Annotated[

@@ -5,14 +5,19 @@ later runs start in a fraction of a second and training never touches PIL or Dat
 MNIST, Fashion-MNIST and CIFAR-10/100 come through torchvision's own dataset classes (which download
 them for users); `folder:PATH` reads an image folder with `train/`, `test/` and optional `val/`
 subfolders of class folders, as torchvision's ImageFolder does (`vitcli.data.folders` says how). Every
-source's labels are checked when it is loaded, before any training.
+source's labels are checked when it is loaded, before any training. A plain folder of class folders
+(no `train/` and `test/`) is split with a fixed seed: PLAIN_TEST_FRACTION of each class's images held out
+as the test split.
+
+With `--subset N` the validation and test splits are capped too (`eval_cap`), so that a quick try stays
+quick; `Splits.capped` says which were and how large they were.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +27,9 @@ from torchvision import datasets as tvd
 
 from vitcli.config import DataConfig
 from vitcli.data import cache, folders
+from vitcli.data.stratified import draw, eval_cap
 from vitcli.errors import DataError
+from vitcli.suggest import did_you_mean
 
 
 @dataclass
@@ -73,14 +80,20 @@ class Splits:
     train: Split
     val: Split | None
     test: Split
+    capped: dict[str, tuple[int, int]] = field(default_factory=dict)  # --subset: split -> (kept, of)
 
     def get(self, name: str) -> Split:
         if name not in SPLITS:
-            raise DataError(f"unknown split {name!r}; use {', '.join(SPLITS)}")
+            raise DataError(f"unknown split {name!r}; {did_you_mean(name, SPLITS)}use {', '.join(SPLITS)}")
         split = getattr(self, name)
         if split is None:
             raise DataError("this data set has no validation split (val_size is 0); use --split test")
         return split
+
+
+PLAIN_TEST_FRACTION = 0.2  # of each class's images, the test split of a folder without train/ and test/
+PLAIN_SPLIT_SEED = 0
+PROGRESS_FROM = 5000  # decoding a folder of more images than this says how far it is, every tenth
 
 
 def default_data_dir() -> Path:
@@ -93,7 +106,9 @@ def load_splits(
     cfg: DataConfig, download: bool = True, on_note: Callable[[str], None] | None = None
 ) -> Splits:
     """The train / val / test splits for a data config: validation held out of train (seeded, the same
-    for every run with the same val_size), then the training subset if one is asked for.
+    for every run with the same val_size), then the training subset if one is asked for, with the
+    validation (unless val_size is given) and test splits capped at `eval_cap` images, drawn with fixed
+    seeds so that they cover every class.
 
     `on_note` gets a line for the user when something was put right on the way, such as a damaged cache
     file decoded again."""
@@ -113,13 +128,24 @@ def load_splits(
             val = Split(train.images[order[:val_size]], train.labels[order[:val_size]])
             keep = order[val_size:].sort().values
             train = Split(train.images[keep], train.labels[keep])
+    capped: dict[str, tuple[int, int]] = {}
     if cfg.subset is not None:
         if cfg.subset > len(train):
             raise DataError(f"--subset {cfg.subset} is more than the {len(train)} training images there are")
         # The first N of a seeded shuffle, so a subset covers every class.
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(1))[: cfg.subset]
         train = Split(train.images[order], train.labels[order])
-    return Splits(info, stats, train, val, test)
+        cap = eval_cap(cfg.subset)
+        if val is not None and cfg.val_size is None and len(val) > cap:
+            capped["val"], val = (cap, len(val)), _drawn(val, cap, seed=2)
+        if len(test) > cap:
+            capped["test"], test = (cap, len(test)), _drawn(test, cap, seed=3)
+    return Splits(info, stats, train, val, test, capped)
+
+
+def _drawn(split: Split, count: int, seed: int) -> Split:
+    keep = draw(split.labels, count, seed)
+    return Split(split.images[keep], split.labels[keep])
 
 
 def check_labels(info: DatasetInfo, splits: dict[str, Split | None], damaged: str) -> None:
@@ -181,7 +207,8 @@ def _load_source(
         return _load_folder(Path(dataset[len("folder:") :]).expanduser(), on_note)
     if dataset not in TORCHVISION_SOURCES:
         raise DataError(
-            f"unknown dataset {dataset!r}; use one of {', '.join(TORCHVISION_SOURCES)} or folder:PATH"
+            f"unknown dataset {dataset!r}; {did_you_mean(dataset, TORCHVISION_SOURCES)}"
+            f"use one of {', '.join(TORCHVISION_SOURCES)} or folder:PATH"
         )
     return _load_torchvision(dataset, data_dir or default_data_dir(), download, on_note)
 
@@ -309,19 +336,27 @@ def _open_torchvision(name: str, root: Path, train: bool, download: bool):
 def _load_folder(path: Path, on_note: Callable[[str], None] | None = None) -> Source:
     if not path.is_dir():
         raise DataError(
-            f"folder data set {path} does not exist; "
-            f"expected {path}/train/<class>/*.png and {path}/test/<class>/*.png"
+            f"folder data set {path} does not exist; expected {path}/train/<class>/*.png and "
+            f"{path}/test/<class>/*.png, or {path}/<class>/*.png"
         )
-    for required in ("train", "test"):
+    # Without any split folder the class folders are at the top: a plain folder, split here.
+    plain = not any((path / name).is_dir() for name in SPLITS)
+    for required in () if plain else ("train", "test"):
         if not (path / required).is_dir():
             raise DataError(
                 f"folder data set {path} has no {required}/ folder; "
                 f"expected {path}/{required}/<class>/<image files>"
             )
     names = ["train", "test"] + (["val"] if (path / "val").is_dir() else [])
+    progress = folders.progress_notes(on_note, PROGRESS_FROM)
 
     def decode() -> dict:
-        tensors, classes = folders.decode_folder(path, names, on_note)
+        if plain:
+            tensors, classes = folders.decode_plain_folder(
+                path, PLAIN_TEST_FRACTION, PLAIN_SPLIT_SEED, on_note, progress
+            )
+        else:
+            tensors, classes = folders.decode_folder(path, names, on_note, progress)
         # No published constants for a user's folder: normalise with its own training pixels, computed
         # once here and cached with the images.
         tensors["train_mean"], tensors["train_std"] = map(
@@ -330,10 +365,17 @@ def _load_folder(path: Path, on_note: Callable[[str], None] | None = None) -> So
         return {"tensors": tensors, "classes": classes}
 
     # "folder2": decoded by vitcli.data.folders (channels from every image, links, 16-bit gray), so that a
-    # folder cached by an older vitcli is decoded again.
-    entry = cache.cached(f"folder2-{path.resolve().name}", path, decode, on_note)
+    # folder cached by an older vitcli is decoded again; "plain": split here, a layout of its own.
+    kind = "folder2-plain" if plain else "folder2"
+    entry = cache.cached(f"{kind}-{path.resolve().name}", path, decode, on_note)
     t, classes = entry["tensors"], entry["classes"]
     train = Split(t["train_images"], t["train_labels"])
+    if plain and on_note is not None:
+        on_note(
+            f"{path} has no train/ and test/: {PLAIN_TEST_FRACTION:.0%} of each class's images held out as "
+            f"the test split ({len(t['test_labels']):,} of {len(train) + len(t['test_labels']):,}), "
+            f"seed {PLAIN_SPLIT_SEED}"
+        )
     _, channels, height, width = train.images.shape
     stats = ChannelStats(tuple(t["train_mean"].tolist()), tuple(t["train_std"].tolist()))
     family = "digits" if channels == 1 else "natural"
