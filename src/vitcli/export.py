@@ -338,11 +338,10 @@ def describe_export(target: Path, format: str) -> list[str]:
         config = json.loads((target / "config.json").read_text(encoding="utf-8"))
         cfg = config["pretrained_cfg"]
         return [
-            f"timm architecture {config['architecture']} with config.json's model_args, "
-            f"input {tuple(cfg['input_size'])}, "
-            f"{config['num_classes']} classes",
-            f"normalise with mean {cfg['mean']} std {cfg['std']} (in pretrained_cfg: "
-            "timm.data.resolve_data_config reads them)",
+            f"timm {config['architecture']} (sizes in config.json's model_args), input "
+            f"{tuple(cfg['input_size'])}, {config['num_classes']} classes",
+            f"normalisation in pretrained_cfg, as timm.data.resolve_data_config reads it: mean {cfg['mean']} "
+            f"std {cfg['std']}",
             f'load with timm.create_model("local-dir:{target}", pretrained=True)',
         ]
     import onnx

@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 from rich.markup import escape
+from rich.padding import Padding
+from rich.text import Text
 
 from vitcli.cli.choices import plain
 from vitcli.cli.common import console, user_errors
@@ -42,5 +44,8 @@ def export(
         target = export_checkpoint(checkpoint, plain(format), plain(out), overwrite)
         lines = describe_export(target, plain(format))
     console.print(f"wrote {escape(str(target))}", highlight=False, soft_wrap=True)
-    for line in lines:
-        console.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
+    for line in lines:  # indented and wrapped to the terminal, but for a command to copy whole
+        if line.startswith("load with"):
+            console.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
+        else:
+            console.print(Padding(Text(line), (0, 0, 0, 2)))
