@@ -181,6 +181,27 @@ def test_ctrl_c_after_the_first_epoch_saves_the_state_says_how_to_resume_and_exi
     assert load_state(run_dir / "state.safetensors").epoch <= 6
 
 
+STOPPED_IN_EVAL = """
+import os, signal, sys
+from vitcli.interrupt import GracefulStop
+try:
+    with GracefulStop():
+        os.kill(os.getpid(), signal.SIGINT)  # the first: stop after the step in hand
+        eval("__import__('os').kill(__import__('os').getpid(), 2)")  # the second, in code from a string
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+def test_a_second_ctrl_c_inside_code_run_from_a_string_still_exits_130(tmp_path):
+    """namedtuple (and imports that reach one) run code from a string; CPython marks a bare
+    KeyboardInterrupt raised there as unhandled and `python -m` dies by SIGINT (-2) though it exits 130."""
+    (tmp_path / "stopped_in_eval.py").write_text(STOPPED_IN_EVAL)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO / "src")])}
+    done = subprocess.run([sys.executable, "-m", "stopped_in_eval"], env=env, capture_output=True, timeout=60)
+    assert done.returncode == 130, done.stderr
+
+
 def test_resume_refuses_options_that_change_the_run_and_lets_epochs_grow(tmp_path, mnist_dir):
     result = train_run(load_config(None, settings(mnist_dir, tmp_path, epochs=1)))
     refused = run("train", "--resume", result.run_dir, "--lr", 0.5)

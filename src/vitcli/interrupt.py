@@ -19,6 +19,13 @@ class RunStopped(Exception):  # noqa: N818 - reads as what happened: the run sto
     """A run stopped by a signal after writing its state; `str()` says how to resume it."""
 
 
+class StoppedAtOnce(KeyboardInterrupt):  # noqa: N818 - a Ctrl-C, as the rest of Python sees it
+    """The second signal. A subclass, not KeyboardInterrupt itself: CPython (3.11 at least) marks a bare
+    KeyboardInterrupt that passes through code run by eval/exec of a string (namedtuple does that, and
+    imports reach it) as unhandled even when it is caught, and `python -m vitcli` then dies by SIGINT
+    (exit -2) instead of exiting 130. It checks the exact type, so a subclass is left alone."""
+
+
 class GracefulStop:
     """`repeat_window`: seconds after the first signal in which another counts as the same one. Under
     torchrun one Ctrl-C reaches each worker twice, from the terminal and forwarded by torchrun's agent."""
@@ -37,7 +44,7 @@ class GracefulStop:
         if not self.requested:
             self.requested, self.first = True, time.monotonic()
         elif time.monotonic() - self.first > self.repeat_window:
-            raise KeyboardInterrupt  # the second signal: stop now (atomic writes keep every file whole)
+            raise StoppedAtOnce  # the second signal: stop now (atomic writes keep every file whole)
 
     def __enter__(self) -> GracefulStop:
         # Python lets only the main thread set handlers; elsewhere a run keeps the default behaviour.
