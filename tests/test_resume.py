@@ -183,22 +183,29 @@ def test_ctrl_c_after_the_first_epoch_saves_the_state_says_how_to_resume_and_exi
 
 STOPPED_IN_EVAL = """
 import os, signal, sys
-from vitcli.interrupt import GracefulStop
+from vitcli.interrupt import GracefulStop, ctrl_c_stops_at_once
+ctrl_c = "__import__('os').kill(__import__('os').getpid(), 2)"
 try:
-    with GracefulStop():
-        os.kill(os.getpid(), signal.SIGINT)  # the first: stop after the step in hand
-        eval("__import__('os').kill(__import__('os').getpid(), 2)")  # the second, in code from a string
+    if sys.argv[1] == "in a run":
+        with GracefulStop():
+            os.kill(os.getpid(), signal.SIGINT)  # the first: stop after the step in hand
+            eval(ctrl_c)  # the second, in code from a string
+    else:
+        ctrl_c_stops_at_once()  # what vitcli's main() does
+        eval(ctrl_c)
 except KeyboardInterrupt:
     sys.exit(130)
 """
 
 
-def test_a_second_ctrl_c_inside_code_run_from_a_string_still_exits_130(tmp_path):
+@pytest.mark.parametrize("where", ["in a run", "outside a run"])
+def test_a_ctrl_c_inside_code_run_from_a_string_still_exits_130(tmp_path, where):
     """namedtuple (and imports that reach one) run code from a string; CPython marks a bare
     KeyboardInterrupt raised there as unhandled and `python -m` dies by SIGINT (-2) though it exits 130."""
     (tmp_path / "stopped_in_eval.py").write_text(STOPPED_IN_EVAL)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO / "src")])}
-    done = subprocess.run([sys.executable, "-m", "stopped_in_eval"], env=env, capture_output=True, timeout=60)
+    command = [sys.executable, "-m", "stopped_in_eval", where]
+    done = subprocess.run(command, env=env, capture_output=True, timeout=60)
     assert done.returncode == 130, done.stderr
 
 

@@ -20,10 +20,21 @@ class RunStopped(Exception):  # noqa: N818 - reads as what happened: the run sto
 
 
 class StoppedAtOnce(KeyboardInterrupt):  # noqa: N818 - a Ctrl-C, as the rest of Python sees it
-    """The second signal. A subclass, not KeyboardInterrupt itself: CPython (3.11 at least) marks a bare
-    KeyboardInterrupt that passes through code run by eval/exec of a string (namedtuple does that, and
-    imports reach it) as unhandled even when it is caught, and `python -m vitcli` then dies by SIGINT
-    (exit -2) instead of exiting 130. It checks the exact type, so a subclass is left alone."""
+    """Ctrl-C outside a run, or the second one in a run. A subclass, not KeyboardInterrupt itself: CPython
+    (3.11 at least) marks a bare KeyboardInterrupt that passes through code run by eval/exec of a string
+    (namedtuple does that, and imports reach it) as unhandled even when it is caught, and `python -m
+    vitcli` then dies by SIGINT (exit -2) instead of exiting 130. It checks the exact type, so a subclass
+    is left alone."""
+
+
+def stop_at_once(signum=None, frame=None) -> None:
+    raise StoppedAtOnce
+
+
+def ctrl_c_stops_at_once() -> None:
+    """Python's own SIGINT handler raises a bare KeyboardInterrupt; the command line uses this one, which
+    GracefulStop also puts back when a run ends."""
+    signal.signal(signal.SIGINT, stop_at_once)
 
 
 class GracefulStop:
@@ -44,7 +55,7 @@ class GracefulStop:
         if not self.requested:
             self.requested, self.first = True, time.monotonic()
         elif time.monotonic() - self.first > self.repeat_window:
-            raise StoppedAtOnce  # the second signal: stop now (atomic writes keep every file whole)
+            stop_at_once()  # the second signal: stop now (atomic writes keep every file whole)
 
     def __enter__(self) -> GracefulStop:
         # Python lets only the main thread set handlers; elsewhere a run keeps the default behaviour.

@@ -68,6 +68,9 @@ def _root(
 
 def main() -> None:
     from vitcli.distributed import launched
+    from vitcli.interrupt import ctrl_c_stops_at_once
+
+    ctrl_c_stops_at_once()
 
     if not launched().main:  # a torchrun worker: rank 0 prints for every rank
         console.quiet = err_console.quiet = True
