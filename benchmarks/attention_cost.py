@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.probe:
         run_probe(args.probe)
         return {}
-    from vitcli.devices import resolve_device
+    from vitcli.runtime.devices import resolve_device
 
     device = resolve_device(args.device)
     torch.set_num_threads(args.threads)

@@ -35,9 +35,9 @@ def best(repeats: int, work) -> float:
 
 
 def measure(args) -> dict:
-    from vitcli.config import DataConfig
     from vitcli.data import cache, load_splits
     from vitcli.data.datasets import TORCHVISION_SOURCES
+    from vitcli.settings.config import DataConfig
 
     cfg = DataConfig(dataset=args.dataset, data_dir=args.data_dir)
     source = Path(args.data_dir) / TORCHVISION_SOURCES[args.dataset].folder

@@ -1,6 +1,6 @@
 """Levers on the CPU training speed of the classic MNIST ViT, each against the baseline in the same run.
 
-The baseline is vitcli.engine.fit as it is: one epoch of the classic ViT (dim 32, patch 7, 2 blocks,
+The baseline is vitcli.training.engine.fit as it is: one epoch of the classic ViT (dim 32, patch 7, 2 blocks,
 2 heads) on the 60,000 MNIST training images, batch 128, lr 1e-2, no augmentation. Each lever changes
 one thing:
 
@@ -44,15 +44,16 @@ from common import DATA_DIR, Machine, alternate, argument_parser, console, emit 
 from rich.table import Table
 from torch import Tensor, nn
 
-from vitcli.config import DataConfig, TrainConfig
 from vitcli.data import load_splits
-from vitcli.devices import AUTO, resolve_device
-from vitcli.engine import fit
-from vitcli.evaluation import evaluate
+from vitcli.data.preprocessing import Preprocessing
 from vitcli.events import StepDone
-from vitcli.models.specs import ViTSpec
+from vitcli.models.build import build_module
 from vitcli.models.vit import PatchEmbedding, ViT
-from vitcli.preprocessing import Preprocessing
+from vitcli.runtime.devices import AUTO, resolve_device
+from vitcli.settings.config import DataConfig, TrainConfig
+from vitcli.settings.specs import ViTSpec
+from vitcli.training.engine import fit
+from vitcli.training.evaluation import evaluate
 
 SKIP_EVENTS = 2  # progress events left out of the steady rate: the first ~4% of the epoch
 
@@ -111,7 +112,7 @@ LEVERS = {
 
 def run_lever(lever: Lever, spec: ViTSpec, train_cfg: TrainConfig, splits, device) -> dict:
     torch.manual_seed(train_cfg.seed)
-    vit = spec.module(splits.info).to(device)
+    vit = build_module(spec, splits.info).to(device)
     preprocess = Preprocessing(splits.stats.mean, splits.stats.std).on(device)
     model, cfg = lever.model(vit), lever.train(train_cfg)
     marks: list[tuple[int, float]] = []  # (images so far, time) at each progress event

@@ -3,16 +3,16 @@
 Each repeat measures, one after the other and on the same model (so that a noisy machine affects all
 alike), the images per second of:
 
-  train         vitcli.engine.fit over --train-steps steps (batch --batch-size, fused AdamW,
+  train         vitcli.training.engine.fit over --train-steps steps (batch --batch-size, fused AdamW,
                 no augmentation unless --augment): forward + backward + optimiser step
-  eval bN       vitcli.evaluation.evaluate with batch N (torch.inference_mode, fused attention), for each
-                N of --eval-batch-sizes
+  eval bN       vitcli.training.evaluation.evaluate with batch N (torch.inference_mode, fused
+                attention), for each N of --eval-batch-sizes
   forward ...   the bare forward pass, model(x) on preprocessed (normalised) batches of --forward-batch,
                 once under torch.no_grad and once under torch.inference_mode: what evaluate costs
                 without its batching, loss and confusion matrix, and whether inference_mode matters
-  extract       vitcli.attention.extract (torch.no_grad, the explicit softmax path that returns the
+  extract       vitcli.lab.explain.extract (torch.no_grad, the explicit softmax path that returns the
                 weights), batches of --attention-batch
-  explain       vitcli.attention.explain: extract plus the [CLS] maps, the attention rollout and one
+  explain       vitcli.lab.explain.explain: extract plus the [CLS] maps, the attention rollout and one
                 result object per image, what `vitcli attention` computes before drawing
 
 and the ratios of each to train. Data are random pixels of the model's data set shape (throughput
@@ -42,19 +42,21 @@ from common import Machine, argument_parser, console, emit, sync  # benchmarks/c
 from rich.table import Table
 
 from vitcli import __version__
-from vitcli.attention import explain, extract
-from vitcli.checkpoint import Checkpoint
-from vitcli.config import Config, TrainConfig
 from vitcli.data import Batches
 from vitcli.data.batches import Augmentation
 from vitcli.data.datasets import ChannelStats, DatasetInfo, Split, Splits
-from vitcli.devices import resolve_device
-from vitcli.engine import fit
-from vitcli.evaluation import evaluate
+from vitcli.data.preprocessing import Preprocessing
+from vitcli.lab.explain import explain
 from vitcli.models import count_parameters
-from vitcli.models.specs import ViTSpec
-from vitcli.optim import make_optimizer
-from vitcli.preprocessing import Preprocessing
+from vitcli.models.attention_maps import extract
+from vitcli.models.build import build_module
+from vitcli.runtime.devices import resolve_device
+from vitcli.settings.config import Config, TrainConfig
+from vitcli.settings.specs import ViTSpec
+from vitcli.training.checkpoint import Checkpoint
+from vitcli.training.engine import fit
+from vitcli.training.evaluation import evaluate
+from vitcli.training.optim import make_optimizer
 
 
 class Bench(NamedTuple):
@@ -118,7 +120,7 @@ def tasks(args, name: str, device: torch.device) -> tuple[torch.nn.Module, dict[
     """The model and, per measurement, a function returning its images/s."""
     spec, info, stats, lr = MODELS[name]
     torch.manual_seed(0)
-    model = spec.module(info).to(device)
+    model = build_module(spec, info).to(device)
     preprocessing = Preprocessing(stats.mean, stats.std)  # what a model trained from scratch normalises with
     preprocess = preprocessing.on(device)
     train_cfg = TrainConfig(epochs=1, batch_size=args.batch_size, lr=lr, warmup=0.0, device=str(device))
@@ -207,7 +209,7 @@ def profile(args, name: str, device: torch.device) -> dict[str, list[dict]]:
     """Where the time goes in one training step, one evaluation batch and one extraction batch."""
     spec, info, stats, lr = MODELS[name]
     torch.manual_seed(0)
-    model = spec.module(info).to(device)
+    model = build_module(spec, info).to(device)
     preprocess = Preprocessing(stats.mean, stats.std).on(device)
     optimizer = make_optimizer(model, TrainConfig(lr=lr))
     split = random_split(info, max(args.batch_size, args.forward_batch, args.attention_batch), 4)

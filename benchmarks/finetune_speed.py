@@ -7,7 +7,7 @@ autocast, for --steps steps of --batch-size images of --img-size pixels:
   plain   timm.create_model + torch.optim.AdamW + autocast, one float batch reused: the loop of timm's
           examples, with nothing vitcli adds
   vitcli  the model `vitcli finetune --pretrained none` builds (TimmSpec.build), trained by
-          vitcli.engine.fit: uint8 images gathered and normalised on the device each step by the
+          vitcli.training.engine.fit: uint8 images gathered and normalised on the device each step by the
           model's preprocessing, fused AdamW, warmup-cosine schedule, running loss and accuracy kept
           on the device
 
@@ -34,11 +34,12 @@ import torch.nn.functional as F
 from common import Machine, alternate, argument_parser, console, emit, sync  # benchmarks/common.py
 from rich.table import Table
 
-from vitcli.config import finetune_defaults, load_config
 from vitcli.data.batches import Augmentation
 from vitcli.data.datasets import ChannelStats, DatasetInfo, Split, Splits
-from vitcli.devices import autocast, resolve_device
-from vitcli.engine import fit
+from vitcli.models.build import build_model
+from vitcli.runtime.devices import autocast, resolve_device
+from vitcli.settings.config import finetune_defaults, load_config
+from vitcli.training.engine import fit
 
 CLASSES = 10
 
@@ -100,7 +101,7 @@ def vitcli_loop(args, device: torch.device, splits: Splits) -> dict:
         },
         defaults=finetune_defaults(),
     ).validate()
-    built = cfg.model.build(
+    built = build_model(cfg.model,
         splits.info, splits.stats, weight_decay=cfg.train.weight_decay, emit=lambda event: None
     )
     result = fit(

@@ -1,6 +1,7 @@
 """What each small-data lever costs in training speed, against today's crops and flips, in the same run.
 
-The baseline is one epoch of `vitcli.engine.fit` as `vitcli train` runs it with its default augmentation
+The baseline is one epoch of `vitcli.training.engine.fit` as `vitcli train` runs it with its default
+augmentation
 (shifts of a pixel for digits; crops with 4 px padding and flips for natural images), by default the
 classic MNIST ViT (dim 32, patch 7, 2 blocks, 2 heads), batch 128, 5,000 images held out for validation.
 Each row adds one lever at a usual strength, and the last row all of them together:
@@ -36,12 +37,13 @@ import torch
 from common import DATA_DIR, Machine, alternate, argument_parser, console, emit  # benchmarks/common.py
 from rich.table import Table
 
-from vitcli.config import DataConfig, TrainConfig
 from vitcli.data import load_splits
 from vitcli.data.batches import Augmentation
-from vitcli.devices import resolve_device
-from vitcli.engine import fit
-from vitcli.models.specs import ViTSpec
+from vitcli.models.build import build_model
+from vitcli.runtime.devices import resolve_device
+from vitcli.settings.config import DataConfig, TrainConfig
+from vitcli.settings.specs import ViTSpec
+from vitcli.training.engine import fit
 
 DATA_LEVERS = {"randaugment 9": {"randaugment": 9}, "erase 0.25": {"erase": 0.25}}
 DATA_LEVERS |= {"mixup 0.8": {"mixup": 0.8}, "cutmix 1.0": {"cutmix": 1.0}}
@@ -67,7 +69,7 @@ def run_row(row: str, spec: ViTSpec, train_cfg: TrainConfig, splits, device) -> 
     data, train = levers(row)
     cfg = replace(train_cfg, **train)
     torch.manual_seed(cfg.seed)
-    built = spec.build(
+    built = build_model(spec,
         splits.info, splits.stats, weight_decay=cfg.weight_decay, emit=print, drop_path=cfg.drop_path
     )
     start = time.perf_counter()

@@ -30,9 +30,9 @@ import torch
 from common import DATA_DIR, Machine, argument_parser, console, emit  # benchmarks/common.py
 from rich.table import Table
 
-from vitcli.checkpoint import read_metadata
-from vitcli.config import load_config
 from vitcli.data import load_splits
+from vitcli.settings.config import load_config
+from vitcli.training.checkpoint import read_metadata
 
 # The rows: `vitcli train` options, the same recipe (learning rate, levers) for every ViT of a data set.
 _VIT_C = (

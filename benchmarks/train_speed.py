@@ -5,8 +5,8 @@ same epochs on the 60,000 MNIST training images and are scored on the 10,000 tes
 in the data pipeline and the loop:
 
   vitcli  uint8 tensors decoded once, batches gathered and normalised as tensor ops (the model's
-          vitcli.preprocessing.Preprocessing), fused AdamW, no per-step host synchronisation
-          (vitcli.engine.fit)
+          vitcli.data.preprocessing.Preprocessing), fused AdamW, no per-step host synchronisation
+          (vitcli.training.engine.fit)
   plain   torchvision's MNIST with ToTensor + Normalize through a DataLoader (PIL per image),
           torch.optim.AdamW, loss.item() every step: the loop of most tutorials
 
@@ -27,16 +27,17 @@ import torch.nn.functional as F
 from common import DATA_DIR, Machine, alternate, argument_parser, console, emit  # benchmarks/common.py
 from rich.table import Table
 
-from vitcli.config import load_config
 from vitcli.data import load_splits
 from vitcli.data.batches import Augmentation
 from vitcli.data.datasets import ChannelStats
-from vitcli.devices import resolve_device
-from vitcli.engine import fit
-from vitcli.evaluation import evaluate
+from vitcli.data.preprocessing import Preprocessing
 from vitcli.models import count_parameters
-from vitcli.optim import warmup_cosine
-from vitcli.preprocessing import Preprocessing
+from vitcli.models.build import build_module
+from vitcli.runtime.devices import resolve_device
+from vitcli.settings.config import load_config
+from vitcli.training.engine import fit
+from vitcli.training.evaluation import evaluate
+from vitcli.training.optim import warmup_cosine
 
 
 def plain_loop(cfg, model, stats: ChannelStats, data_dir: str, device: torch.device, workers: int) -> dict:
@@ -147,7 +148,7 @@ def run_loops(args: argparse.Namespace, cfg, splits, device: torch.device) -> di
     info, stats = splits.info, splits.stats
 
     def fresh_model():
-        return cfg.model.module(info).to(device)
+        return build_module(cfg.model, info).to(device)
 
     return alternate(
         args.repeats,
@@ -183,7 +184,7 @@ def make_result(args: argparse.Namespace, cfg, info, machine: Machine, summary: 
             "model": cfg.model.to_dict(),
             "train": cfg.train.__dict__,
             "augment": args.augment,
-            "parameters": count_parameters(cfg.model.module(info)),
+            "parameters": count_parameters(build_module(cfg.model, info)),
             "plain_workers": args.workers,
         },
         "machine": machine.describe(),

@@ -11,8 +11,10 @@ from fakedata import write_mnist
 from PIL import Image
 from timm_helpers import finetune
 
-from vitcli.attention import ImageAttention, cls_attention, extract, fuse_heads, rollout, rollout_map
-from vitcli.attention_figure import (
+from vitcli.cli.common import spread_values
+from vitcli.data.datasets import DatasetInfo
+from vitcli.errors import CheckpointError, ConfigError
+from vitcli.lab.attention_figure import (
     CELL_PX,
     COLORBAR_PX,
     TITLE_PX,
@@ -21,18 +23,18 @@ from vitcli.attention_figure import (
     picture_paths,
     save_figure,
 )
-from vitcli.cli.common import spread_values
-from vitcli.data.datasets import DatasetInfo
-from vitcli.errors import CheckpointError, ConfigError
+from vitcli.lab.explain import ImageAttention
 from vitcli.models import CNN
-from vitcli.models.specs import ViTSpec
+from vitcli.models.attention_maps import cls_attention, extract, fuse_heads, rollout, rollout_map
+from vitcli.models.build import build_module
+from vitcli.settings.specs import ViTSpec
 
 MNIST = DatasetInfo("mnist", 1, 28, 28, [str(i) for i in range(10)], "digits")
 
 
 def vit(heads=2, depth=3, patch_size=7, seed=0):
     torch.manual_seed(seed)
-    return ViTSpec(embed_dim=16, depth=depth, heads=heads, patch_size=patch_size).module(MNIST).eval()
+    return build_module(ViTSpec(embed_dim=16, depth=depth, heads=heads, patch_size=patch_size), MNIST).eval()
 
 
 @pytest.mark.parametrize("heads", [1, 4])

@@ -271,8 +271,8 @@ def full_disk_for_checkpoints(monkeypatch) -> None:
     def save_file(*args, **kwargs):
         raise OSError(FULL.errno, FULL.strerror)
 
-    monkeypatch.setattr("vitcli.checkpoint.save_file", save_file)
-    monkeypatch.setattr("vitcli.train_state.save_file", save_file)
+    monkeypatch.setattr("vitcli.training.checkpoint.save_file", save_file)
+    monkeypatch.setattr("vitcli.training.state.save_file", save_file)
 
 
 def test_a_full_disk_mid_run_keeps_the_last_finished_epoch(tmp_path, earlier, monkeypatch):
@@ -304,8 +304,8 @@ def test_a_full_disk_at_a_new_runs_first_checkpoint(tmp_path, earlier, monkeypat
 
 
 def full_disk_for_text(monkeypatch, prefix: str) -> None:
-    """Path.write_text, which vitcli.files.atomic_write_text calls on its temporary file `.NAME.*.tmp`,
-    fails for temporary files of names starting with `prefix`."""
+    """Path.write_text, which vitcli.runtime.files.atomic_write_text calls on its temporary file
+    `.NAME.*.tmp`, fails for temporary files of names starting with `prefix`."""
     write_text = Path.write_text
 
     def refusing(self, *args, **kwargs):

@@ -17,9 +17,10 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 from test_bad_input import check, invoke
 
-from vitcli.checkpoint import read_metadata, save_checkpoint
-from vitcli.config import load_config
 from vitcli.data import ChannelStats, DatasetInfo
+from vitcli.models.build import build_model
+from vitcli.settings.config import load_config
+from vitcli.training.checkpoint import read_metadata, save_checkpoint
 
 # The module-scoped fixtures, again for this module: its own earlier run, one torch thread.
 earlier, one_thread = test_bad_input.earlier, test_bad_input.one_thread
@@ -132,7 +133,9 @@ def test_a_bad_checkpoint_is_named(tmp_path, earlier, command, case):
 def test_attention_on_a_cnn_checkpoint(tmp_path, earlier):
     info = DatasetInfo("mnist", 1, 28, 28, [str(i) for i in range(10)], "digits")
     config = load_config(None, {"model": {"kind": "cnn"}})
-    built = config.model.build(info, ChannelStats((0.1,), (0.3,)), weight_decay=0.0, emit=lambda e: None)
+    built = build_model(
+        config.model, info, ChannelStats((0.1,), (0.3,)), weight_decay=0.0, emit=lambda e: None
+    )
     save_checkpoint(tmp_path / "cnn.safetensors", built, config, info, {})
     result = read(tmp_path, earlier, "attention", tmp_path / "cnn.safetensors")
     check(result, 1, "this checkpoint is a CNN, which has no attention to show", tmp_path, earlier, ("pics",))

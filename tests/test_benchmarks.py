@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from vitcli.engine import fit
 from vitcli.models.vit import PatchEmbedding
+from vitcli.training.engine import fit
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))  # as `python benchmarks/x.py` does: the scripts import common.py from it

@@ -15,9 +15,9 @@ from fakedata import class_images
 from PIL import Image
 from safetensors.torch import save_file
 
-from vitcli.config import DataConfig
 from vitcli.data import cache, datasets
 from vitcli.data.datasets import load_splits
+from vitcli.settings.config import DataConfig
 
 
 def load(data_dir: Path, notes: list[str] | None = None):

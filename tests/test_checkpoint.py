@@ -7,13 +7,14 @@ import torch
 from fakedata import write_mnist
 from safetensors.torch import load_file, save_file
 
-from vitcli.checkpoint import load_checkpoint, read_metadata, save_checkpoint
-from vitcli.config import Config, load_config
 from vitcli.data import ChannelStats, DatasetInfo
+from vitcli.data.preprocessing import Preprocessing
 from vitcli.errors import CheckpointError
-from vitcli.models.specs import CNNSpec, TimmSpec, ViTSpec
-from vitcli.preprocessing import Preprocessing
-from vitcli.run import eval_checkpoint
+from vitcli.lab.evaluate import eval_checkpoint
+from vitcli.models.build import build_model, build_module
+from vitcli.settings.config import Config, load_config
+from vitcli.settings.specs import CNNSpec, TimmSpec, ViTSpec
+from vitcli.training.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 
 INFO = DatasetInfo("mnist", 1, 28, 28, [str(i) for i in range(10)], "digits")
 STATS = ChannelStats((0.1307,), (0.3081,))
@@ -21,7 +22,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "v0_1_0"
 
 
 def built(cfg: Config):
-    return cfg.model.build(INFO, STATS, weight_decay=cfg.train.weight_decay, emit=lambda event: None)
+    return build_model(cfg.model, INFO, STATS, weight_decay=cfg.train.weight_decay, emit=lambda event: None)
 
 
 def save(path, cfg=None, metrics=None):
@@ -120,7 +121,7 @@ def test_weights_that_do_not_match_the_config(tmp_path):
     save(tmp_path / "m.safetensors")
     # Rewrite the file with the same metadata but a wider model's weights.
     meta = read_metadata(tmp_path / "m.safetensors")
-    wider = ViTSpec(embed_dim=64).module(INFO)
+    wider = build_module(ViTSpec(embed_dim=64), INFO)
     save_file(
         {k: v.contiguous() for k, v in wider.state_dict().items()},
         str(tmp_path / "m.safetensors"),
@@ -240,8 +241,8 @@ def test_0_1_0_config_files_load_as_todays_settings(name, model):
 def test_training_a_0_1_0_config_today_gives_the_0_1_0_weights_bit_for_bit(tmp_path, name):
     """The refactor of model specs changed no number: the same settings on the same data train to the same
     tensors (the timm model resizes and repeats its input in its preprocessing now, not in its forward)."""
-    from vitcli.config import finetune_defaults
-    from vitcli.run import train_run
+    from vitcli.settings.config import finetune_defaults
+    from vitcli.training.run import train_run
 
     overrides = {
         "data": {"data_dir": str(write_mnist(tmp_path / "data"))},

@@ -12,10 +12,10 @@ import torch
 from cli_helpers import run
 from fakedata import write_image_folder
 
-from vitcli.classes import match_classes, same_class
-from vitcli.config import DataConfig
 from vitcli.data import load_splits
 from vitcli.errors import ConfigError
+from vitcli.lab.class_matching import match_classes, same_class
+from vitcli.settings.config import DataConfig
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 MNIST = [f"{i} - {word}" for i, word in enumerate(WORDS)]

@@ -12,13 +12,13 @@ from fakedata import write_mnist
 from PIL import Image
 from sweep_helpers import only_sweep_dir, sweep
 
-import vitcli.plots
-from vitcli.checkpoint import read_metadata
+import vitcli.runtime.png
 from vitcli.cli.common import console
-from vitcli.config import load_config
 from vitcli.events import EpochMetrics
-from vitcli.interrupt import RunStopped
-from vitcli.run import train_run
+from vitcli.runtime.interrupt import RunStopped
+from vitcli.settings.config import load_config
+from vitcli.training.checkpoint import read_metadata
+from vitcli.training.run import train_run
 
 LONG = "vit-with-a-rather-long-run-name-to-fold"  # longer than the table leaves for it at 80 columns
 QUICK = ("--subset", 100, "--val-size", 20)  # of the small data set below
@@ -46,8 +46,8 @@ def two_runs(tmp_path_factory):
 
 @pytest.fixture
 def drawn(monkeypatch):
-    """The figures `vitcli.plots.save` writes, as (path, number of axes, legend labels)."""
-    figures, save = [], vitcli.plots.save
+    """The figures `vitcli.runtime.png.save` writes, as (path, number of axes, legend labels)."""
+    figures, save = [], vitcli.runtime.png.save
 
     def spy(fig, path):
         legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
@@ -55,7 +55,7 @@ def drawn(monkeypatch):
         figures.append((path, len(fig.axes), labels))
         return save(fig, path)
 
-    monkeypatch.setattr(vitcli.plots, "save", spy)
+    monkeypatch.setattr(vitcli.runtime.png, "save", spy)
     return figures
 
 

@@ -1,7 +1,7 @@
 import pytest
 
-from vitcli.config import Config, DataConfig, load_config, load_toml
 from vitcli.errors import ConfigError
+from vitcli.settings.config import Config, DataConfig, load_config, load_toml
 
 
 def write(tmp_path, text, name="c.toml"):

@@ -5,9 +5,10 @@ import torch
 
 from vitcli.data.datasets import DatasetInfo
 from vitcli.models import count_parameters
+from vitcli.models.build import build_module
 from vitcli.models.conv_tokenizer import ConvTokenizer
-from vitcli.models.specs import ViTSpec
 from vitcli.models.vit import ViT
+from vitcli.settings.specs import ViTSpec
 
 
 @pytest.mark.parametrize(
@@ -50,5 +51,5 @@ def test_parameter_counts_are_pinned():
 
 def test_the_patch_size_need_not_divide_the_image():
     info = DatasetInfo("mnist", 1, 28, 28, [str(i) for i in range(10)], "digits")
-    model = ViTSpec(tokenizer="conv", patch_size=5).module(info)
+    model = build_module(ViTSpec(tokenizer="conv", patch_size=5), info)
     assert model(torch.randn(1, 1, 28, 28)).shape == (1, 10)

@@ -4,11 +4,11 @@ import pytest
 import torch
 from fakedata import write_cifar100, write_image_folder, write_mnist
 
-from vitcli.config import DataConfig
 from vitcli.data import Batches, load_splits
 from vitcli.data.batches import Augmentation, random_flip, random_translate
+from vitcli.data.preprocessing import Preprocessing
 from vitcli.errors import DataError
-from vitcli.preprocessing import Preprocessing
+from vitcli.settings.config import DataConfig
 
 
 def test_mnist_idx_files_load_through_torchvision(mnist_dir):
@@ -187,8 +187,8 @@ def test_damaged_files_are_not_reported_as_missing(mnist_dir):
 
 
 def test_config_knows_the_same_data_sets_as_the_registry():
-    from vitcli.config import DATASETS
     from vitcli.data.datasets import TORCHVISION_SOURCES
+    from vitcli.settings.config import DATASETS
 
     assert set(DATASETS) == set(TORCHVISION_SOURCES)
 

@@ -9,12 +9,13 @@ import torch
 from cli_helpers import plain_text, run, train
 from torch import nn
 
-from vitcli.checkpoint import load_checkpoint, read_metadata
-from vitcli.distillation import DistillationLoss, Teacher, load_teacher
+from vitcli.data.preprocessing import Preprocessing
+from vitcli.lab.evaluate import eval_checkpoint
 from vitcli.models import count_parameters
+from vitcli.models.distillation import DistillationLoss, Teacher
 from vitcli.models.vit import ViT
-from vitcli.preprocessing import Preprocessing
-from vitcli.run import eval_checkpoint
+from vitcli.training.checkpoint import load_checkpoint, read_metadata
+from vitcli.training.teacher import load_teacher
 
 
 class FirstPixels(nn.Module):

@@ -14,12 +14,12 @@ from cli_helpers import run
 from fakedata import write_mnist
 from run_helpers import REPO, tensors
 
-from vitcli.checkpoint import load_checkpoint
 from vitcli.data.batches import Augmentation, Batches
 from vitcli.data.datasets import Split
-from vitcli.interrupt import GracefulStop
-from vitcli.launch import without_nproc
-from vitcli.preprocessing import Preprocessing
+from vitcli.data.preprocessing import Preprocessing
+from vitcli.runtime.interrupt import GracefulStop
+from vitcli.runtime.launch import without_nproc
+from vitcli.training.checkpoint import load_checkpoint
 
 # The augmentation, mixup and the small ViT all run, so that every random draw is shared by the ranks.
 SETTINGS = [
@@ -220,7 +220,8 @@ def test_two_machines_join_through_torchruns_rendezvous(tmp_path):
 def test_each_rank_draws_its_own_dropout_and_leaves_the_shared_generator_alone():
     """Mixup draws from the global generator, which must stay the same on every rank; dropout must not
     draw the same masks on every rank."""
-    from vitcli.distributed import Ranks, own_draws
+    from vitcli.runtime.distributed import own_draws
+    from vitcli.runtime.ranks import Ranks
 
     dropout, ones, cpu = torch.nn.Dropout(0.5).train(), torch.ones(1000), torch.device("cpu")
     torch.manual_seed(0)

@@ -1,15 +1,16 @@
 import pytest
 import torch
 
-from vitcli.config import DataConfig, load_config
 from vitcli.data import load_splits
 from vitcli.data.batches import Augmentation
-from vitcli.engine import cross_entropy, fit
+from vitcli.data.preprocessing import Preprocessing
 from vitcli.errors import TrainingDiverged
-from vitcli.evaluation import evaluate
 from vitcli.events import EpochMetrics, StepDone
-from vitcli.optim import warmup_cosine
-from vitcli.preprocessing import Preprocessing
+from vitcli.models.build import build_module
+from vitcli.settings.config import DataConfig, load_config
+from vitcli.training.engine import cross_entropy, fit
+from vitcli.training.evaluation import evaluate
+from vitcli.training.optim import warmup_cosine
 
 CPU = torch.device("cpu")
 
@@ -27,7 +28,7 @@ def _fit(mnist_dir, events=None, criterion=None, **train):
     )
     splits = load_splits(cfg.data, download=False)
     torch.manual_seed(cfg.train.seed)
-    model = cfg.model.module(splits.info)
+    model = build_module(cfg.model, splits.info)
     result = fit(
         model,
         splits,
@@ -67,7 +68,7 @@ def test_same_seed_same_weights_on_cpu(mnist_dir):
 
 
 def test_best_validation_weights_are_kept(mnist_dir, monkeypatch):
-    from vitcli import engine
+    from vitcli.training import engine
 
     # Validation accuracy that peaks in epoch 2 of 3: the model must end with epoch 2's weights.
     accuracies = iter([0.3, 0.9, 0.5])
@@ -93,7 +94,7 @@ def test_diverging_loss_stops_with_a_clear_error(mnist_dir):
 
 def test_confusion_matrix_counts_every_image(mnist_dir):
     splits = load_splits(DataConfig(data_dir=str(mnist_dir)), download=False)
-    model = load_config(None).model.module(splits.info)
+    model = build_module(load_config(None).model, splits.info)
     result = evaluate(model, splits.test, _preprocess(splits), CPU, 10, batch_size=64)
     assert sum(map(sum, result.confusion)) == len(splits.test) == result.count
     assert result.accuracy == pytest.approx(sum(result.confusion[i][i] for i in range(10)) / result.count)

@@ -20,10 +20,12 @@ from fakedata import write_mnist
 from PIL import Image
 from timm_helpers import error_line
 
-from vitcli.checkpoint import load_checkpoint, save_checkpoint
 from vitcli.errors import ConfigError
-from vitcli.export import export_checkpoint
-from vitcli.models.specs import Built, CNNSpec
+from vitcli.lab.exporter import export_checkpoint
+from vitcli.models.build import build_module
+from vitcli.models.built import Built
+from vitcli.settings.specs import CNNSpec
+from vitcli.training.checkpoint import load_checkpoint, save_checkpoint
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -57,7 +59,7 @@ def variant(runs, tmp_path, name, **fields):
     spec = (
         CNNSpec() if fields.pop("model", None) == "cnn" else dataclasses.replace(base.config.model, **fields)
     )
-    module = spec.module(base.info)
+    module = build_module(spec, base.info)
     if spec.kind == "vit":
         generator = torch.Generator().manual_seed(3)
         with torch.no_grad():

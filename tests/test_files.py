@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from vitcli.files import atomic_write, atomic_write_text
+from vitcli.runtime.files import atomic_write, atomic_write_text
 
 
 def test_written_file_gets_the_permissions_of_any_new_file(tmp_path):

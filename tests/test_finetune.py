@@ -19,14 +19,15 @@ from safetensors.torch import save_file
 from timm.layers import resample_patch_embed
 from timm_helpers import checkpoint_tensors, error_line, finetune, random_state_dict, runner
 
-from vitcli.checkpoint import load_checkpoint
 from vitcli.cli import app
-from vitcli.config import Config, finetune_defaults, load_config
+from vitcli.cli.tables import adaptation_rows
 from vitcli.data import load_splits
-from vitcli.models.specs import TimmSpec
+from vitcli.models.build import build_model
 from vitcli.models.timm_vit import build_timm_vit
-from vitcli.optim import make_optimizer, warmup_cosine
-from vitcli.report import adaptation_rows
+from vitcli.settings.config import Config, finetune_defaults, load_config
+from vitcli.settings.specs import TimmSpec
+from vitcli.training.checkpoint import load_checkpoint
+from vitcli.training.optim import make_optimizer, warmup_cosine
 
 # timm added its tiny test models during the 1.0 series, after the 1.0 that pyproject.toml admits.
 pytestmark = pytest.mark.skipif(
@@ -59,7 +60,7 @@ def config(data_dir, **finetune_options) -> Config:
 def build(cfg: Config):
     """What a run builds from `cfg`: the timm spec's Built (module, preprocessing, groups, adaptation)."""
     splits = load_splits(cfg.data)
-    return cfg.model.build(
+    return build_model(cfg.model,
         splits.info, splits.stats, weight_decay=cfg.train.weight_decay, emit=lambda event: None
     )
 

@@ -18,9 +18,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from vitcli.cli import app
-from vitcli.config import DataConfig
 from vitcli.data import datasets, folders, load_splits
 from vitcli.errors import DataError
+from vitcli.settings.config import DataConfig
 
 SMALL = {"train": 4, "test": 2, "val": 2}  # images per class: 12 train and 6 test images for 3 classes
 

@@ -20,11 +20,11 @@ from fakedata import write_cifar10, write_mnist
 from safetensors.torch import save_file
 from timm_helpers import random_state_dict
 
-from vitcli.config import DataConfig
+from vitcli.cli.tables import fmt_bytes
 from vitcli.data import cache
 from vitcli.data.datasets import load_splits
 from vitcli.models.pretrained import hub_tag
-from vitcli.report import fmt_bytes
+from vitcli.settings.config import DataConfig
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,28 +8,29 @@ from safetensors.torch import save_file
 
 from vitcli.data.datasets import DatasetInfo
 from vitcli.errors import ConfigError
-from vitcli.inspection.against import mcnemar_p
-from vitcli.inspection.classes import class_average
-from vitcli.inspection.distance import grid_distances, mean_attention_distance, uniform_distance
-from vitcli.inspection.figures import evolution_epochs
-from vitcli.inspection.filters import patch_components, principal_components
-from vitcli.inspection.positions import (
+from vitcli.lab.inspection.against import mcnemar_p
+from vitcli.lab.inspection.distance import grid_distances, mean_attention_distance, uniform_distance
+from vitcli.lab.inspection.figures import evolution_epochs
+from vitcli.lab.inspection.filters import patch_components, principal_components
+from vitcli.lab.inspection.per_class import class_average
+from vitcli.lab.inspection.positions import (
     neighbour_similarity,
     position_similarity,
     position_table,
     similarity_maps,
 )
-from vitcli.inspection.snapshots import epoch_bytes, spaced_indices
 from vitcli.models import CNN
-from vitcli.models.specs import ViTSpec
+from vitcli.models.build import build_module
 from vitcli.models.vit import sinusoidal_embedding
+from vitcli.settings.specs import ViTSpec
+from vitcli.training.snapshots import epoch_bytes, spaced_indices
 
 MNIST = DatasetInfo("mnist", 1, 28, 28, [str(i) for i in range(10)], "digits")
 
 
 def vit(**fields):
     torch.manual_seed(0)
-    return ViTSpec(embed_dim=16, depth=2, heads=2, patch_size=7, **fields).module(MNIST).eval()
+    return build_module(ViTSpec(embed_dim=16, depth=2, heads=2, patch_size=7, **fields), MNIST).eval()
 
 
 def test_uniform_attention_scores_the_mean_pairwise_distance_and_attention_to_oneself_zero():

@@ -3,8 +3,8 @@
 import pytest
 from conftest import shared_mnist
 
-from vitcli.config import load_config
-from vitcli.run import train_run
+from vitcli.settings.config import load_config
+from vitcli.training.run import train_run
 
 pytestmark = pytest.mark.skipif(shared_mnist() is None, reason="the real MNIST is not in ../shared/data")
 

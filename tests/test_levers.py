@@ -9,19 +9,21 @@ import pytest
 import torch
 from run_helpers import LEVERS, assert_same_tensors, settings, tensors, with_levers
 
-from vitcli.averaging import EMA, RAW, BestWeights
-from vitcli.checkpoint import read_metadata
-from vitcli.config import load_config
 from vitcli.data import load_splits
 from vitcli.data.batches import Augmentation, Batches
 from vitcli.data.datasets import Split
 from vitcli.data.mixing import Mixing
-from vitcli.engine import cross_entropy, fit
+from vitcli.data.preprocessing import Preprocessing
 from vitcli.errors import ConfigError
-from vitcli.evaluation import EvalResult
+from vitcli.lab.evaluate import eval_checkpoint
+from vitcli.models.build import build_module
 from vitcli.models.vit import ViT, drop_path_module
-from vitcli.preprocessing import Preprocessing
-from vitcli.run import eval_checkpoint, train_run
+from vitcli.settings.config import load_config
+from vitcli.training.averaging import EMA, RAW, BestWeights
+from vitcli.training.checkpoint import read_metadata
+from vitcli.training.engine import cross_entropy, fit
+from vitcli.training.evaluation import EvalResult
+from vitcli.training.run import train_run
 
 CPU = torch.device("cpu")
 
@@ -90,7 +92,7 @@ def test_the_last_mix_off_epochs_train_on_plain_labels(mnist_dir):
 
     steps = 500 // 100  # 600 fake images less 10% validation, batch 100
     fit(
-        cfg.model.module(splits.info),
+        build_module(cfg.model, splits.info),
         splits,
         cfg.train,
         CPU,
@@ -159,7 +161,7 @@ def test_the_average_after_one_step_is_decay_times_before_plus_the_rest_times_af
         },
     )
     splits = load_splits(cfg.data)
-    model = cfg.model.module(splits.info)
+    model = build_module(cfg.model, splits.info)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     ema_states = []
     fit(
@@ -213,7 +215,7 @@ def test_a_run_with_ema_validates_both_and_its_checkpoint_holds_and_names_the_be
 def test_clip_grad_bounds_the_gradient_norm_the_optimiser_steps_with(mnist_dir):
     cfg = load_config(None, {"data": {"data_dir": str(mnist_dir)}, "train": {"epochs": 1, "clip_grad": 0.01}})
     splits = load_splits(cfg.data)
-    model = cfg.model.module(splits.info)
+    model = build_module(cfg.model, splits.info)
     norms = []
     original = torch.optim.AdamW.step
 
@@ -256,11 +258,11 @@ def test_batches_yield_soft_targets_only_when_mixing(mnist_dir):
 
 def test_a_timm_vit_gets_drop_path_rising_over_its_blocks():
     from vitcli.data.datasets import DatasetInfo
-    from vitcli.models.specs import TimmSpec
+    from vitcli.settings.specs import TimmSpec
 
     info = DatasetInfo("mnist", 1, 28, 28, [str(i) for i in range(10)], "digits")
     spec = TimmSpec(name="vit_tiny_patch16_224", pretrained="none", img_size=28, patch_size=7)
     with torch.device("meta"):
-        vit = spec.module(info, drop_path=0.2)
+        vit = build_module(spec, info, drop_path=0.2)
     rates = [getattr(block.drop_path1, "drop_prob", 0.0) for block in vit.model.blocks]
     assert rates[0] == 0.0 and rates[-1] == pytest.approx(0.2) and rates == sorted(rates)

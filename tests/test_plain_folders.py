@@ -8,9 +8,9 @@ import torch
 from cli_helpers import run
 from fakedata import write_image_folder
 
-from vitcli.checkpoint import load_checkpoint
-from vitcli.config import DataConfig
 from vitcli.data import datasets, folders, load_splits
+from vitcli.settings.config import DataConfig
+from vitcli.training.checkpoint import load_checkpoint
 
 SETTINGS = ("--epochs", 1, "--batch-size", 16, "--device", "cpu", "--embed-dim", 8, "--depth", 1)
 SETTINGS += ("--patch-size", 8)

@@ -1,4 +1,5 @@
-"""`vitcli predict` and `vitcli.predict`: image files prepared as in training, top-k, the brightness check."""
+"""`vitcli predict` and `vitcli.lab.prediction`: image files prepared as in training, top-k, the
+brightness check."""
 
 from __future__ import annotations
 
@@ -21,12 +22,12 @@ from safetensors.torch import save_file
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from vitcli.checkpoint import load_checkpoint
 from vitcli.cli.predict import predictions_table
 from vitcli.data.datasets import Split
-from vitcli.evaluation import evaluate
-from vitcli.predict import Brightness, Prediction, PredictReport, fit_size, predict, training_mean
-from vitcli.preprocessing import Preprocessing
+from vitcli.data.preprocessing import Preprocessing
+from vitcli.lab.prediction import Brightness, Prediction, PredictReport, fit_size, predict, training_mean
+from vitcli.training.checkpoint import load_checkpoint
+from vitcli.training.evaluation import evaluate
 
 
 @dataclass

@@ -11,9 +11,9 @@ import pytest
 from cli_helpers import plain_text, run
 from run_helpers import REPO
 
-from vitcli.config import load_config
 from vitcli.errors import ConfigError
-from vitcli.presets import NOT_MEASURED, all_presets, load_preset, names
+from vitcli.settings.config import load_config
+from vitcli.settings.presets import NOT_MEASURED, all_presets, load_preset, names
 
 REQUIRED = {
     "mnist-classic",
@@ -99,15 +99,15 @@ def test_the_presets_reach_the_wheel(tmp_path):
         check=True,
     )
     wheel = next((tmp_path / "dist").glob("vitcli-*.whl"))
-    shipped = {n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("vitcli/presets/")}
-    assert {f"vitcli/presets/{name}.toml" for name in REQUIRED} <= shipped
+    shipped = {n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("vitcli/settings/presets/")}
+    assert {f"vitcli/settings/presets/{name}.toml" for name in REQUIRED} <= shipped
     target = tmp_path / "installed"
     subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)], check=True)
     out = subprocess.run(
         [
             sys.executable,
             "-c",
-            "import json, vitcli.presets as p; print(p.__file__); print(json.dumps(p.names()))",
+            "import json, vitcli.settings.presets as p; print(p.__file__); print(json.dumps(p.names()))",
         ],
         env={"PYTHONPATH": str(target), "PATH": ""},
         cwd=tmp_path,

@@ -7,8 +7,8 @@ import torch
 from cli_helpers import run, train
 from fakedata import write_mnist
 
-from vitcli.checkpoint import load_checkpoint
 from vitcli.data.stratified import SUBSET_EVAL_MIN, draw, eval_cap
+from vitcli.training.checkpoint import load_checkpoint
 
 TINY = ("--embed-dim", 8, "--depth", 1, "--name", "quick")
 

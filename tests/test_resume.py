@@ -13,13 +13,14 @@ from cli_helpers import run
 from fakedata import write_mnist
 from run_helpers import LEVERS, REPO, assert_same_tensors, settings, single_thread, tensors, with_levers
 
-from vitcli.config import load_config
 from vitcli.data import load_splits
 from vitcli.data.batches import Augmentation
-from vitcli.engine import fit
-from vitcli.preprocessing import Preprocessing
-from vitcli.run import resume_run, train_run
-from vitcli.train_state import load_state, save_state
+from vitcli.data.preprocessing import Preprocessing
+from vitcli.models.build import build_model
+from vitcli.settings.config import load_config
+from vitcli.training.engine import fit
+from vitcli.training.run import resume_run, train_run
+from vitcli.training.state import load_state, save_state
 
 VARIANTS = {"model": {"tokenizer": "spt", "lsa": True, "pool": "seq"}}  # the small-data ViT parts
 
@@ -38,7 +39,7 @@ def test_a_run_stopped_mid_epoch_resumes_to_the_same_weights_as_one_that_never_s
 
     def train(start=None, stop=None, on_snapshot=None):
         torch.manual_seed(0)
-        built = cfg.model.build(
+        built = build_model(cfg.model,
             splits.info, splits.stats, weight_decay=0.05, emit=print, drop_path=cfg.train.drop_path
         )
         result = fit(
@@ -183,7 +184,7 @@ def test_ctrl_c_after_the_first_epoch_saves_the_state_says_how_to_resume_and_exi
 
 STOPPED_IN_EVAL = """
 import os, signal, sys
-from vitcli.interrupt import GracefulStop, ctrl_c_stops_at_once
+from vitcli.runtime.interrupt import GracefulStop, ctrl_c_stops_at_once
 ctrl_c = "__import__('os').kill(__import__('os').getpid(), 2)"
 try:
     if sys.argv[1] == "in a run":
@@ -223,9 +224,9 @@ def test_resume_refuses_options_that_change_the_run_and_lets_epochs_grow(tmp_pat
 
 def test_a_sweep_run_stopped_by_ctrl_c_resumes_from_its_last_epoch(tmp_path, mnist_dir):
     from vitcli.events import EpochMetrics, Status
-    from vitcli.interrupt import RunStopped
-    from vitcli.sweep import plan_sweep
-    from vitcli.sweep_run import RunStarted, run_sweep
+    from vitcli.runtime.interrupt import RunStopped
+    from vitcli.sweeps.execute import RunStarted, run_sweep
+    from vitcli.sweeps.plan import plan_sweep
 
     options = {
         "depth": [1, 2],
@@ -261,7 +262,7 @@ def test_a_sweep_run_stopped_by_ctrl_c_resumes_from_its_last_epoch(tmp_path, mni
 
 def test_ctrl_c_after_the_last_epoch_but_before_the_test_set_resumes_to_the_test_set(tmp_path, mnist_dir):
     from vitcli.events import EpochMetrics
-    from vitcli.interrupt import RunStopped
+    from vitcli.runtime.interrupt import RunStopped
 
     cfg = load_config(None, settings(mnist_dir, tmp_path, epochs=2))
 

@@ -6,7 +6,7 @@ import torch
 from cli_helpers import run, train
 from run_helpers import assert_same_tensors, single_thread, tensors
 
-from vitcli.train_state import load_state
+from vitcli.training.state import load_state
 
 
 def three_epochs(data_dir, out, name):
@@ -37,7 +37,7 @@ def test_no_command_overwrites_a_run_unless_asked(tmp_path, mnist_dir):
 
 
 def test_a_run_directory_is_held_by_one_process(tmp_path, mnist_dir):
-    from vitcli.lock import DirectoryLock
+    from vitcli.runtime.lock import DirectoryLock
 
     (tmp_path / "x").mkdir()
     with DirectoryLock(tmp_path / "x", "run directory"):  # as another `vitcli train --name x` would
@@ -67,16 +67,16 @@ def test_a_run_directory_is_held_by_one_process(tmp_path, mnist_dir):
 
 def test_out_of_gpu_memory_is_one_line_and_keeps_the_last_finished_epoch(tmp_path, mnist_dir, monkeypatch):
     """No GPU here: a step of epoch 2 raises CUDA's out-of-memory error, as the GPU would."""
-    import vitcli.engine
+    import vitcli.training.engine
 
-    real = vitcli.engine.train_epoch
+    real = vitcli.training.engine.train_epoch
 
     def out_of_memory_in_epoch_2(step, batches, device, epoch, *args, **kwargs):
         if epoch == 2:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real(step, batches, device, epoch, *args, **kwargs)
 
-    monkeypatch.setattr(vitcli.engine, "train_epoch", out_of_memory_in_epoch_2)
+    monkeypatch.setattr(vitcli.training.engine, "train_epoch", out_of_memory_in_epoch_2)
     result = run(*three_epochs(mnist_dir, tmp_path, "m"))
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "the GPU ran out of memory" in result.stderr and "lower --batch-size" in result.stderr
@@ -87,9 +87,9 @@ def test_out_of_gpu_memory_is_one_line_and_keeps_the_last_finished_epoch(tmp_pat
 def test_a_full_disk_is_one_line_and_keeps_the_last_good_state(tmp_path, mnist_dir, monkeypatch):
     import errno
 
-    import vitcli.checkpoint
+    import vitcli.training.checkpoint
 
-    real = vitcli.checkpoint.save_file
+    real = vitcli.training.checkpoint.save_file
     calls = []
 
     def disk_full_at_the_third_checkpoint(tensors, path, metadata=None):
@@ -98,7 +98,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_last_good_state(tmp_path, mnist_d
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(tensors, path, metadata=metadata)
 
-    monkeypatch.setattr(vitcli.checkpoint, "save_file", disk_full_at_the_third_checkpoint)
+    monkeypatch.setattr(vitcli.training.checkpoint, "save_file", disk_full_at_the_third_checkpoint)
     result = run(*three_epochs(mnist_dir, tmp_path, "d"))
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "No space left on device" in result.stderr and len(result.stderr.strip().splitlines()) == 1
@@ -112,9 +112,9 @@ def test_a_second_ctrl_c_between_two_writes_leaves_no_state_ahead_of_the_weights
 ):
     """The second Ctrl-C stops at once, possibly between epoch 1's weights and its state: the state must
     not be written before model.safetensors, or the run could be resumed but not evaluated."""
-    import vitcli.checkpoint
+    import vitcli.training.checkpoint
 
-    real = vitcli.checkpoint.save_file
+    real = vitcli.training.checkpoint.save_file
     calls = []
 
     def ctrl_c_at_epoch_1s_model(tensors, path, metadata=None):
@@ -123,7 +123,7 @@ def test_a_second_ctrl_c_between_two_writes_leaves_no_state_ahead_of_the_weights
             raise KeyboardInterrupt
         return real(tensors, path, metadata=metadata)
 
-    monkeypatch.setattr(vitcli.checkpoint, "save_file", ctrl_c_at_epoch_1s_model)
+    monkeypatch.setattr(vitcli.training.checkpoint, "save_file", ctrl_c_at_epoch_1s_model)
     result = run(*three_epochs(mnist_dir, tmp_path, "k"))
     assert result.exit_code == 130 and "Traceback" not in result.output
     assert not (tmp_path / "k" / "state.safetensors").exists() and not list((tmp_path / "k").glob(".*.tmp"))

@@ -1,4 +1,4 @@
-"""Model specs (`models/specs.py`): each kind holds its own fields, checks them once, and builds a run's
+"""Model specs (`settings/specs.py`): each kind holds its own fields, checks them once, and builds a run's
 model, preprocessing and record; `[model]` in TOML is a tagged union on `kind`."""
 
 import json
@@ -9,12 +9,14 @@ import torch
 from typer.testing import CliRunner
 
 from vitcli.cli import app
-from vitcli.config import Config, load_config
 from vitcli.data import ChannelStats, DatasetInfo
+from vitcli.data.preprocessing import Preprocessing
 from vitcli.errors import ConfigError
 from vitcli.models import CNN, ViT, count_parameters
-from vitcli.models.specs import SPECS, CNNSpec, TimmSpec, ViTSpec
-from vitcli.preprocessing import Preprocessing
+from vitcli.models.build import build_model, build_module
+from vitcli.models.timm_vit import resolve_timm
+from vitcli.settings.config import Config, load_config
+from vitcli.settings.specs import SPECS, CNNSpec, TimmSpec, ViTSpec
 
 runner = CliRunner()
 MNIST = DatasetInfo("mnist", 1, 28, 28, [str(i) for i in range(10)], "digits")
@@ -74,15 +76,15 @@ def test_combinations_are_checked_by_validate():
 
 
 def test_modules_are_built_from_the_spec_and_the_data_shape():
-    vit, cnn = ViTSpec(heads=4).module(MNIST), CNNSpec().module(MNIST)
+    vit, cnn = build_module(ViTSpec(heads=4), MNIST), build_module(CNNSpec(), MNIST)
     assert isinstance(vit, ViT) and isinstance(cnn, CNN)
     assert count_parameters(vit) == 27_978 and vit.num_tokens == 17
     with pytest.raises(ConfigError, match="not divisible by --patch-size 5"):
-        ViTSpec(patch_size=5).module(MNIST)
+        build_module(ViTSpec(patch_size=5), MNIST)
 
 
 def test_models_from_scratch_normalise_with_the_data_statistics():
-    built = ViTSpec().build(MNIST, STATS, weight_decay=0.05, emit=print)
+    built = build_model(ViTSpec(), MNIST, STATS, weight_decay=0.05, emit=print)
     assert built.spec == ViTSpec() and built.param_groups is None and built.adaptation is None
     assert built.preprocessing == Preprocessing((0.1307,), (0.3081,))
     x = torch.full((1, 1, 2, 2), 255, dtype=torch.uint8)
@@ -93,10 +95,10 @@ def test_models_from_scratch_normalise_with_the_data_statistics():
 
 @pytest.mark.skipif(not timm.is_model("test_vit"), reason="this timm has no test_vit; a newer timm has")
 def test_a_timm_spec_resolves_its_sizes_to_the_models_own():
-    resolved = TimmSpec(name="test_vit", pretrained="none", patch_size=8).resolved()
+    resolved = resolve_timm(TimmSpec(name="test_vit", pretrained="none", patch_size=8))
     assert (resolved.img_size, resolved.patch_size) == (160, 8)
     with pytest.raises(ConfigError, match="--img-size 160 is not a multiple of --patch-size 7"):
-        TimmSpec(name="test_vit", patch_size=7).resolved()
+        resolve_timm(TimmSpec(name="test_vit", patch_size=7))
 
 
 # --- [model] as a tagged union ----------------------------------------------------------------------

@@ -10,9 +10,9 @@ from sweep_helpers import only_sweep_dir, sweep
 from vitcli.cli.common import spread_values
 from vitcli.cli.sweep import BOOL_FLAGS
 from vitcli.errors import ConfigError, OutputError, TrainingDiverged
-from vitcli.sweep import SWEEPABLE, expand, plan_sweep
-from vitcli.sweep_results import load_results
-from vitcli.sweep_run import RunStarted, run_sweep
+from vitcli.sweeps.execute import RunStarted, run_sweep
+from vitcli.sweeps.plan import SWEEPABLE, expand, plan_sweep
+from vitcli.sweeps.results import load_results
 
 # --- the issue's measure -----------------------------------------------------------------------------
 
@@ -47,9 +47,9 @@ def test_a_patch_size_that_does_not_divide_the_image_fails_alone(tmp_path, mnist
 
 
 def test_runs_that_failed_for_other_reasons_are_retried(tmp_path, mnist_dir, monkeypatch):
-    import vitcli.run
+    import vitcli.training.run
 
-    real_train_run = vitcli.run.train_run
+    real_train_run = vitcli.training.run.train_run
 
     def diverge_at_lr_1(config, on_event=None, **options):
         if config.train.lr == 1.0:
@@ -64,12 +64,12 @@ def test_runs_that_failed_for_other_reasons_are_retried(tmp_path, mnist_dir, mon
         "device": ["cpu"],
     }
     plan = plan_sweep(options, out=tmp_path / "sweeps")
-    monkeypatch.setattr(vitcli.run, "train_run", diverge_at_lr_1)
+    monkeypatch.setattr(vitcli.training.run, "train_run", diverge_at_lr_1)
     rows = run_sweep(plan)
     assert [r["status"] for r in rows] == ["finished", "failed"]
     assert rows[1]["failure"] == "diverged" and rows[1]["error"].startswith("the loss became nan")
 
-    monkeypatch.setattr(vitcli.run, "train_run", real_train_run)
+    monkeypatch.setattr(vitcli.training.run, "train_run", real_train_run)
     started = []
     rows = run_sweep(
         plan, on_event=lambda e: started.append(e.run.index) if isinstance(e, RunStarted) else None
@@ -81,9 +81,9 @@ def test_runs_that_failed_for_other_reasons_are_retried(tmp_path, mnist_dir, mon
 def test_retries_are_decided_by_the_kind_of_error(tmp_path, mnist_dir, monkeypatch):
     """Invalid settings fail the same way every time and are skipped on resume; a run directory that
     could not be written (an OutputError: a full disk, permissions) is retried."""
-    import vitcli.run
+    import vitcli.training.run
 
-    real_train_run = vitcli.run.train_run
+    real_train_run = vitcli.training.run.train_run
 
     def disk_full_at_depth_2(config, on_event=None, **options):
         if config.model.depth == 2:
@@ -100,7 +100,7 @@ def test_retries_are_decided_by_the_kind_of_error(tmp_path, mnist_dir, monkeypat
         "device": ["cpu"],
     }
     plan = plan_sweep(options, out=tmp_path / "sweeps")
-    monkeypatch.setattr(vitcli.run, "train_run", disk_full_at_depth_2)
+    monkeypatch.setattr(vitcli.training.run, "train_run", disk_full_at_depth_2)
     rows = run_sweep(plan)
     assert [
         (r["values"]["depth"], r["values"]["embed_dim"], r["status"], r.get("failure")) for r in rows
@@ -111,7 +111,7 @@ def test_retries_are_decided_by_the_kind_of_error(tmp_path, mnist_dir, monkeypat
         (2, 8, "failed", "invalid"),
     ]
 
-    monkeypatch.setattr(vitcli.run, "train_run", real_train_run)
+    monkeypatch.setattr(vitcli.training.run, "train_run", real_train_run)
     started = []
     rows = run_sweep(
         plan, on_event=lambda e: started.append(e.run.index) if isinstance(e, RunStarted) else None
@@ -142,16 +142,16 @@ def test_a_vit_and_cnn_sweep_trains_each_distinct_cnn_once(tmp_path, mnist_dir):
 
 
 def test_ctrl_c_keeps_finished_results_and_exits_130(tmp_path, mnist_dir, monkeypatch):
-    import vitcli.run
+    import vitcli.training.run
 
-    real_train_run = vitcli.run.train_run
+    real_train_run = vitcli.training.run.train_run
 
     def interrupt_the_second(config, on_event=None, **options):
         if config.model.depth == 2:
             raise KeyboardInterrupt
         return real_train_run(config, on_event, **options)
 
-    monkeypatch.setattr(vitcli.run, "train_run", interrupt_the_second)
+    monkeypatch.setattr(vitcli.training.run, "train_run", interrupt_the_second)
     result = sweep(tmp_path, mnist_dir, "--depth", 1, 2, 3, "--embed-dim", 8)
     assert result.exit_code == 130 and "run the same command to resume" in result.stderr
     assert [r["values"] for r in load_results(only_sweep_dir(tmp_path))] == [{"depth": 1}]

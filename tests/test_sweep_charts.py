@@ -10,7 +10,7 @@ from cli_helpers import run
 from fakedata import write_mnist
 from sweep_helpers import only_sweep_dir, sweep
 
-from vitcli.plots import accuracy_panels, cost_axis
+from vitcli.sweeps.charts import accuracy_panels, cost_axis
 
 TINY = ("--embed-dim", 8, "--depth", 1)
 

@@ -16,12 +16,12 @@ from run_helpers import single_thread
 from sweep_helpers import sweep
 
 from vitcli.errors import ConfigError
-from vitcli.interrupt import RunStopped
-from vitcli.sweep import plan_sweep
-from vitcli.sweep_jobs import job_gpus
-from vitcli.sweep_results import ROW_FILE, load_results
-from vitcli.sweep_run import RunEnded, resume_state, run_sweep
-from vitcli.sweep_slurm import SlurmOptions, check_executor, run_on_slurm, slurm_executor
+from vitcli.runtime.interrupt import RunStopped
+from vitcli.sweeps.execute import RunEnded, resume_state, run_sweep
+from vitcli.sweeps.jobs import job_gpus
+from vitcli.sweeps.plan import plan_sweep
+from vitcli.sweeps.results import ROW_FILE, load_results
+from vitcli.sweeps.slurm import SlurmOptions, check_executor, run_on_slurm, slurm_executor
 
 GRID = ("--embed-dim", 6, 8, "--heads", 2, 4)  # 4 runs, one of them invalid (4 heads do not divide 6)
 SAME = ("status", "failure", "error", "key", "run", "index", "values", "axes", "config", "best_epoch")

@@ -12,9 +12,9 @@ from PIL import Image
 from rich.console import Console
 from sweep_helpers import only_sweep_dir, sweep
 
-from vitcli.plots import write_charts
-from vitcli.report import sweep_table
-from vitcli.sweep_results import aggregate, write_results
+from vitcli.cli.sweep_tables import sweep_table
+from vitcli.sweeps.charts import write_charts
+from vitcli.sweeps.results import aggregate, write_results
 
 # --- results files and `vitcli report` ---------------------------------------------------------------
 

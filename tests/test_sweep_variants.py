@@ -3,7 +3,7 @@
 from cli_helpers import train
 from sweep_helpers import only_sweep_dir, sweep
 
-from vitcli.sweep_results import load_results
+from vitcli.sweeps.results import load_results
 
 
 def test_a_sweep_over_tokenizers_and_poolings_runs_each_and_records_what_cannot_run(tmp_path, mnist_dir):

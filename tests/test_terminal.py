@@ -12,11 +12,11 @@ import pytest
 from cli_helpers import run, train
 from rich.console import Console
 
+from vitcli.cli.fitting import FirstThatFits
 from vitcli.cli.progress import TrainProgress
+from vitcli.cli.tables import _confusion, epoch_line
 from vitcli.events import EpochMetrics, EpochStart, StepDone
-from vitcli.fitting import FirstThatFits
-from vitcli.report import _confusion, epoch_line
-from vitcli.sweep_results import write_results
+from vitcli.sweeps.results import write_results
 
 AXES = {"embed_dim": (8, 16), "depth": (1, 2), "label_smoothing": (0.0, 0.1), "weight_decay": (0.05,)}
 

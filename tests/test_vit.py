@@ -6,7 +6,7 @@ import torch
 from vitcli.data import DatasetInfo
 from vitcli.errors import ConfigError
 from vitcli.models import count_parameters
-from vitcli.models.specs import ViTSpec
+from vitcli.models.build import build_module
 from vitcli.models.vit import (
     MLP,
     MultiHeadSelfAttention,
@@ -15,6 +15,7 @@ from vitcli.models.vit import (
     ViT,
     sinusoidal_embedding,
 )
+from vitcli.settings.specs import ViTSpec
 
 CIFAR = DatasetInfo("cifar10", 3, 32, 32, [str(i) for i in range(10)], "natural")
 MNIST = DatasetInfo("mnist", 1, 28, 28, [str(i) for i in range(10)], "digits")
@@ -37,7 +38,7 @@ def test_mlp_keeps_shape_and_has_requested_hidden_size():
 
 
 def test_vit_output_shapes_and_tokens():
-    model = ViTSpec(embed_dim=32, patch_size=7, depth=2, heads=4).module(MNIST)
+    model = build_module(ViTSpec(embed_dim=32, patch_size=7, depth=2, heads=4), MNIST)
     logits, attentions = model(torch.randn(5, 1, 28, 28), return_attention=True)
     assert logits.shape == (5, 10)
     assert model.num_tokens == 17
@@ -54,12 +55,12 @@ def test_rectangular_images_work():
 def test_reference_cifar_vit_parameter_count():
     # dim 256, MLP 512, 6 blocks, 8 heads, patch 4 on 32x32x3 with 10 classes: "about 3.2 M".
     cfg = ViTSpec(embed_dim=256, mlp_dim=512, depth=6, heads=8, patch_size=4)
-    assert count_parameters(cfg.module(CIFAR)) == 3_195_146
+    assert count_parameters(build_module(cfg, CIFAR)) == 3_195_146
 
 
 def test_sinusoidal_positions_are_a_buffer_not_parameters():
-    learned = ViTSpec(pos_embed="learned").module(MNIST)
-    fixed = ViTSpec(pos_embed="sinusoidal").module(MNIST)
+    learned = build_module(ViTSpec(pos_embed="learned"), MNIST)
+    fixed = build_module(ViTSpec(pos_embed="sinusoidal"), MNIST)
     assert count_parameters(learned) - count_parameters(fixed) == 17 * 32
     assert "pos_embed" not in fixed.state_dict()
 
@@ -78,7 +79,7 @@ def test_sinusoidal_values_follow_the_formula(dim):
 @pytest.mark.parametrize("heads", [1, 2, 4])
 def test_fused_and_explicit_attention_give_the_same_logits(heads):
     torch.manual_seed(1)
-    model = ViTSpec(embed_dim=32, depth=3, heads=heads, patch_size=4).module(MNIST).eval()
+    model = build_module(ViTSpec(embed_dim=32, depth=3, heads=heads, patch_size=4), MNIST).eval()
     x = torch.randn(4, 1, 28, 28)
     fused = model(x)
     explicit, _ = model(x, return_attention=True)
@@ -110,10 +111,10 @@ def test_single_head_attention_matches_multi_head_with_one_head():
 
 def test_patch_size_that_does_not_divide_the_image_is_a_clear_error():
     with pytest.raises(ConfigError, match="28x28, not divisible by --patch-size 5.*2, 4, 7, 14, 28"):
-        ViTSpec(patch_size=5).module(MNIST)
+        build_module(ViTSpec(patch_size=5), MNIST)
 
 
 def test_gradients_reach_every_parameter():
-    model = ViTSpec(heads=2).module(MNIST)
+    model = build_module(ViTSpec(heads=2), MNIST)
     model(torch.randn(2, 1, 28, 28)).sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())

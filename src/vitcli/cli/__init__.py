@@ -1,77 +1,30 @@
-"""The Typer app. Each command lives in its own module and only parses, calls the core and prints."""
+"""The command line: `vitcli` parses, calls the core (`vitcli.*`) and prints; nothing below `cli/` prints.
+
+`main` is the `vitcli` script. The Typer app (`cli/commands.py`) is imported when it is needed, and each
+command imports the core when it runs, so that `vitcli --version`, `--help` and shell completion start
+without torch (`benchmarks/startup.py`).
+"""
 
 from __future__ import annotations
 
-from typing import Optional
+import sys
 
-import typer
-
-from vitcli import __version__
-from vitcli.cli.attention import attention
-from vitcli.cli.common import (
-    console,
-    err_console,
-    launchable_command,
-    multi_value_command,
-    vitcli_command,
-    vitcli_group,
-)
-from vitcli.cli.compare import compare
-from vitcli.cli.eval import eval_
-from vitcli.cli.export import export
-from vitcli.cli.finetune import finetune
-from vitcli.cli.info import cache_app, info
-from vitcli.cli.inspect import inspect
-from vitcli.cli.predict import predict_
-from vitcli.cli.presets import presets
-from vitcli.cli.sweep import SweepCommand, report, sweep
-from vitcli.cli.train import train
-
-app = typer.Typer(
-    name="vitcli",
-    help="A command-line lab for Vision Transformers and CNNs on small images.",
-    no_args_is_help=True,
-    cls=vitcli_group(),
-    pretty_exceptions_show_locals=False,
-    rich_markup_mode="rich",
-)
-Plain = vitcli_command()  # usage lines, flag help and choice hints of every command (cli/common.py)
-app.command(cls=launchable_command())(train)
-app.command("eval", cls=Plain)(eval_)
-app.command(cls=launchable_command())(finetune)
-app.command(cls=SweepCommand)(sweep)
-app.command(cls=Plain)(report)
-app.command(cls=Plain)(compare)
-app.command(cls=Plain)(presets)
-app.command(cls=multi_value_command(["index", "image"]))(attention)
-app.command(cls=multi_value_command(["figure"]))(inspect)
-app.command("predict", cls=Plain)(predict_)
-app.command(cls=Plain)(export)
-app.command(cls=Plain)(info)
-app.add_typer(cache_app, name="cache")
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"vitcli {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: Optional[bool] = typer.Option(
-        None, "--version", callback=_version, is_eager=True, help="Print the version and exit."
-    ),
-) -> None:
-    pass
+from vitcli.runtime.version import __version__
 
 
 def main() -> None:
-    from vitcli.distributed import launched
-    from vitcli.interrupt import ctrl_c_stops_at_once
+    if sys.argv[1:] == ["--version"]:  # answered before Typer and rich load: the app's own --version says so
+        print(f"vitcli {__version__}")
+        return
+    from vitcli.cli.commands import run  # Typer, rich and every command's options
 
-    ctrl_c_stops_at_once()
+    run()
 
-    if not launched().main:  # a torchrun worker: rank 0 prints for every rank
-        console.quiet = err_console.quiet = True
-    app()
+
+def __getattr__(name: str):
+    """`vitcli.cli.app`, the Typer app, for tests and tools that drive it (CliRunner)."""
+    if name == "app":
+        from vitcli.cli.commands import app
+
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from vitcli.attention import AttentionReport, explain_checkpoint
-from vitcli.attention_figure import draw_report, overlay_rgb
-from vitcli.cli.choices import HeadFusion, SplitName, plain
 from vitcli.cli.common import console, print_note, user_errors
-from vitcli.half_blocks import half_blocks
+from vitcli.cli.enums import HeadFusion, SplitName, plain
+from vitcli.cli.half_blocks import half_blocks
+
+if TYPE_CHECKING:  # annotations only: the core is imported when a command runs
+    from vitcli.lab.explain import AttentionReport
 
 
 def attention(
@@ -85,6 +86,9 @@ def attention(
 
     The checkpoint comes first, then the options; --index and --image take several values each.
     """
+    from vitcli.lab.attention_figure import draw_report
+    from vitcli.lab.explain import explain_checkpoint
+
     with user_errors():
         report = explain_checkpoint(
             checkpoint,
@@ -114,6 +118,8 @@ def attention(
 def previews(report: AttentionReport, pictures: bool = True) -> list:
     """Per image: a line with the prediction, then the input and the rollout overlay in half-block
     characters (if `pictures`) beside the top classes."""
+    from vitcli.lab.attention_figure import overlay_rgb
+
     shown = []
     fusion = f"{report.head_fusion} of heads" + (
         f", discard {report.discard_ratio:g}" if report.discard_ratio else ""

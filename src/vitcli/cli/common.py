@@ -9,10 +9,12 @@ import re
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
+from vitcli.cli.options import SETTINGS, click_params
 from vitcli.errors import ConfigError, VitcliError
-from vitcli.interrupt import RunStopped
-from vitcli.suggest import closest
+from vitcli.runtime.interrupt import RunStopped
+from vitcli.settings.suggest import closest
 
 console = Console()
 err_console = Console(stderr=True)
@@ -80,6 +82,8 @@ def vitcli_command(
     bool_flags: tuple[str, ...] = (),
     keep_args: bool = False,
     bool_values: bool = False,
+    settings: str | None = None,
+    many: bool = False,
 ) -> type:
     """A Typer command class for vitcli's commands. Every one of them: the usage line names arguments
     plainly (`CHECKPOINT`), flags show no `<bool>` in `--help`, and a rejected choice gets the nearest
@@ -89,13 +93,35 @@ def vitcli_command(
       `spread_values`), with `bool_flags` among them swept as `--augment true false`;
     - `keep_args`: the raw arguments in `ctx.meta["args"]`, so that `--nproc N` can start the same
       command line in N processes;
-    - `bool_values`: `--x true` and `--x false` for the `--x/--no-x` switches, as a sweep writes them.
+    - `bool_values`: `--x true` and `--x false` for the `--x/--no-x` switches, as a sweep writes them;
+    - `settings`: the options made from the settings' fields that this command offers (`cli/options.py`),
+      before the function's own; their values go to `ctx.meta`, where `given_settings` reads them, and
+      with `many` each takes one or more values.
     """
-    from typer.core import TyperCommand
-
     class Command(TyperCommand):
+        # The settings' options are made the first time the command's parameters are asked for: only the
+        # command that runs (or whose help or completion is asked for) pays for them.
+        settings_params: list | None = None
+
+        @property
+        def params(self) -> list:
+            if settings and self.settings_params is None:
+                self.settings_params = click_params(settings, many)
+                self._own_params[:0] = self.settings_params
+            return self._own_params
+
+        @params.setter
+        def params(self, value: list) -> None:
+            self._own_params = value
+
+        def invoke(self, ctx):
+            if settings:  # the function declares only its own options; the settings' go to ctx.meta
+                ctx.meta[SETTINGS] = {p.name: ctx.params.pop(p.name, None) for p in self.settings_params}
+            return super().invoke(ctx)
+
         def get_params(self, ctx):
             params = super().get_params(ctx)
+            skip_validation_when_unset(params)  # --help, --install-completion and the command's own
             plain_metavars(params, multi, bool_flags)
             return params
 
@@ -119,10 +145,27 @@ def vitcli_command(
     return Command
 
 
-def launchable_command() -> type:
-    """train's and finetune's class: `--nproc N` restarts the raw arguments, and the switches take
-    `--augment true` as well as `--augment`/`--no-augment`."""
-    return vitcli_command(keep_args=True, bool_values=True)
+class UnsetSkipsValidation(TyperOption):
+    """Typer validates every option's value through pydantic, and importing pydantic costs about 0.2 s at
+    every start, also for options nobody gave (None, or () for several values), which need no validation.
+    Those skip it; a given value is validated as Typer does."""
+
+    def process_value(self, ctx, value):
+        if (value is not None and value != ()) or self.required:
+            return super().process_value(ctx, value)
+        return value if self.callback is None else self.callback(ctx, self, value)
+
+
+def skip_validation_when_unset(params) -> None:
+    for param in params:
+        if type(param) is TyperOption:
+            param.__class__ = UnsetSkipsValidation
+
+
+def launchable_command(settings: str) -> type:
+    """train's and finetune's class: the options of the settings `settings` offers, `--nproc N` restarts
+    the raw arguments, and the switches take `--augment true` as well as `--augment`/`--no-augment`."""
+    return vitcli_command(keep_args=True, bool_values=True, settings=settings)
 
 
 def multi_value_command(multi: list[str] | tuple[str, ...], bool_flags: tuple[str, ...] = ()) -> type:
@@ -212,8 +255,6 @@ def vitcli_group() -> type:
     """The app's Typer group: its own `--help` and `--version` show no `<bool>`, and the command list shows
     each command's first paragraph whole. (Each command gets its class, `vitcli_command`, where it is
     registered: cli/__init__.py.)"""
-    from typer.core import TyperGroup
-
     class Group(TyperGroup):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
@@ -225,6 +266,7 @@ def vitcli_group() -> type:
 
         def get_params(self, ctx):
             params = super().get_params(ctx)
+            skip_validation_when_unset(params)  # --help, --install-completion and the command's own
             plain_metavars(params)
             return params
 

@@ -8,10 +8,9 @@ from typing import Optional
 
 import typer
 
-from vitcli.cli.choices import SplitName, plain
 from vitcli.cli.common import console, print_note, user_errors
-from vitcli.report import eval_tables
-from vitcli.run import eval_checkpoint
+from vitcli.cli.enums import SplitName, plain
+from vitcli.cli.tables import eval_tables
 
 
 def eval_(
@@ -37,6 +36,8 @@ def eval_(
     Another data set's classes are matched to the model's by name; when the names differ, the command
     says which and stops, unless --match-by-position is given.
     """
+    from vitcli.lab.evaluate import eval_checkpoint
+
     with user_errors():
         report = eval_checkpoint(
             checkpoint,

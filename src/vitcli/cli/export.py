@@ -11,11 +11,11 @@ from rich.markup import escape
 from rich.padding import Padding
 from rich.text import Text
 
-from vitcli.cli.choices import plain
 from vitcli.cli.common import console, user_errors
-from vitcli.export import FORMATS, describe_export, export_checkpoint
+from vitcli.cli.enums import plain
+from vitcli.settings.choices import EXPORT_FORMATS
 
-ExportFormat = Enum("ExportFormat", {value: value for value in FORMATS}, type=str)
+ExportFormat = Enum("ExportFormat", {value: value for value in EXPORT_FORMATS}, type=str)
 
 
 def export(
@@ -40,6 +40,8 @@ def export(
     The timm folder holds config.json and model.safetensors, with the normalisation and input size in its
     pretrained_cfg; the ONNX model normalises (and resizes) inside its graph.
     """
+    from vitcli.lab.exporter import describe_export, export_checkpoint
+
     with user_errors():
         target = export_checkpoint(checkpoint, plain(format), plain(out), overwrite)
         lines = describe_export(target, plain(format))

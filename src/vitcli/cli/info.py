@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich import box
@@ -12,11 +12,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from vitcli.cli.common import console, user_errors, vitcli_command
-from vitcli.data import cache
-from vitcli.info import INCOMPLETE, MISSING, Info, gather
-from vitcli.report import fmt_bytes
+from vitcli.cli.tables import fmt_bytes
 
-FILES_WORDS = {MISSING: "not there", INCOMPLETE: "some files missing"}
+if TYPE_CHECKING:  # annotations only: the core is imported when a command runs
+    from vitcli.lab.environment import Info
+
+FILES_WORDS = {"missing": "not there", "incomplete": "some files missing"}  # lab.environment's states
 
 
 def info(
@@ -30,6 +31,8 @@ def info(
 
     [bold]vitcli cache clear[/] empties the decoded-tensor cache.
     """
+    from vitcli.lab.environment import gather
+
     with user_errors():
         found = gather(data_dir)
     if as_json:
@@ -82,6 +85,8 @@ def clear() -> None:
     The downloaded data (--data-dir) stays. A temporary file written in the last minute is kept: another
     vitcli may be writing it now.
     """
+    from vitcli.data import cache
+
     folder = cache.tensor_dir()
     with user_errors():
         cleared = cache.clear()

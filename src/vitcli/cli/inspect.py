@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.table import Table
 
-from vitcli.cli.choices import Figure, SplitName, plain
 from vitcli.cli.common import console, print_note, user_errors
-from vitcli.inspection.figures import draw_report
-from vitcli.inspection.positions import neighbour_similarity
-from vitcli.inspection.report import DEFAULT_IMAGES, InspectReport, inspect_checkpoint
-from vitcli.report import fmt_pct
+from vitcli.cli.enums import Figure, SplitName, plain
+from vitcli.cli.tables import fmt_pct
+from vitcli.settings.choices import INSPECT_IMAGES
+
+if TYPE_CHECKING:  # annotations only: the core is imported when a command runs
+    from vitcli.lab.inspection.analysis import InspectReport
 
 _FIGURES, _IMAGES, _OUTPUT = "Figures", "Images (distance, classes, --against)", "Output"
 
@@ -53,7 +54,7 @@ def inspect(
     split: SplitName = typer.Option("test", help="Which split.", rich_help_panel=_IMAGES),
     images: Optional[int] = typer.Option(
         None,
-        help=f"Images drawn at random from the split (see --seed). \\[default: {DEFAULT_IMAGES:,}; the "
+        help=f"Images drawn at random from the split (see --seed). \\[default: {INSPECT_IMAGES:,}; the "
         "whole split with --against]",
         rich_help_panel=_IMAGES,
     ),
@@ -84,6 +85,10 @@ def inspect(
     attention per class; how attention formed during training (--evolution); where it and another model
     disagree (--against).
     """
+    from vitcli.lab.inspection.analysis import inspect_checkpoint
+    from vitcli.lab.inspection.figures import draw_report
+    from vitcli.lab.inspection.json_view import report_dict
+
     with user_errors():
         report = inspect_checkpoint(
             checkpoint,
@@ -105,7 +110,7 @@ def inspect(
     for name, why in report.skipped.items():
         print_note(f"no {name}.png: {why}")
     if as_json:
-        typer.echo(json.dumps(report.to_dict()))
+        typer.echo(json.dumps(report_dict(report)))
         return
     console.print(summary_table(report))
     if report.against is not None:
@@ -127,6 +132,8 @@ def summary_table(report: InspectReport) -> Table:
 
 
 def _summary(report: InspectReport, name: str) -> str:
+    from vitcli.lab.inspection.positions import neighbour_similarity
+
     if name == "distance":
         d = report.distance
         return (

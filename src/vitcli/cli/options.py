@@ -1,240 +1,201 @@
-"""The options `vitcli train` and `vitcli finetune` share, declared once as `Annotated` types.
+"""The options of `vitcli train`, `finetune` and `sweep`, made from the settings' own fields.
 
-Every option defaults to None, meaning "not given", so that a value from --config survives unless the
-option is given on the command line: a command writes `epochs: Epochs = None`. The real defaults live in
-vitcli.config and are shown in --help by `default_help`. Options whose help differs between the commands
-(--lr, --seed, --name) are declared in each command.
+Every setting is declared once, where it lives: a field of a config section (`vitcli.settings.config`) or
+of a model spec (`vitcli.settings.specs`), with its help, its group in `--help`, its spelling and what an
+unset value means (`vitcli.settings.fields.option`). This module turns those fields into the commands'
+options, with the `[default: ...]` of each command's own defaults, and hands the values given back as
+config overrides:
+
+    TRAIN = command_settings("train")        # [model] kind and the ViT's and CNN's fields, data, train, run
+    overrides = given_settings(ctx)          # {"model": {...}, "data": {...}, ...}; None is "not given"
+
+Every option defaults to None ("not given"), so that a value from --config or --preset survives unless the
+option is given on the command line. A command's class adds these options to the ones its function
+declares (`cli.common.vitcli_command(settings=...)`) and takes their values out before the function is
+called, so the function keeps only the options that are the command's own.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import re
+import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
-from vitcli.cli.choices import plain
-from vitcli.config import Config
+from vitcli.cli.enums import choice, plain
+from vitcli.settings.choices import TRAIN_KINDS
+from vitcli.settings.config import Config, DataConfig, RunConfig, TrainConfig, finetune_defaults
+from vitcli.settings.fields import MODEL_PANEL, OUTPUT_PANEL, TRAINING_PANEL, option_flag, options_of
+from vitcli.settings.specs import CNNSpec, TimmSpec, ViTSpec
 
-DATA, TRAINING, LEVERS, OUTPUT = "Data", "Training", "Small-data levers (0 is off)", "Output"
-
-
-# The config sections these shared options fill, by option name.
-SHARED_SECTIONS = {
-    "data": (
-        "dataset",
-        "data_dir",
-        "val_size",
-        "subset",
-        "augment",
-        "randaugment",
-        "erase",
-        "mixup",
-        "cutmix",
-        "mix_off_epochs",
-    ),
-    "train": (
-        "epochs",
-        "batch_size",
-        "lr",
-        "weight_decay",
-        "warmup",
-        "label_smoothing",
-        "seed",
-        "device",
-        "compile",
-        "drop_path",
-        "ema",
-        "clip_grad",
-        "snapshot_attention",
-        "tensorboard",
-    ),
-    "run": ("out", "name"),
-}
+SETTINGS = "vitcli.settings"  # where a command's class puts the values of these options in ctx.meta
 
 
-def shared_overrides(options: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The [data], [train] and [run] overrides from a command's options (its `locals()`); paths become
-    the config's strings and None stays "not given"."""
-    return {section: {key: plain(options[key]) for key in keys} for section, keys in SHARED_SECTIONS.items()}
+@dataclass(frozen=True)
+class Setting:
+    """One settings field as a command-line option."""
+
+    section: str  # model | data | train | run
+    key: str  # the field's name: the TOML key
+    flag: str  # --embed-dim
+    value_type: type  # int, float, str or bool
+    help: str
+    panel: str
+    choices: tuple[str, ...] | None = None
+    unset: str | None = None  # what an unset (None) value means
+    path: bool = False
+    metavar: str | None = None
+
+    @property
+    def param(self) -> str:
+        """The option's name in the parser: its flag in snake case (--model -> model)."""
+        return self.flag[2:].replace("-", "_")
 
 
-def default_help(defaults: Config, section: str, key: str) -> str:
-    """` [default: VALUE]` for --help ("" for an unset value, whose meaning the help text gives)."""
-    value = getattr(getattr(defaults, section), key)
-    return (
-        "" if value is None else f" \\[default: {str(value).lower() if isinstance(value, bool) else value}]"
+# `--model vit|cnn` is `[model] kind`, which chooses the spec rather than being one of its fields.
+KIND = Setting(
+    "model", "kind", "--model", str, "The in-house ViT or the baseline CNN.", MODEL_PANEL, TRAIN_KINDS
+)
+
+
+def settings_of(section: str, cls: type) -> list[Setting]:
+    """The options declared on the fields of `cls`, a config section or a model spec."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in options_of(cls):
+        kinds = [t for t in typing.get_args(hints[f.name]) or (hints[f.name],) if t is not type(None)]
+        meta = f.metadata
+        out.append(
+            Setting(
+                section,
+                f.name,
+                option_flag(f),
+                kinds[0],
+                meta["help"],
+                meta["panel"],
+                meta.get("choices"),
+                meta.get("unset"),
+                meta.get("path", False),
+                meta.get("metavar"),
+            )
+        )
+    return out
+
+
+def command_settings(command: str) -> list[Setting]:
+    """The settings `command` offers as options: train's kind and every field of the ViT and the CNN;
+    finetune's timm model; both the data, training and output sections. A sweep takes train's, but for
+    the output ones, which are the sweep's own (--out and --name of the sweep directory)."""
+    shared = [*settings_of("data", DataConfig), *settings_of("train", TrainConfig)]
+    if command == "finetune":
+        return [*settings_of("model", TimmSpec), *shared, *settings_of("run", RunConfig)]
+    model = {s.key: s for s in [*settings_of("model", ViTSpec), *settings_of("model", CNNSpec)]}
+    train = [KIND, *model.values(), *shared]  # the CNN's dropout is the ViT's option: one --dropout
+    if command == "sweep":
+        return train
+    return [*train, *settings_of("run", RunConfig)]
+
+
+def command_defaults(command: str) -> Config:
+    return finetune_defaults() if command == "finetune" else Config()
+
+
+def given_settings(ctx: typer.Context, command: str) -> dict[str, dict[str, Any]]:
+    """{section: {key: value}} of every option of `command`'s settings; None where it was not given (a
+    sweep's: a list of the values, empty where none was given)."""
+    values = ctx.meta[SETTINGS]
+    overrides: dict[str, dict[str, Any]] = {"model": {}, "data": {}, "train": {}, "run": {}}
+    for s in command_settings(command):
+        value = values.get(s.param)
+        many = isinstance(value, (list, tuple))
+        overrides[s.section][s.key] = [plain(v) for v in value] if many else plain(value)
+    return overrides
+
+
+# --- the options, through Typer ----------------------------------------------------------------------
+
+
+def click_params(command: str, many: bool = False) -> list:
+    """Click options for `command`'s settings, each made by Typer exactly as it makes an option declared
+    in a function's signature (same types, choices, switches and help), but from the settings' table.
+    With `many`, each option takes one or more values (a sweep's)."""
+    defaults = command_defaults(command)
+    return [_to_click(s, defaults, many) for s in command_settings(command)]
+
+
+def _to_click(s: Setting, defaults: Config, many: bool):
+    value_type: Any = choice(s.param, s.choices) if s.choices else (Path if s.path else s.value_type)
+    decls = [s.flag] if many or s.value_type is not bool else [f"{s.flag}/--no-{s.flag[2:]}"]
+    info = typer.Option(
+        None,
+        *decls,
+        help=s.help + default_help(s, defaults),
+        rich_help_panel=s.panel,
+        metavar=s.metavar,
+        show_default=False,
     )
+    annotation = Optional[list[value_type]] if many else Optional[value_type]
+    return _typer_param(typer.models.ParamMeta(name=s.param, default=info, annotation=annotation))
 
 
-def _shared_default(section: str, key: str) -> str:
-    # Both commands show this help, so it quotes a default they share (a test holds them equal).
-    return default_help(Config(), section, key)
+def _typer_param(meta):
+    """Typer's own step from a declared parameter to a click option. Typer keeps it private; its name
+    changed in Typer 0.2x, so both spellings are tried."""
+    try:
+        from typer.main import _get_param
+    except ImportError:  # Typer before the rename
+        from typer.main import get_click_param
+
+        return get_click_param(meta)[0]
+    return _get_param(meta)
 
 
-Dataset = Annotated[
-    Optional[str],
-    typer.Option(
-        help="mnist, fashion-mnist, cifar10, cifar100 or folder:PATH." + _shared_default("data", "dataset"),
-        rich_help_panel=DATA,
-    ),
-]
-DataDir = Annotated[
-    Optional[Path],
-    typer.Option(
-        help="Where data sets are (or are downloaded to). "
-        "\\[default: $VITCLI_DATA_DIR or ~/.cache/vitcli/data]",
-        rich_help_panel=DATA,
-    ),
-]
-ValSize = Annotated[
-    Optional[int],
-    typer.Option(
-        help="Training images held out for validation; 0 trains on all. "
-        "\\[default: 5000, a tenth for sets under 50k]",
-        rich_help_panel=DATA,
-    ),
-]
-Subset = Annotated[
-    Optional[int],
-    typer.Option(
-        help="Train on only N training images, for quick tries; validation and test are then capped at "
-        "max(N, 500) images each (drawn with a fixed seed, every class kept; an explicit --val-size "
-        "wins). `vitcli eval` still uses the whole test split.",
-        rich_help_panel=DATA,
-    ),
-]
-Augment = Annotated[
-    Optional[bool],
-    typer.Option(
-        "--augment/--no-augment",
-        help="Shifts for digits; crops with padding and flips for natural images. \\[default: augment]",
-        rich_help_panel=DATA,
-    ),
-]
+def default_help(s: Setting, defaults: Config) -> str:
+    """` [default: VALUE]` from the command's defaults; for an unset value, what unset means."""
+    section = getattr(defaults, s.section)
+    if s.key == "kind":
+        value: Any = section.kind
+    else:
+        value = getattr(section, s.key, _field_default(s))
+    if value is None:
+        return f" \\[default: {_placeholders(s.unset, defaults)}]" if s.unset else ""
+    if isinstance(value, bool):
+        value = s.flag[2:] if value else f"no-{s.flag[2:]}"
+    return f" \\[default: {value}]"
 
-# The small-data levers (docs/small-data.md): each off at 0, each a key of [data] or [train].
-RandAugment = Annotated[
-    Optional[int],
-    typer.Option(
-        "--randaugment",
-        help="RandAugment magnitude 0-30 (9 is usual): two ops per image, each image its own ops and "
-        "strength up to M; digits get shape ops only.",
-        rich_help_panel=LEVERS,
-    ),
-]
-Erase = Annotated[
-    Optional[float],
-    typer.Option(help="Random erasing: the chance an image gets one noise box.", rich_help_panel=LEVERS),
-]
-Mixup = Annotated[
-    Optional[float],
-    typer.Option(help="mixup alpha (e.g. 0.8); soft targets.", rich_help_panel=LEVERS),
-]
-Cutmix = Annotated[
-    Optional[float],
-    typer.Option(
-        help="cutmix alpha (e.g. 1.0); with --mixup, one of the two per batch.", rich_help_panel=LEVERS
-    ),
-]
-MixOffEpochs = Annotated[
-    Optional[int],
-    typer.Option(help="Train the last N epochs without mixup and cutmix.", rich_help_panel=LEVERS),
-]
-DropPath = Annotated[
-    Optional[float],
-    typer.Option(
-        help="Stochastic depth: the last block's drop rate, rising from 0 at the first (e.g. 0.1).",
-        rich_help_panel=LEVERS,
-    ),
-]
-Ema = Annotated[
-    Optional[float],
-    typer.Option(
-        help="Decay of a moving average of the weights (e.g. 0.999), validated beside them; the better is "
-        "kept.",
-        rich_help_panel=LEVERS,
-    ),
-]
-ClipGrad = Annotated[
-    Optional[float],
-    typer.Option(help="Clip the gradients' global norm to this (e.g. 1.0).", rich_help_panel=LEVERS),
-]
 
-Epochs = Annotated[
-    Optional[int],
-    typer.Option(
-        help="Passes over the training images." + _shared_default("train", "epochs"), rich_help_panel=TRAINING
-    ),
-]
-BatchSize = Annotated[
-    Optional[int],
-    typer.Option(help="Images per step." + _shared_default("train", "batch_size"), rich_help_panel=TRAINING),
-]
-WeightDecay = Annotated[
-    Optional[float],
-    typer.Option(
-        help="AdamW weight decay on weight matrices." + _shared_default("train", "weight_decay"),
-        rich_help_panel=TRAINING,
-    ),
-]
-Warmup = Annotated[
-    Optional[float],
-    typer.Option(
-        help="Epochs of linear warmup before the cosine decay." + _shared_default("train", "warmup"),
-        rich_help_panel=TRAINING,
-    ),
-]
-LabelSmoothing = Annotated[
-    Optional[float],
-    typer.Option(
-        help="Label smoothing of the loss." + _shared_default("train", "label_smoothing"),
-        rich_help_panel=TRAINING,
-    ),
-]
-Device = Annotated[
-    Optional[str],
-    typer.Option(
-        help="auto, cpu, cuda or cuda:N." + _shared_default("train", "device"), rich_help_panel=TRAINING
-    ),
-]
-Compile = Annotated[
-    Optional[bool],
-    typer.Option(
-        "--compile/--no-compile",
-        help="torch.compile the model (faster steps, slower start). \\[default: no-compile]",
-        rich_help_panel=TRAINING,
-    ),
-]
+def _placeholders(unset: str, defaults: Config) -> str:
+    """`<model>-<dataset>-...` as --help writes it: MODEL-DATASET-..., with the model's kind where the
+    command trains only one kind (finetune: timm-DATASET-...)."""
+    fixed = defaults.model.kind if defaults.model.command == "finetune" else "MODEL"
 
-Out = Annotated[
-    Optional[Path],
-    typer.Option(help="Folder for run directories." + _shared_default("run", "out"), rich_help_panel=OUTPUT),
-]
-SnapshotAttention = Annotated[
-    Optional[int],
-    typer.Option(
-        "--snapshot-attention",
-        metavar="K",
-        help="Keep the attention of K fixed validation images after every epoch (a few KB an epoch, in "
-        "RUN/attention-snapshots/); vitcli inspect RUN --evolution draws it.",
-        rich_help_panel=OUTPUT,
-    ),
-]
-TensorBoard = Annotated[
-    Optional[bool],
-    typer.Option(
-        "--tensorboard/--no-tensorboard",
-        help="Write loss, accuracy, learning rate and images/s (per epoch, and ~50 times an epoch) to "
-        "RUN/tensorboard/ for TensorBoard; needs pip install 'vitcli\\[tensorboard]'. "
-        "\\[default: no-tensorboard]",
-        rich_help_panel=OUTPUT,
-    ),
-]
+    def word(m: re.Match) -> str:
+        return fixed if m.group(1) == "model" else m.group(1).upper()
+
+    return re.sub(r"<(\w+)>", word, unset)
+
+
+def _field_default(s: Setting) -> Any:
+    """The default of a model field the command's default model lacks (the CNN's dropout under train)."""
+    for spec in (ViTSpec, CNNSpec, TimmSpec):
+        for f in dataclasses.fields(spec):
+            if f.name == s.key:
+                return f.default
+    return None
+
+
+# --- the options that are the commands' own, not settings ----------------------------------------------
+
 ConfigFile = Annotated[
     Optional[Path],
     typer.Option(
-        "--config", help="TOML file of settings; options given here override it.", rich_help_panel=OUTPUT
+        "--config",
+        help="TOML file of settings; options given here override it.",
+        rich_help_panel=OUTPUT_PANEL,
     ),
 ]
 PresetName = Annotated[
@@ -242,13 +203,13 @@ PresetName = Annotated[
     typer.Option(
         "--preset",
         help="A named recipe shipped with vitcli (see vitcli presets); options given here override it.",
-        rich_help_panel=OUTPUT,
+        rich_help_panel=OUTPUT_PANEL,
     ),
 ]
 PrintConfig = Annotated[
     bool,
     typer.Option(
-        "--print-config", help="Print the resolved config as TOML and exit.", rich_help_panel=OUTPUT
+        "--print-config", help="Print the resolved config as TOML and exit.", rich_help_panel=OUTPUT_PANEL
     ),
 ]
 
@@ -258,7 +219,7 @@ Nproc = Annotated[
         "--nproc",
         help="Train data-parallel in this many processes on this machine (torchrun's launcher; one per GPU, "
         "or CPU processes sharing the cores); --batch-size stays the global batch. See docs/scaling.md.",
-        rich_help_panel=TRAINING,
+        rich_help_panel=TRAINING_PANEL,
     ),
 ]
 Resume = Annotated[
@@ -267,12 +228,12 @@ Resume = Annotated[
         "--resume",
         help="Go on with the run in this directory from its last state (after Ctrl-C, kill -9, a full disk); "
         "only --epochs (more), --device, --compile, --tensorboard and --data-dir may change.",
-        rich_help_panel=OUTPUT,
+        rich_help_panel=OUTPUT_PANEL,
     ),
 ]
 Overwrite = Annotated[
     bool,
     typer.Option(
-        "--overwrite", help="Replace the run in --out/--name if there is one.", rich_help_panel=OUTPUT
+        "--overwrite", help="Replace the run in --out/--name if there is one.", rich_help_panel=OUTPUT_PANEL
     ),
 ]

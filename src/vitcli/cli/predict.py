@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich import box
 from rich.table import Table
 
 from vitcli.cli.common import console, print_note, user_errors
-from vitcli.predict import PredictReport, predict
+
+if TYPE_CHECKING:  # annotations only: the core is imported when a command runs
+    from vitcli.lab.prediction import PredictReport
 
 
 def predict_(
@@ -36,6 +39,8 @@ def predict_(
     darker than the training images gets a note, which suggests --invert when
     inverting would bring it close to them.
     """
+    from vitcli.lab.prediction import predict
+
     with user_errors():
         report = predict(checkpoint, images, top_k=top_k, invert=invert, device=device, batch_size=batch_size)
     for note in report.notes:

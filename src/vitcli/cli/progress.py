@@ -6,8 +6,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Column
 
+from vitcli.cli.tables import epoch_line
 from vitcli.events import EpochMetrics, EpochStart, Event, Status, StepDone
-from vitcli.report import epoch_line
 
 
 class TrainProgress:

@@ -1,37 +1,41 @@
 """`vitcli sweep` and `vitcli report`: parse a grid of train options, run it, print the results table.
 
-The sweepable options are `vitcli train`'s own (same names, help and defaults), each taking one or
-more values: `--embed-dim 8 16 32`. Click takes one value per occurrence of an option, so
-`SweepCommand` (`cli.common.multi_value_command`) spreads `--flag a b c` into `--flag a --flag b
---flag c` before click parses it, and click then converts and checks every value with the option's type.
+The sweepable options are `vitcli train`'s settings (the same fields, names, help and defaults:
+`cli/options.py`), each taking one or more values: `--embed-dim 8 16 32`. Click takes one value per
+occurrence of an option, so `SweepCommand` (`cli.common.vitcli_command`) spreads `--flag a b c` into
+`--flag a --flag b --flag c` before click parses it, and click then converts and checks every value with
+the option's type.
 """
 
-import inspect
+from __future__ import annotations
+
 import json
-from copy import copy
 from pathlib import Path
-from typing import Optional, get_args
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.markup import escape
 
-from vitcli.cli.choices import SweepExecutor, SweepMode, plain
-from vitcli.cli.common import console, err_console, multi_value_command, print_note, user_errors
+from vitcli.cli.common import console, err_console, print_note, user_errors, vitcli_command
+from vitcli.cli.enums import SweepExecutor, SweepMode, plain
+from vitcli.cli.options import SETTINGS, command_settings
 from vitcli.cli.progress import TrainProgress
-from vitcli.cli.train import train
+from vitcli.cli.sweep_tables import planned_table, sweep_table
+from vitcli.cli.tables import fmt_pct
 from vitcli.errors import ConfigError
 from vitcli.events import EpochStart, Status, StepDone
-from vitcli.report import fmt_pct, planned_table, sweep_table
-from vitcli.sweep import SWEEPABLE, check_data, describe, dry_run, plan_sweep
-from vitcli.sweep_results import FAILED, aggregate, recorded_rows
-from vitcli.sweep_run import RunEnded, RunStarted, make_sweep_dir, resume_state, run_sweep
-from vitcli.sweep_slurm import JobsSubmitted, SlurmOptions, check_executor, run_on_slurm
 
+if TYPE_CHECKING:  # annotations only: the core is imported when a command runs
+    from vitcli.sweeps.execute import RunEnded
+    from vitcli.sweeps.slurm import SlurmOptions
+
+SWEPT = command_settings("sweep")
 # train's --x/--no-x switches; here --x true false, --no-x, --x
-BOOL_FLAGS = ("augment", "compile", "lsa", "tensorboard")
+BOOL_FLAGS = tuple(s.flag[2:] for s in SWEPT if s.value_type is bool)
 
 
 def sweep(
+    ctx: typer.Context,
     mode: SweepMode = typer.Option(
         "grid",
         help="grid: every combination of the swept values; zip: the value lists walked in step "
@@ -98,7 +102,6 @@ def sweep(
     timeout_min: Optional[int] = typer.Option(
         None, help="Each job's time limit in minutes. \\[default: 1440, a day]", rich_help_panel="Slurm"
     ),
-    **options,
 ) -> None:
     """Train every combination of the given values and print one results table; re-running resumes.
 
@@ -110,7 +113,12 @@ def sweep(
 
     [bold]--jobs N[/] trains N runs at once; [bold]--executor slurm[/] makes each run a Slurm job.
     """
-    given = {key: [plain(v) for v in values] for key, values in options.items() if values}
+    from vitcli.sweeps.execute import make_sweep_dir, resume_state
+    from vitcli.sweeps.plan import check_data, plan_sweep
+    from vitcli.sweeps.slurm import SlurmOptions, check_executor
+
+    # train's settings as options of one or more values (SweepCommand adds them: cli/options.py)
+    given = {key: [plain(v) for v in values] for key, values in ctx.meta[SETTINGS].items() if values}
     slurm = SlurmOptions(partition, gpus_per_job, max_parallel, timeout_min)
     with user_errors():
         plan = plan_sweep(given, config, plain(mode), name, out, preset)
@@ -139,6 +147,8 @@ def report(
     """Print a sweep's results table again from its results.jsonl, and optionally chart it.
 
     Rows that Slurm jobs left in their run directories and results.jsonl lacks are shown too."""
+    from vitcli.sweeps.results import recorded_rows
+
     with user_errors():
         rows = recorded_rows(sweep_dir)
         if not rows:
@@ -150,43 +160,8 @@ def report(
         _print_results(rows, axes, sweep_dir, as_json, plot)
 
 
-# --- the options, derived from vitcli train's --------------------------------------------------------
-
-
-def _sweep_options() -> list[inspect.Parameter]:
-    """train's parameters for every sweepable setting, as lists: same help, panel and value type."""
-    params = []
-    for p in inspect.signature(train, eval_str=True).parameters.values():
-        if p.name not in SWEEPABLE:
-            continue
-        optional_type, info = get_args(p.annotation)[
-            :2
-        ]  # train's are Annotated[Optional[T], typer.Option(...)]
-        info = copy(info)
-        # In Annotated, Option's first argument is a flag ("--augment/--no-augment"), not the default: one
-        # flag per option here, which drops train's --x/--no-x pairs.
-        info.default, info.param_decls = None, (f"--{p.name.replace('_', '-')}",)
-        value_type = next(t for t in get_args(optional_type) if t is not type(None))
-        params.append(
-            p.replace(
-                kind=inspect.Parameter.KEYWORD_ONLY, default=info, annotation=Optional[list[value_type]]
-            )
-        )
-    return params
-
-
-_own = [
-    p
-    for p in inspect.signature(sweep, eval_str=True).parameters.values()
-    if p.kind != inspect.Parameter.VAR_KEYWORD
-]
-sweep.__signature__ = inspect.Signature(
-    [*(p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in _own), *_sweep_options()]
-)
-
-
 # Several values after one option; train's switches swept as `--augment true false`.
-SweepCommand = multi_value_command([k.replace("_", "-") for k in SWEEPABLE], BOOL_FLAGS)
+SweepCommand = vitcli_command([s.flag[2:] for s in SWEPT], BOOL_FLAGS, settings="sweep", many=True)
 
 
 # --- printing ----------------------------------------------------------------------------------------
@@ -195,6 +170,9 @@ SweepCommand = multi_value_command([k.replace("_", "-") for k in SWEEPABLE], BOO
 def _run(plan, executor: str, jobs: int, slurm: SlurmOptions, shown) -> list[dict]:
     """The rows: from Slurm jobs or --jobs processes (a line per run as it ends), or from one run at a time
     with train's progress bar."""
+    from vitcli.sweeps.execute import run_sweep
+    from vitcli.sweeps.slurm import run_on_slurm
+
     if executor == "slurm":
         return run_on_slurm(plan, slurm, _lines(shown))
     if jobs > 1:
@@ -205,6 +183,9 @@ def _run(plan, executor: str, jobs: int, slurm: SlurmOptions, shown) -> list[dic
 
 def _lines(shown):
     """One line per finished run, per submitted batch of jobs, and per note; runs elsewhere show no bar."""
+    from vitcli.sweeps.execute import RunEnded
+    from vitcli.sweeps.slurm import JobsSubmitted
+
 
     def listen(event) -> None:
         if isinstance(event, RunEnded):
@@ -223,6 +204,8 @@ def _lines(shown):
 
 def _listener(shown, bar: TrainProgress):
     """One line per finished run; train's progress bar (without its epoch lines) for the current run."""
+    from vitcli.sweeps.execute import RunEnded, RunStarted
+
 
     def listen(event) -> None:
         if isinstance(event, RunStarted):
@@ -236,6 +219,8 @@ def _listener(shown, bar: TrainProgress):
 
 
 def _run_line(event: RunEnded) -> str:
+    from vitcli.sweeps.results import FAILED
+
     row, width = event.row, len(str(event.total))
     head = f"[{event.run.index:>{width}}/{event.total}] {escape(event.run.label)}"
     if row["status"] == FAILED:
@@ -258,6 +243,8 @@ def _resume_line(plan, state) -> str:
 
 
 def _print_dry_run(plan, as_json: bool) -> None:
+    from vitcli.sweeps.plan import dry_run
+
     planned = dry_run(plan)
     if as_json:
         typer.echo(
@@ -271,10 +258,13 @@ def _print_dry_run(plan, as_json: bool) -> None:
 
 
 def _print_results(rows, axes, sweep_dir, as_json: bool, plot: bool, new_runs: int | None = None) -> None:
+    from vitcli.sweeps.plan import describe
+    from vitcli.sweeps.results import aggregate
+
     groups = aggregate(rows, axes)
     charts, notes = [], []
     if plot:
-        from vitcli.plots import write_charts
+        from vitcli.sweeps.charts import write_charts
 
         charts, notes = write_charts(rows, axes, sweep_dir)
     if as_json:

@@ -5,7 +5,7 @@ gather, then the `Augmentation` in this order:
 
     shifts (and flips)   uint8, per image                  random_translate, random_flip
     RandAugment          uint8, ops per image              augment.rand_augment
-    preprocessing        float: normalise (and resize)     vitcli.preprocessing
+    preprocessing        float: normalise (and resize)     vitcli.data.preprocessing
     random erasing       float, a box per image            augment.random_erase
     mixup / cutmix       float, per batch, soft targets    mixing.Mixing
 
@@ -24,7 +24,7 @@ from torch import Tensor
 from vitcli.data.augment import rand_augment, random_erase
 from vitcli.data.datasets import Split
 from vitcli.data.mixing import Mixing
-from vitcli.preprocessing import Preprocessor
+from vitcli.data.preprocessing import Preprocessor
 
 # Digits move a little (no flips: a mirrored 2 is not a 2); natural images get the usual CIFAR recipe.
 DIGIT_MAX_SHIFT = 1
@@ -98,7 +98,7 @@ class Batches:
     `drop_last`, every batch has the same shape (what torch.compile and CUDA graphs want). `augment`
     says how training batches are augmented (None: not at all); mixing needs `num_classes`.
 
-    `shard=(rank, world)`: data-parallel training (`vitcli.distributed`). Every rank draws the same
+    `shard=(rank, world)`: data-parallel training (`vitcli.runtime.distributed`). Every rank draws the same
     global order and yields its own 1/world of each batch; `batch_size` is the global batch. With
     augmentation, every rank augments (and mixes) the whole global batch and keeps its part, so that the
     draws, and so the run, are the same whatever the number of processes.

@@ -46,7 +46,7 @@ from safetensors import SafetensorError
 from safetensors.torch import safe_open, save_file
 
 from vitcli.errors import OutputError
-from vitcli.files import atomic_write
+from vitcli.runtime.files import atomic_write
 
 FORMAT = "vitcli-data/2"  # /2: with "sha256" and "bytes" in the metadata, and content in the fingerprint
 WHOLE_FILE_LIMIT = 1 << 30  # files up to this size are hashed whole for the fingerprint

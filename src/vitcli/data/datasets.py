@@ -25,17 +25,18 @@ import torch
 from torch import Tensor
 from torchvision import datasets as tvd
 
-from vitcli.config import DataConfig
 from vitcli.data import cache, folders
 from vitcli.data.stratified import draw, eval_cap
 from vitcli.errors import DataError
-from vitcli.suggest import did_you_mean
+from vitcli.settings.choices import SPLITS
+from vitcli.settings.config import DataConfig
+from vitcli.settings.suggest import did_you_mean
 
 
 @dataclass
 class DatasetInfo:
     """Facts about a data set that a model, a checkpoint and the batches need: its shape, its classes and
-    its family. How a model's inputs are normalised is the model's (`vitcli.preprocessing`)."""
+    its family. How a model's inputs are normalised is the model's (`vitcli.data.preprocessing`)."""
 
     name: str
     channels: int
@@ -70,7 +71,6 @@ class Split:
         return len(self.labels)
 
 
-SPLITS = ("train", "val", "test")
 
 
 @dataclass

@@ -1,5 +1,17 @@
-"""The models and their specs. A model is made only through its spec (`models/specs.py`), from the data's
-shape alone, so that a checkpoint can rebuild it."""
+"""Models: the in-house ViT written from its parts, its small-data variants, the baseline CNN and timm's
+ViTs. A model is made only from its spec (`vitcli.settings.specs`) and the data's shape (`build.py`), so
+that a checkpoint can rebuild it.
+
+    vit.py            PatchEmbedding, the two attention classes (one head, several), Block, ViT
+    spt.py, lsa.py, conv_tokenizer.py, pooling.py   the ViTs made for small data
+    distillation.py   DeiT's distillation loss and its teacher
+    cnn.py            the baseline CNN
+    timm_vit.py, pretrained.py, timm_build.py        timm's ViTs, their weights and their adaptation
+    attention_maps.py reading attention out of a model: [CLS] maps and rollout
+    build.py, built.py  a spec and the data's shape in, a module (and what training needs) out
+
+May import: vitcli.data, vitcli.settings, vitcli.runtime, vitcli.errors, vitcli.events.
+"""
 
 from __future__ import annotations
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-POOLS = ("cls", "gap", "seq")
-
 
 class SequencePooling(nn.Module):
     """(B, N, D) -> (B, D), a softmax-weighted sum of the tokens."""

@@ -21,17 +21,16 @@ import pickle
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
+from safetensors.torch import load_file
 from torch import Tensor
 
 from vitcli.data.datasets import DatasetInfo
 from vitcli.errors import ConfigError, WeightsError
 from vitcli.models.timm_vit import Native, TimmViT, checkpoint_filter, classifier_names
-
-if TYPE_CHECKING:
-    from vitcli.models.specs import TimmSpec
+from vitcli.settings.specs import TimmSpec
 
 SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 PATCH_WEIGHT = "patch_embed.proj.weight"
@@ -178,8 +177,6 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         raise WeightsError(f"--pretrained {path}: not a {', '.join(SUFFIXES)} file")
     try:
         if path.suffix.lower() == ".safetensors":
-            from safetensors.torch import load_file
-
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)

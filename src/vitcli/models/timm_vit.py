@@ -11,18 +11,16 @@ touches the network or a pretrained file; that is `vitcli.models.pretrained`.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from vitcli.data.datasets import DatasetInfo
 from vitcli.errors import ConfigError
-
-if TYPE_CHECKING:
-    from vitcli.models.specs import TimmSpec
+from vitcli.settings.specs import TimmSpec
 
 
 @dataclass(frozen=True)
@@ -209,3 +207,14 @@ def checkpoint_filter(model: nn.Module):
             f"timm has no checkpoint filter for {type(model).__name__}; vitcli cannot adapt weights to it"
         )
     return filter_fn
+
+
+def resolve_timm(spec: TimmSpec) -> TimmSpec:
+    """Unset image and patch sizes made the model's own, so that a checkpoint does not depend on timm's
+    defaults staying the same."""
+    if spec.img_size is not None and spec.patch_size is not None:
+        return spec
+    model = native(spec.name)
+    return dataclasses.replace(
+        spec, img_size=spec.img_size or model.img_size, patch_size=spec.patch_size or model.patch_size
+    ).validate()

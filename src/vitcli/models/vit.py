@@ -22,11 +22,9 @@ from torch import Tensor, nn
 
 from vitcli.models.conv_tokenizer import ConvTokenizer
 from vitcli.models.lsa import Locality
-from vitcli.models.pooling import POOLS, SequencePooling
+from vitcli.models.pooling import SequencePooling
 from vitcli.models.spt import ShiftedPatchTokenizer
-
-POS_EMBEDS = ("learned", "sinusoidal", "none")
-TOKENIZERS = ("patch", "spt", "conv")
+from vitcli.settings.choices import POOLS, POS_EMBEDS, TOKENIZERS
 
 
 class PatchEmbedding(nn.Module):

@@ -1,0 +1,10 @@
+"""Runtime: the machine a run is on, beneath every stage.
+
+    devices.py      cpu, cuda, cuda:N and peak memory       ranks.py        which process of several
+    distributed.py  data parallelism under torchrun (DDP)   launch.py       --nproc N through torchrun
+    interrupt.py    Ctrl-C and SIGTERM as a clean stop      lock.py         one process per run directory
+    files.py        atomic writes, one line per failure     png.py          matplotlib pictures, atomically
+    version.py      vitcli's version
+
+May import: vitcli.errors, vitcli.events.
+"""

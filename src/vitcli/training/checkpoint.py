@@ -1,0 +1,186 @@
+"""Checkpoints: one safetensors file that rebuilds its own model and prepares its own inputs.
+
+The tensors are the model's state dict; the safetensors header's metadata (string to string) holds
+
+    format          "vitcli/2"
+    vitcli_version  the version that wrote it
+    config          the full Config as JSON; its model section is the exact spec of the weights
+    dataset         facts about the data it was trained on, as JSON: name, shape, classes, family
+    preprocessing   how images become its input, as JSON: normalisation, resize, channels
+    metrics         final metrics as JSON
+    adaptation      (timm models) the pretrained weights and what was changed to fit them, as JSON data
+
+so `load_checkpoint` rebuilds the model from the file alone. Checkpoints of vitcli 0.1.0 ("vitcli/1")
+load too (`compat`). Writes are atomic.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+from torch import nn
+
+from vitcli.data.datasets import DatasetInfo
+from vitcli.data.preprocessing import Preprocessing
+from vitcli.errors import CheckpointError, VitcliError
+from vitcli.models.build import build_module
+from vitcli.models.built import Built
+from vitcli.models.pretrained import Adaptation
+from vitcli.runtime.files import atomic_write, writing
+from vitcli.runtime.version import __version__
+from vitcli.settings import compat
+from vitcli.settings.config import Config
+
+FORMAT = "vitcli/2"
+READS = ("vitcli/1", FORMAT)  # 0.1.0 wrote vitcli/1
+
+
+@dataclass
+class Checkpoint:
+    model: nn.Module
+    config: Config
+    info: DatasetInfo
+    preprocessing: Preprocessing
+    metrics: dict[str, Any]
+    vitcli_version: str
+    adaptation: Adaptation | None = None
+
+
+def save_checkpoint(
+    path: str | Path,
+    built: Built,
+    config: Config,
+    info: DatasetInfo,
+    metrics: dict[str, Any],
+    weights: dict[str, torch.Tensor] | None = None,
+) -> None:
+    """Write `built`'s module (or `weights`, a state dict of it) with everything needed to rebuild it; the
+    config's model section is `built.spec`, the spec the weights belong to."""
+    # Detached, contiguous CPU copies: what safetensors can write, whatever device trained the model.
+    state = built.module.state_dict() if weights is None else weights
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    settings = {**config.to_dict(), "model": built.spec.to_dict()}
+    metadata = {
+        "format": FORMAT,
+        "vitcli_version": __version__,
+        "config": json.dumps(settings, sort_keys=True),
+        "dataset": json.dumps(info.to_dict()),
+        "preprocessing": json.dumps(built.preprocessing.to_dict()),
+        "metrics": json.dumps(metrics),
+    }
+    if built.adaptation is not None:
+        metadata["adaptation"] = json.dumps(built.adaptation.to_dict())
+    with writing(path):
+        atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+
+
+def checkpoint_file(path: str | Path) -> Path:
+    """The checkpoint file for `path`: the file itself, or a run directory's model.safetensors."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(
+            f"checkpoint {path} does not exist; pass a model.safetensors from a run directory"
+        )
+    if path.is_dir():
+        if not (path / "model.safetensors").is_file():
+            raise CheckpointError(
+                f"{path} is a directory without model.safetensors; pass the checkpoint file"
+            )
+        path = path / "model.safetensors"
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The header metadata of a vitcli checkpoint; CheckpointError for anything else."""
+    path = checkpoint_file(path)
+    try:
+        with safe_open(str(path), "pt") as f:
+            metadata = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(
+            f"{path} is not a safetensors file ({e}); pass a model.safetensors written by vitcli"
+        ) from None
+    written = metadata.get("format", "")
+    if written.startswith("vitcli/") and written not in READS:
+        raise CheckpointError(
+            f"{path} was written by vitcli {metadata.get('vitcli_version', '?')} (format {written}), "
+            f"newer than this vitcli {__version__}; upgrade vitcli to read it"
+        )
+    if written not in READS:
+        raise CheckpointError(
+            f"{path} is a safetensors file without vitcli metadata (format {written or None!r}); "
+            "only checkpoints written by vitcli train carry the config needed to rebuild the model"
+        )
+    return metadata
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Checkpoint:
+    path = checkpoint_file(path)
+    metadata = read_metadata(path)
+    try:
+        settings, dataset = json.loads(metadata["config"]), json.loads(metadata["dataset"])
+        if metadata["format"] == "vitcli/1":
+            settings = compat.upgrade_settings(settings)
+            preprocessing = compat.upgrade_preprocessing(settings, dataset)
+        else:
+            preprocessing = json.loads(metadata["preprocessing"])
+        config = Config.from_dict(settings, source=f"{path} metadata").validate()
+        info = _checked(DatasetInfo(**dataset))
+        adaptation = (
+            Adaptation.from_dict(json.loads(metadata["adaptation"]))
+            if (metadata["format"] == FORMAT and "adaptation" in metadata)
+            else None
+        )
+        checkpoint = Checkpoint(
+            model=build_module(config.model, info),
+            config=config,
+            info=info,
+            preprocessing=Preprocessing.from_dict(preprocessing),
+            metrics=json.loads(metadata.get("metrics", "{}")),
+            vitcli_version=metadata.get("vitcli_version", "?"),
+            adaptation=adaptation,
+        )
+    except (KeyError, TypeError, ValueError, VitcliError) as e:
+        raise CheckpointError(
+            f"{path} has damaged vitcli metadata ({e}); retrain or use another checkpoint"
+        ) from None
+    state = load_file(str(path))
+    _check_shapes(path, checkpoint.model, state)
+    checkpoint.model.load_state_dict(state)
+    checkpoint.model.to(device).eval()
+    return checkpoint
+
+
+def _checked(info: DatasetInfo) -> DatasetInfo:
+    """The data set description of a header, refused before a model is built from it."""
+    if min(info.channels, info.height, info.width) < 1 or not info.classes:
+        raise ValueError(f"the data set description {info.describe()} is impossible")
+    return info
+
+
+def _check_shapes(path: Path, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """One line naming the first tensor that does not fit the model the metadata describes."""
+    expected = model.state_dict()
+    for name, tensor in expected.items():
+        if name not in state:
+            raise CheckpointError(
+                f"{path} lacks tensor {name!r} that its config's model has; "
+                "the file does not match its metadata"
+            )
+        if state[name].shape != tensor.shape:
+            raise CheckpointError(
+                f"{path}: tensor {name!r} is {tuple(state[name].shape)} but the config builds "
+                f"{tuple(tensor.shape)}; the weights do not match the config in the metadata"
+            )
+    extra = sorted(set(state) - set(expected))
+    if extra:
+        raise CheckpointError(
+            f"{path} has tensor {extra[0]!r} that its config's model does not; "
+            "the file does not match its metadata"
+        )
