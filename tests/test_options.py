@@ -49,7 +49,7 @@ def test_every_field_has_exactly_one_option_and_every_option_one_field(command):
 
 @pytest.mark.parametrize("command", TABLES)
 def test_the_command_offers_every_option_of_its_table_and_declares_none_itself(command):
-    click_command = get_command(app).commands[command]
+    click_command = get_command(app).get_command(None, command)
     settings = command_settings(command)
     own = [p for p in click_command.params if p.name not in {s.param for s in settings}]
     offered = {opt for p in click_command.params for opt in p.opts}

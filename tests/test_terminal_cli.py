@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import plain_text, run, runner
+from typer.main import get_command
 
 from vitcli.cli import app
 
@@ -48,10 +49,10 @@ def test_usage_lines_name_arguments_plainly(command, usage):
 
 def test_the_command_list_wraps_between_words():
     listed = plain_text(help_text())
+    group = get_command(app)  # its commands are made from their modules when asked for (cli/commands.py)
     for name in COMMANDS:
-        first = app.registered_commands  # every command's first paragraph is there, whole
-        [info] = [c for c in first if (c.name or c.callback.__name__.rstrip("_")) == name]
-        paragraph = " ".join(info.callback.__doc__.split("\n\n")[0].split())
+        doc = group.get_command(None, name).help  # every command's first paragraph is there, whole
+        paragraph = " ".join(doc.split("\n\n")[0].split())
         words = paragraph.replace("[bold]", "").replace("[/]", "").split()
         assert " ".join(words) in listed, (name, paragraph)
     assert max(len(line) for line in help_text().splitlines()) <= 80

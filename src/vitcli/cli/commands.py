@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import typer
 
-from vitcli.cli.attention import attention
 from vitcli.cli.common import (
     console,
     err_console,
@@ -14,42 +13,39 @@ from vitcli.cli.common import (
     vitcli_command,
     vitcli_group,
 )
-from vitcli.cli.compare import compare
-from vitcli.cli.eval import eval_
-from vitcli.cli.export import export
-from vitcli.cli.finetune import finetune
-from vitcli.cli.info import cache_app, info
-from vitcli.cli.inspect import inspect
-from vitcli.cli.predict import predict_
-from vitcli.cli.preset_list import presets
-from vitcli.cli.sweep import SweepCommand, report, sweep
-from vitcli.cli.train import train
 from vitcli.runtime.interrupt import ctrl_c_stops_at_once
 from vitcli.runtime.ranks import launched
 from vitcli.runtime.version import __version__
+
+Plain = vitcli_command()  # usage lines, flag help and choice hints of every command (cli/common.py)
+
+# Every command: the module under vitcli.cli that declares it, its function (or Typer group) there, and
+# its command class. A module is imported when one of its commands is asked for, so `vitcli train --help`
+# and completing train's options import train's module alone; `vitcli --help` lists them all.
+COMMANDS = {
+    "train": ("train", "train", lambda module: launchable_command("train")),
+    "eval": ("eval", "eval_", lambda module: Plain),
+    "finetune": ("finetune", "finetune", lambda module: launchable_command("finetune")),
+    "sweep": ("sweep", "sweep", lambda module: module.SweepCommand),
+    "report": ("sweep", "report", lambda module: Plain),
+    "compare": ("compare", "compare", lambda module: Plain),
+    "presets": ("preset_list", "presets", lambda module: Plain),
+    "attention": ("attention", "attention", lambda module: multi_value_command(["index", "image"])),
+    "inspect": ("inspect", "inspect", lambda module: multi_value_command(["figure"])),
+    "predict": ("predict", "predict_", lambda module: Plain),
+    "export": ("export", "export", lambda module: Plain),
+    "info": ("info", "info", lambda module: Plain),
+    "cache": ("info", "cache_app", None),  # a Typer group of its own: vitcli cache clear
+}
 
 app = typer.Typer(
     name="vitcli",
     help="A command-line lab for Vision Transformers and CNNs on small images.",
     no_args_is_help=True,
-    cls=vitcli_group(),
+    cls=vitcli_group(COMMANDS),
     pretty_exceptions_show_locals=False,
     rich_markup_mode="rich",
 )
-Plain = vitcli_command()  # usage lines, flag help and choice hints of every command (cli/common.py)
-app.command(cls=launchable_command("train"))(train)
-app.command("eval", cls=Plain)(eval_)
-app.command(cls=launchable_command("finetune"))(finetune)
-app.command(cls=SweepCommand)(sweep)
-app.command(cls=Plain)(report)
-app.command(cls=Plain)(compare)
-app.command(cls=Plain)(presets)
-app.command(cls=multi_value_command(["index", "image"]))(attention)
-app.command(cls=multi_value_command(["figure"]))(inspect)
-app.command("predict", cls=Plain)(predict_)
-app.command(cls=Plain)(export)
-app.command(cls=Plain)(info)
-app.add_typer(cache_app, name="cache")
 
 
 def _version(value: bool) -> None:

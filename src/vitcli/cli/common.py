@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import inspect
 import re
 
@@ -251,18 +252,19 @@ def switch_values(args: list[str], switches: dict[str, str]) -> list[str]:
     return out
 
 
-def vitcli_group() -> type:
-    """The app's Typer group: its own `--help` and `--version` show no `<bool>`, and the command list shows
-    each command's first paragraph whole. (Each command gets its class, `vitcli_command`, where it is
-    registered: cli/__init__.py.)"""
+def vitcli_group(commands: dict[str, tuple]) -> type:
+    """The app's Typer group. Its commands (`cli/commands.py`'s table) are made when first asked for, from
+    their modules; its own `--help` and `--version` show no `<bool>`, and the command list shows each
+    command's first paragraph whole."""
+
     class Group(TyperGroup):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            for command in self.commands.values():
-                if command.help and not command.short_help:
-                    # The command list shows the first paragraph; Typer's rich mode would keep the docstring's
-                    # line breaks in it, so it broke mid-sentence. Joined, rich wraps it at the width.
-                    command.short_help = " ".join(inspect.cleandoc(command.help).split("\n\n")[0].split())
+        def list_commands(self, ctx) -> list[str]:
+            return list(commands)
+
+        def get_command(self, ctx, name: str):
+            if name not in self.commands and name in commands:
+                self.commands[name] = load_command(name, *commands[name])
+            return self.commands.get(name)
 
         def get_params(self, ctx):
             params = super().get_params(ctx)
@@ -271,3 +273,22 @@ def vitcli_group() -> type:
             return params
 
     return Group
+
+
+def load_command(name: str, module_name: str, attribute: str, command_class) -> TyperCommand:
+    """The click command `name`: its module imported, its function registered with its class."""
+    module = importlib.import_module(f"vitcli.cli.{module_name}")
+    declared = getattr(module, attribute)
+    # Registered on an app of their own as on the root app, so that Typer makes them as it always does.
+    holder = typer.Typer(add_completion=False, rich_markup_mode="rich")
+    if command_class is None:  # a Typer group of its own
+        holder.add_typer(declared, name=name)
+    else:
+        holder.command(name, cls=command_class(module))(declared)
+    holder.callback()(lambda: None)  # with a callback the holder is a group, whatever it holds
+    command = typer.main.get_command(holder).commands[name]
+    if command.help and not command.short_help:
+        # The command list shows the first paragraph; Typer's rich mode would keep the docstring's line
+        # breaks in it, so it broke mid-sentence. Joined, rich wraps it at the width.
+        command.short_help = " ".join(inspect.cleandoc(command.help).split("\n\n")[0].split())
+    return command

@@ -72,6 +72,7 @@ def info_table(found: Info) -> Table:
 
 
 cache_app = typer.Typer(
+    add_completion=False,
     help="The cache of decoded data sets (tensors); the downloaded data is not touched.",
     no_args_is_help=True,
     rich_markup_mode="rich",

@@ -9,8 +9,6 @@ import typer
 
 from vitcli.cli.common import console, print_note, user_errors
 from vitcli.cli.options import ConfigFile, Nproc, Overwrite, PresetName, PrintConfig, Resume, given_settings
-from vitcli.cli.progress import TrainProgress
-from vitcli.cli.tables import run_table
 from vitcli.errors import ConfigError
 from vitcli.runtime.launch import check_nproc, launch, without_nproc
 from vitcli.runtime.ranks import Ranks, check_batch
@@ -57,7 +55,9 @@ def train_and_print(
 ) -> None:
     """What train and finetune do once their options are a config: print it, or train (or resume a run)
     and summarise; with --nproc N, start the same command in N processes."""
-    # The core (torch) loads when the command runs, so that --help and completion start at once.
+    # The core (torch), the progress bar and the tables load when the command runs, so that --help and
+    # completion start at once.
+    from vitcli.cli.progress import TrainProgress
     from vitcli.training.run import resume_run, train_run
 
     with user_errors():
@@ -99,5 +99,7 @@ def _launch(nproc: int, ctx: typer.Context) -> None:
 
 
 def print_result(result) -> None:
+    from vitcli.cli.tables import run_table
+
     console.print(run_table(result))
     console.print(f"saved [bold]{result.run_dir / 'model.safetensors'}[/]", highlight=False)
