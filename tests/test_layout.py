@@ -107,6 +107,13 @@ def test_the_top_folder_is_a_picture_of_the_stages():
         assert stage == "cli" or "May import" in doc, f"{stage}/__init__.py says what it may import"
 
 
+def test_every_folder_of_code_is_a_package():
+    # Without __init__.py a folder is a namespace package: setuptools' find_packages leaves it out of the
+    # wheel, and grimp (so lint-imports) does not see it.
+    folders = {path.parent for path in PACKAGE.rglob("*.py")}
+    assert [f for f in sorted(folders) if not (f / "__init__.py").is_file()] == []
+
+
 def test_no_two_modules_share_a_name():
     stems: dict[str, Path] = {}
     for path in sorted(PACKAGE.rglob("*.py")):
