@@ -15,8 +15,8 @@ from vitcli.errors import CheckpointError, ConfigError, DataError, OutOfMemory, 
 from vitcli.events import Listener, Status
 from vitcli.sweeps.plan import PlannedRun, Sweep
 from vitcli.sweeps.results import FAILED, FINISHED
-from vitcli.training.state import STATE_FILE
 from vitcli.training import run as training  # looked up per call, so a test can stand in for a run
+from vitcli.training.state import STATE_FILE
 
 INVALID = "invalid"  # the kind of failure that is not retried: the same settings fail the same way
 # Each error kind's name in a failed row; all but INVALID are retried when the sweep is run again.

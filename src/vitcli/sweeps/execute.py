@@ -20,9 +20,9 @@ from typing import Any
 from vitcli.errors import OutputError
 from vitcli.events import Event
 from vitcli.runtime.lock import DirectoryLock
-from vitcli.sweeps.plan import PlannedRun, Sweep
 from vitcli.sweeps.attempt import INVALID, attempt
 from vitcli.sweeps.jobs import job_gpus, run_in_processes
+from vitcli.sweeps.plan import PlannedRun, Sweep
 from vitcli.sweeps.results import FINISHED, Recorder, job_rows, load_results, merge_rows
 
 

@@ -30,11 +30,11 @@ from typing import Any
 
 import torch
 
-from vitcli.runtime.devices import resolve_device
 from vitcli.errors import ConfigError, VitcliError
+from vitcli.runtime.devices import resolve_device
 from vitcli.runtime.interrupt import RunStopped
-from vitcli.sweeps.plan import PlannedRun, Sweep
 from vitcli.sweeps.attempt import attempt
+from vitcli.sweeps.plan import PlannedRun, Sweep
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 Record = Callable[[PlannedRun, dict[str, Any]], None]

@@ -27,18 +27,18 @@ from typing import Any
 
 import torch
 
-from vitcli.models.build import build_module
-from vitcli.settings import fields
-from vitcli.settings.config import Config, DataConfig, RunConfig, TrainConfig, load_config, load_toml
-from vitcli.runtime.devices import resolve_device
+from vitcli.data import load_splits
 from vitcli.errors import ConfigError
+from vitcli.models import count_parameters, num_tokens
+from vitcli.models.build import build_module
+from vitcli.runtime.devices import resolve_device
+from vitcli.settings import fields
+from vitcli.settings.choices import SWEEP_MODES
+from vitcli.settings.config import Config, DataConfig, RunConfig, TrainConfig, load_config, load_toml
 from vitcli.settings.fields import field_names
 from vitcli.settings.specs import SPECS
-from vitcli.settings.choices import SWEEP_MODES
 from vitcli.settings.suggest import did_you_mean
 from vitcli.sweeps.results import recorded_rows
-from vitcli.models import count_parameters, num_tokens
-from vitcli.data import load_splits
 
 MODES = SWEEP_MODES
 

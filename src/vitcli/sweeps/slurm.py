@@ -26,15 +26,15 @@ from typing import Any
 import torch
 
 from vitcli.errors import ConfigError
-from vitcli.settings.choices import EXECUTORS
 from vitcli.events import Status
 from vitcli.runtime.files import atomic_write_text, writing
 from vitcli.runtime.interrupt import RunStopped
-from vitcli.sweeps.plan import PlannedRun, Sweep
+from vitcli.settings.choices import EXECUTORS
 from vitcli.sweeps.attempt import attempt, failed_row
-from vitcli.sweeps.jobs import cores, job_gpus, signals_ignored
-from vitcli.sweeps.results import ROW_FILE
 from vitcli.sweeps.execute import RunEnded, SweepListener, recording
+from vitcli.sweeps.jobs import cores, job_gpus, signals_ignored
+from vitcli.sweeps.plan import PlannedRun, Sweep
+from vitcli.sweeps.results import ROW_FILE
 
 SLURM_DIR = "slurm"  # in the sweep directory: submitit's pickles and the jobs' logs
 JOB = "job"  # the kind of failure of a job that ended without its row; retried like the others
