@@ -83,6 +83,7 @@ def figure_size_px(blocks: int, heads: int) -> tuple[int, int]:
 
 def save_figure(result: ImageAttention, classes: list[str], path: str | Path, note: str = "") -> None:
     """Write the picture for one image to `path` (PNG, atomically)."""
+    # matplotlib is heavy and needed only to draw
     from matplotlib.colors import Normalize
 
 
@@ -180,6 +181,7 @@ def displayable(image) -> np.ndarray:
 def overlay_rgb(result: ImageAttention, max_side: int = 48) -> tuple[np.ndarray, np.ndarray]:
     """(input, input blended with the rollout) as uint8 (H, W, 3) arrays for a terminal preview,
     shrunk by an integer factor so neither side exceeds `max_side` pixels."""
+    # matplotlib is heavy and needed only to draw
     from matplotlib import colormaps
 
     image = result.image.float()

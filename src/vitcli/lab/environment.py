@@ -47,6 +47,7 @@ class Info:
 
 
 def versions() -> dict[str, str]:
+    # timm is heavy; vitcli info asks it for its version
     import timm
 
 
@@ -69,6 +70,7 @@ def dataset_files(name: str, data_dir: Path) -> str:
 
 def gather(data_dir: str | Path | None = None) -> Info:
     """The facts `vitcli info` shows, for `data_dir` (default: $VITCLI_DATA_DIR or ~/.cache/vitcli/data)."""
+    # timm's hub client, for the hub cache's folder
     from huggingface_hub import constants
 
 

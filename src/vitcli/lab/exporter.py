@@ -107,6 +107,7 @@ def timm_model(checkpoint: Checkpoint) -> nn.Module:
 def _timm_from_vit(checkpoint: Checkpoint) -> nn.Module:
     """An in-house ViT as timm's VisionTransformer: vitcli's modules carry timm's names (patch_embed.proj,
     blocks.N.attn.qkv, ...) and compute the same thing, so the state dict loads as it is."""
+    # timm is heavy and needed only for timm models, their weights and exports
     import timm
 
     spec, info, vit = checkpoint.config.model, checkpoint.info, checkpoint.model
@@ -144,6 +145,7 @@ def _timm_from_vit(checkpoint: Checkpoint) -> nn.Module:
 
 
 def _save_timm(model: nn.Module, checkpoint: Checkpoint, folder: Path) -> None:
+    # timm is heavy and needed only for timm models, their weights and exports
     from timm.models import save_for_hf
 
     channels = model.patch_embed.proj.in_channels
@@ -249,6 +251,7 @@ def onnx_metadata(checkpoint: Checkpoint) -> dict[str, str]:
 
 def _write_onnx(checkpoint: Checkpoint, target: Path) -> None:
     try:
+        # extra vitcli[onnx], needed only for --format onnx
         import onnx
     except ImportError:
         raise ConfigError(
@@ -286,6 +289,7 @@ def _write_onnx(checkpoint: Checkpoint, target: Path) -> None:
 def _float_eye_likes(model):
     """`model` with each boolean EyeLike (LSA's diagonal mask, models/lsa.py) computed in floats and cast
     back: onnxruntime has no EyeLike kernel for booleans. The same values; other graphs are unchanged."""
+    # extra vitcli[onnx], needed only for --format onnx
     import onnx
     from onnx import TensorProto, helper
 
@@ -322,6 +326,7 @@ def describe_export(target: Path, format: str) -> list[str]:
             f"std {cfg['std']}",
             f'load with timm.create_model("local-dir:{target}", pretrained=True)',
         ]
+    # extra vitcli[onnx], needed only for --format onnx
     import onnx
 
     props = {p.key: p.value for p in onnx.load(str(target), load_external_data=False).metadata_props}

@@ -49,6 +49,7 @@ def hub_tag(model: str, pretrained: str) -> str:
     """The timm pretrained tag `imagenet` or `dino` means for `model`: for vit_small_patch16_224,
     vit_small_patch16_224.augreg_in21k_ft_in1k (timm's default: ImageNet-21k, fine-tuned on ImageNet-1k)
     and vit_small_patch16_224.dino (self-supervised DINO, no classifier)."""
+    # timm is heavy and needed only for timm models, their weights and exports
     import timm
     from timm.models import get_pretrained_cfg
 
@@ -73,6 +74,7 @@ def hub_tag(model: str, pretrained: str) -> str:
 def fetch(cfg: TimmSpec, on_status: Callable[[str], None] | None = None) -> Weights:
     """The weights `cfg.pretrained` names, read or downloaded; a one-line error when they cannot be.
     `on_status` gets a line before weights are downloaded from the hub (their size, where from)."""
+    # timm is heavy and needed only for timm models, their weights and exports
     from timm.models import get_pretrained_cfg
 
     if cfg.pretrained == "none":
@@ -88,6 +90,7 @@ def fetch(cfg: TimmSpec, on_status: Callable[[str], None] | None = None) -> Weig
 
 
 def _download(tag: str, on_status: Callable[[str], None] | None = None) -> dict[str, Tensor]:
+    # timm is heavy and needed only for timm models, their weights and exports
     import timm
 
     size = _check_hub(tag)
@@ -130,6 +133,7 @@ def _check_hub(tag: str) -> int | None:
     the name does not resolve or the connection is refused, about 5 s where packets are dropped (the
     hub's client first fetches its user-agent registry, with a 3 s timeout of its own). A file already
     in the cache needs no check: huggingface_hub then falls back to it at once when the hub is down."""
+    # timm's hub client, needed only for pretrained weights
     from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
     from huggingface_hub.utils import EntryNotFoundError, HfHubHTTPError
     from timm.models import get_pretrained_cfg
@@ -205,6 +209,7 @@ def load(vit: TimmViT, weights: Weights, where: str) -> None:
         state = checkpoint_filter(model)(dict(weights.state), model)
         conv = state.get(PATCH_WEIGHT)
         if conv is not None and conv.ndim == 4 and conv.shape[1] != expected[PATCH_WEIGHT].shape[1]:
+            # timm is heavy and needed only for timm models, their weights and exports
             from timm.models import adapt_input_conv
 
             state[PATCH_WEIGHT] = adapt_input_conv(expected[PATCH_WEIGHT].shape[1], state[PATCH_WEIGHT])

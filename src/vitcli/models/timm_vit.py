@@ -39,6 +39,7 @@ class Native:
 def native(name: str) -> Native:
     """The shape of timm model `name`, read off a model built on the meta device (no memory, no weights).
     A ConfigError when timm does not know the name or the model is not a ViT that vitcli can drive."""
+    # timm is heavy and needed only for timm models, their weights and exports
     import timm
     from timm.models.vision_transformer import VisionTransformer
 
@@ -89,6 +90,7 @@ def in_chans(spec: TimmSpec, info: DatasetInfo) -> int:
 def build_timm_vit(spec: TimmSpec, info: DatasetInfo, drop_path: float = 0.0) -> TimmViT:
     """The model a resolved `spec` (img_size and patch_size set) describes for data shaped like `info`,
     with random weights; `drop_path` is timm's drop_path_rate (stochastic depth, rising over the blocks)."""
+    # timm is heavy and needed only for timm models, their weights and exports
     import timm
 
     model = timm.create_model(
@@ -187,6 +189,7 @@ def layer_decay_groups(vit: TimmViT, weight_decay: float, layer_decay: float) ->
     """timm's parameter groups for layer-wise lr decay: the head at lr_scale 1, each block below it
     layer_decay times the one above, the patch embedding lowest. Frozen parameters are left out; the
     engine multiplies each group's learning rate by its `lr_scale`."""
+    # timm is heavy and needed only for timm models, their weights and exports
     from timm.optim import param_groups_layer_decay
 
     model = vit.model

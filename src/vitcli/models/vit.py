@@ -129,6 +129,7 @@ def drop_path_module(rate: float) -> nn.Module:
     timm's DropPath, imported only when used (timm is slow to import and the default trains without)."""
     if rate <= 0:
         return nn.Identity()
+    # timm is heavy; only --drop-path needs it here
     from timm.layers import DropPath
 
     return DropPath(rate)

@@ -55,6 +55,7 @@ def _threads_per_process(nproc: int):
 def launch(nproc: int, args: list[str]) -> int:
     """Run `python -m vitcli ARGS` in `nproc` processes joined as one data-parallel run; the exit code of
     the first that failed (each prints its own error: rank 0 speaks for all), 130 after Ctrl-C, else 0."""
+    # torchrun's launcher, needed only for --nproc
     from torch.distributed.elastic.multiprocessing import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch

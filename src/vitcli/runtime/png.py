@@ -15,6 +15,7 @@ def pyplot():
     import matplotlib  # heavy and needed only for pictures
 
     matplotlib.use("Agg")
+    # matplotlib is heavy and needed only to draw
     import matplotlib.pyplot as plt
 
     return plt

@@ -106,6 +106,7 @@ def _check_devices(sweep: Sweep, gpus: int) -> None:
 
 def submitit_module():
     try:
+        # extra vitcli[slurm]
         import submitit
     except ImportError:
         raise ConfigError(INSTALL) from None
@@ -211,6 +212,7 @@ def run_job(sweep: Sweep, run: PlannedRun, threads: int | None = None) -> dict[s
 
 def job_row(sweep: Sweep, run: PlannedRun, job) -> dict[str, Any]:
     """The row an ended job returned, or a failed row of kind "job" naming its state and its log."""
+    # extra vitcli[slurm]
     from submitit.core.utils import FailedJobError
 
     try:

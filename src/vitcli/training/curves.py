@@ -89,6 +89,7 @@ def _line(ax, history: History, key: str, **style) -> None:
 
 
 def _epoch_axis(ax, label: bool = True) -> None:
+    # matplotlib is heavy and needed only to draw
     from matplotlib.ticker import MaxNLocator
 
     if label:

@@ -37,6 +37,7 @@ class TensorBoardLog:
         self.log_dir, self.emit = Path(log_dir), emit
 
     def __enter__(self) -> TensorBoardLog:
+        # extra vitcli[tensorboard]
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(str(self.log_dir))

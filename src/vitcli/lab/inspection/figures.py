@@ -150,6 +150,7 @@ def _distance(fig, report: InspectReport) -> None:
 
 
 def _plt_colours(n: int) -> list:
+    # matplotlib is heavy and needed only to draw
     from matplotlib import colormaps
 
     cmap = colormaps["tab10" if n <= 10 else "viridis"]
@@ -215,6 +216,7 @@ def _filters(fig, report: InspectReport) -> None:
 def _classes(fig, report: InspectReport) -> None:
     """Row 0: each class's mean image; row b: block b's mean [CLS] map over it, one colour scale per row
     (blocks differ a lot in how peaked they are)."""
+    # matplotlib is heavy and needed only to draw
     from matplotlib.colors import Normalize
 
     maps = report.class_maps.numpy()
@@ -259,6 +261,7 @@ def evolution_epochs(epochs: list[int], limit: int = MAX_EPOCHS) -> list[int]:
 
 def _evolution(fig, report: InspectReport, index: int) -> None:
     """Row 0: the input; then a row per epoch (at most MAX_EPOCHS), a column per block."""
+    # matplotlib is heavy and needed only to draw
     from matplotlib.colors import Normalize
 
     evolution = report.evolution
