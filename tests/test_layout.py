@@ -169,7 +169,9 @@ HEAVY = ("torch", "torchvision", "timm", "numpy", "matplotlib", "safetensors", "
     [
         "import vitcli",
         "import vitcli.cli.commands",
-        "from vitcli.cli.commands import app; from typer.main import get_command; get_command(app)",
+        # what `vitcli --help` does: every command made from its module
+        "from vitcli.cli.commands import app; from typer.main import get_command; group = get_command(app)\n"
+        "[group.get_command(None, name).params for name in group.list_commands(None)]",
     ],
 )
 def test_the_command_line_starts_without_the_core(code):

@@ -17,7 +17,6 @@ called, so the function keeps only the options that are the command's own.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import typing
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ class Setting:
     value_type: type  # int, float, str or bool
     help: str
     panel: str
+    default: Any = None  # the field's own default, for a command whose default model lacks the field
     choices: tuple[str, ...] | None = None
     unset: str | None = None  # what an unset (None) value means
     path: bool = False
@@ -58,7 +58,7 @@ class Setting:
 
 # `--model vit|cnn` is `[model] kind`, which chooses the spec rather than being one of its fields.
 KIND = Setting(
-    "model", "kind", "--model", str, "The in-house ViT or the baseline CNN.", MODEL_PANEL, TRAIN_KINDS
+    "model", "kind", "--model", str, "The in-house ViT or the baseline CNN.", MODEL_PANEL, choices=TRAIN_KINDS
 )
 
 
@@ -77,6 +77,7 @@ def settings_of(section: str, cls: type) -> list[Setting]:
                 kinds[0],
                 meta["help"],
                 meta["panel"],
+                f.default,
                 meta.get("choices"),
                 meta.get("unset"),
                 meta.get("path", False),
@@ -156,11 +157,7 @@ def _typer_param(meta):
 
 def default_help(s: Setting, defaults: Config) -> str:
     """` [default: VALUE]` from the command's defaults; for an unset value, what unset means."""
-    section = getattr(defaults, s.section)
-    if s.key == "kind":
-        value: Any = section.kind
-    else:
-        value = getattr(section, s.key, _field_default(s))
+    value = getattr(getattr(defaults, s.section), s.key, s.default)  # train's ViT has no CNN dropout
     if value is None:
         return f" \\[default: {_placeholders(s.unset, defaults)}]" if s.unset else ""
     if isinstance(value, bool):
@@ -177,15 +174,6 @@ def _placeholders(unset: str, defaults: Config) -> str:
         return fixed if m.group(1) == "model" else m.group(1).upper()
 
     return re.sub(r"<(\w+)>", word, unset)
-
-
-def _field_default(s: Setting) -> Any:
-    """The default of a model field the command's default model lacks (the CNN's dropout under train)."""
-    for spec in (ViTSpec, CNNSpec, TimmSpec):
-        for f in dataclasses.fields(spec):
-            if f.name == s.key:
-                return f.default
-    return None
 
 
 # --- the options that are the commands' own, not settings ----------------------------------------------

@@ -39,7 +39,6 @@ def peak_memory_bytes(device: torch.device) -> int | None:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device)
     try:
-        # Unix only
         import resource
     except ImportError:  # Windows
         return None

@@ -120,9 +120,8 @@ def option(
     `choices` the words it takes, `unset` what an unset (None) value means (in `--help` and in TOML files),
     `path` that the value is a file or folder. vitcli's commands build their options from these fields
     (`vitcli.cli.options`), so a setting is declared once."""
-    metadata = {"help": help, "panel": panel, "flag": flag, "choices": choices, "unset": unset, "path": path}
-    metadata["metavar"] = metavar
-    return dataclasses.field(default=default, metadata=metadata)
+    metadata = {"help": help, "panel": panel, "flag": flag, "choices": choices, "unset": unset}
+    return dataclasses.field(default=default, metadata={**metadata, "path": path, "metavar": metavar})
 
 
 def option_flag(f: dataclasses.Field) -> str:
