@@ -24,6 +24,7 @@ from vitcli.cli.sweep_tables import planned_table, sweep_table
 from vitcli.cli.tables import fmt_pct
 from vitcli.errors import ConfigError
 from vitcli.events import EpochStart, Status, StepDone
+from vitcli.sweeps.results import FAILED, aggregate, describe, recorded_rows  # torch-free
 
 if TYPE_CHECKING:  # annotations only: the core is imported when a command runs
     from vitcli.sweeps.execute import RunEnded
@@ -147,8 +148,6 @@ def report(
     """Print a sweep's results table again from its results.jsonl, and optionally chart it.
 
     Rows that Slurm jobs left in their run directories and results.jsonl lacks are shown too."""
-    from vitcli.sweeps.results import recorded_rows
-
     with user_errors():
         rows = recorded_rows(sweep_dir)
         if not rows:
@@ -219,8 +218,6 @@ def _listener(shown, bar: TrainProgress):
 
 
 def _run_line(event: RunEnded) -> str:
-    from vitcli.sweeps.results import FAILED
-
     row, width = event.row, len(str(event.total))
     head = f"[{event.run.index:>{width}}/{event.total}] {escape(event.run.label)}"
     if row["status"] == FAILED:
@@ -258,9 +255,6 @@ def _print_dry_run(plan, as_json: bool) -> None:
 
 
 def _print_results(rows, axes, sweep_dir, as_json: bool, plot: bool, new_runs: int | None = None) -> None:
-    from vitcli.sweeps.plan import describe
-    from vitcli.sweeps.results import aggregate
-
     groups = aggregate(rows, axes)
     charts, notes = [], []
     if plot:

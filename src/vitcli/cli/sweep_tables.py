@@ -3,8 +3,6 @@ several), and the runs a dry run plans. Each fits the terminal, stacking its col
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from rich import box
 from rich.console import Group as RenderGroup
 from rich.table import Table
@@ -12,9 +10,7 @@ from rich.text import Text
 
 from vitcli.cli.fitting import FirstThatFits, keep_whole, span_text
 from vitcli.cli.tables import fmt_bytes
-
-if TYPE_CHECKING:  # annotations only: the core is imported when a command runs
-    from vitcli.sweeps.results import Group
+from vitcli.sweeps.results import FINISHED, Group, fmt_value  # torch-free: rows and how they read
 
 
 def fmt_mean_std(mean: float | None, std: float | None) -> str:
@@ -33,9 +29,6 @@ def sweep_table(groups: list[Group], axes: list[str], title: str) -> FirstThatFi
     row's setting in one column of words that wrap; else the settings and the numbers as two tables
     numbered alike. No number is ever cut.
     """
-    from vitcli.sweeps.plan import fmt_value
-    from vitcli.sweeps.results import FINISHED
-
     columns = [a for a in axes if a != "seed"]
     seeds = any(len(g.seeds) > 1 for g in groups)
     cuda = any(str(g.device).startswith("cuda") for g in groups)
@@ -126,8 +119,6 @@ def _sweep_layout(title, caption, heads: list[str], rows: list[list[str]], style
 def planned_table(planned: list[dict], axes: list[str], title: str) -> FirstThatFits:
     """A dry run: each planned run's size, or why it cannot run (a reason that wraps); a column per
     swept option where that fits, else each run's setting as words that wrap."""
-    from vitcli.sweeps.plan import fmt_value
-
     numbers = [
         [
             str(p["index"]),

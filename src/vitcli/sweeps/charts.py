@@ -21,8 +21,7 @@ from typing import Any
 
 from vitcli.runtime import png  # png.save looked up per call: tests watch what is drawn
 from vitcli.settings.fields import flag
-from vitcli.sweeps.plan import fmt_value
-from vitcli.sweeps.results import FINISHED
+from vitcli.sweeps.results import FINISHED, fmt_value
 
 
 @dataclass

@@ -38,7 +38,7 @@ from vitcli.settings.config import Config, DataConfig, RunConfig, TrainConfig, l
 from vitcli.settings.fields import field_names
 from vitcli.settings.specs import SPECS
 from vitcli.settings.suggest import did_you_mean
-from vitcli.sweeps.results import recorded_rows
+from vitcli.sweeps.results import describe, fmt_value, recorded_rows
 
 MODES = SWEEP_MODES
 
@@ -254,18 +254,6 @@ def _nest(flat: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _flag(key: str) -> str:
     return key.replace("_", "-")
-
-
-def fmt_value(value: Any) -> str:
-    """A swept value in a table or a name; "-" for an option that is no setting of the run's model."""
-    if value is None:
-        return "-"
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def describe(values: dict[str, Any]) -> str:
-    """`embed_dim=32 lr=0.001`: swept values as the run lines and messages show them."""
-    return " ".join(f"{k}={fmt_value(v)}" for k, v in values.items() if v is not None) or "no swept values"
 
 
 # --- dry run: sizes without training -----------------------------------------------------------------

@@ -200,3 +200,18 @@ def _mean_std(xs: list[float | None]) -> tuple[float | None, float | None]:
     if not known:
         return None, None
     return statistics.fmean(known), statistics.stdev(known) if len(known) > 1 else None
+
+
+# --- how swept values read (tables, run names, messages) -----------------------------------------------
+
+
+def fmt_value(value: Any) -> str:
+    """A swept value in a table or a name; "-" for an option that is no setting of the run's model."""
+    if value is None:
+        return "-"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def describe(values: dict[str, Any]) -> str:
+    """`embed_dim=32 lr=0.001`: swept values as the run lines and messages show them."""
+    return " ".join(f"{k}={fmt_value(v)}" for k, v in values.items() if v is not None) or "no swept values"
