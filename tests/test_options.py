@@ -91,3 +91,6 @@ def test_help_quotes_each_commands_own_defaults():
     tuned = " ".join(runner.invoke(app, ["finetune", "--help"], env={"COLUMNS": "300"}).stdout.split())
     assert "[default: 0.01]" in train and "[default: 0.0001]" in tuned
     assert "[default: 4 x embed_dim]" in train and "[default: imagenet]" in tuned
+    assert "'vitcli[tensorboard]'" in train  # the settings' help is plain text, not rich markup
+    sweep = " ".join(runner.invoke(app, ["sweep", "--help"], env={"COLUMNS": "300"}).stdout.split())
+    assert sweep.index("--dry-run") < sweep.index("--embed-dim")  # a sweep's own options lead its help

@@ -85,6 +85,7 @@ def vitcli_command(
     bool_values: bool = False,
     settings: str | None = None,
     many: bool = False,
+    settings_last: bool = False,
 ) -> type:
     """A Typer command class for vitcli's commands. Every one of them: the usage line names arguments
     plainly (`CHECKPOINT`), flags show no `<bool>` in `--help`, and a rejected choice gets the nearest
@@ -96,8 +97,9 @@ def vitcli_command(
       command line in N processes;
     - `bool_values`: `--x true` and `--x false` for the `--x/--no-x` switches, as a sweep writes them;
     - `settings`: the options made from the settings' fields that this command offers (`cli/options.py`),
-      before the function's own; their values go to `ctx.meta`, where `given_settings` reads them, and
-      with `many` each takes one or more values.
+      before the function's own (after them with `settings_last`: a sweep's own options lead its help);
+      their values go to `ctx.meta`, where `given_settings` reads them, and with `many` each takes one
+      or more values.
     """
     class Command(TyperCommand):
         # The settings' options are made the first time the command's parameters are asked for: only the
@@ -108,7 +110,8 @@ def vitcli_command(
         def params(self) -> list:
             if settings and self.settings_params is None:
                 self.settings_params = click_params(settings, many)
-                self._own_params[:0] = self.settings_params
+                at = len(self._own_params) if settings_last else 0
+                self._own_params[at:at] = self.settings_params
             return self._own_params
 
         @params.setter

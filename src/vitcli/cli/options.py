@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.markup import escape
 
 from vitcli.cli.enums import choice, plain
 from vitcli.settings.choices import TRAIN_KINDS
@@ -134,7 +135,7 @@ def _to_click(s: Setting, defaults: Config, many: bool):
     info = typer.Option(
         None,
         *decls,
-        help=s.help + default_help(s, defaults),
+        help=escape(s.help) + default_help(s, defaults),  # plain text: 'vitcli[tensorboard]' stays
         rich_help_panel=s.panel,
         metavar=s.metavar,
         show_default=False,
@@ -159,10 +160,10 @@ def default_help(s: Setting, defaults: Config) -> str:
     """` [default: VALUE]` from the command's defaults; for an unset value, what unset means."""
     value = getattr(getattr(defaults, s.section), s.key, s.default)  # train's ViT has no CNN dropout
     if value is None:
-        return f" \\[default: {_placeholders(s.unset, defaults)}]" if s.unset else ""
+        return f" \\[default: {escape(_placeholders(s.unset, defaults))}]" if s.unset else ""
     if isinstance(value, bool):
         value = s.flag[2:] if value else f"no-{s.flag[2:]}"
-    return f" \\[default: {value}]"
+    return f" \\[default: {escape(str(value))}]"
 
 
 def _placeholders(unset: str, defaults: Config) -> str:

@@ -160,7 +160,9 @@ def report(
 
 
 # Several values after one option; train's switches swept as `--augment true false`.
-SweepCommand = vitcli_command([s.flag[2:] for s in SWEPT], BOOL_FLAGS, settings="sweep", many=True)
+SweepCommand = vitcli_command(
+    [s.flag[2:] for s in SWEPT], BOOL_FLAGS, settings="sweep", many=True, settings_last=True
+)
 
 
 # --- printing ----------------------------------------------------------------------------------------
