@@ -93,4 +93,4 @@ def test_help_quotes_each_commands_own_defaults():
     assert "[default: 4 x embed_dim]" in train and "[default: imagenet]" in tuned
     assert "'vitcli[tensorboard]'" in train  # the settings' help is plain text, not rich markup
     sweep = " ".join(runner.invoke(app, ["sweep", "--help"], env={"COLUMNS": "300"}).stdout.split())
-    assert sweep.index("--dry-run") < sweep.index("--embed-dim")  # a sweep's own options lead its help
+    assert sweep.index("--dry-run") < sweep.index("Token width of the ViT")  # its own options lead its help
