@@ -34,6 +34,11 @@ def autocast(device: torch.device, dtype: torch.dtype | str | None = AUTO):
     return torch.autocast(device.type, dtype=dtype if enabled else None, enabled=enabled)
 
 
+def precision(device: torch.device) -> str:
+    """The precision `autocast(device)` trains at, as a run records it."""
+    return "bf16-mixed" if device.type == "cuda" else "fp32"
+
+
 def peak_memory_bytes(device: torch.device) -> int | None:
     """Peak GPU memory allocated by PyTorch; on the CPU, the process's peak resident memory."""
     if device.type == "cuda":

@@ -4,6 +4,7 @@ not a traceback, when a file cannot be written."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Callable
@@ -12,10 +13,12 @@ from pathlib import Path
 from vitcli.errors import OutputError
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: str | Path, write: Callable[[Path], None], replace: bool = True) -> None:
     """Call `write(tmp)` to fill a temporary file next to `path`, then rename it over `path`.
 
-    The rename is atomic on one file system, so `path` is either the old file or the whole new one.
+    The rename is atomic on one file system, so `path` is either the old file or the whole new one. With
+    `replace=False` an existing `path` is never replaced, even by a second process writing it at the
+    same moment (FileExistsError): the new file is linked to `path`, which fails where `path` exists.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -25,10 +28,25 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
         write(Path(tmp))
         # mkstemp makes the file private (0600); give it the permissions any new file would get.
         os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            _link(Path(tmp), path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    Path(tmp).unlink(missing_ok=True)  # the name left behind by the link
+
+
+def _link(tmp: Path, path: Path) -> None:
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links (FAT, some network mounts): check, then rename
+        if path.exists():
+            raise FileExistsError(errno.EEXIST, "file exists", str(path)) from None
+        os.replace(tmp, path)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -7,6 +7,7 @@
     evaluation.py     accuracy, loss and confusion on a split
     teacher.py        a distilled ViT's teacher, loaded from its checkpoint
     run_dir.py        the run directory: its files and how they are written
+    provenance.py     provenance.json: command, versions, device, threads, commit, data checksum
     checkpoint.py     model.safetensors: weights with everything needed to rebuild them
     state.py          state.safetensors: what an exact resume needs
     resume.py         which settings a resume may change

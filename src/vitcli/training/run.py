@@ -39,6 +39,7 @@ from vitcli.runtime.lock import DirectoryLock
 from vitcli.runtime.ranks import check_batch, launched
 from vitcli.settings.config import Config
 from vitcli.settings.specs import ModelSpec
+from vitcli.training import provenance
 from vitcli.training.checkpoint import save_checkpoint
 from vitcli.training.engine import Snapshot, fit
 from vitcli.training.evaluation import EvalResult, evaluate
@@ -192,7 +193,9 @@ def _attention_snapshots(config: Config, built: Built, splits, run_dir: Path, em
     return snapshots
 
 
-def _open(held: contextlib.ExitStack, run_dir: Path, config: Config, built: Built, splits, emit, start):
+def _open(
+    held: contextlib.ExitStack, run_dir: Path, config: Config, built: Built, splits, device, emit, start
+):
     """Hold `run_dir` (for as long as `held`) and make it ready for the run's writes: its config, and the
     metrics log and snapshot writer that fit() feeds; those two are returned."""
     held.enter_context(DirectoryLock(run_dir, "run directory"))
@@ -202,6 +205,7 @@ def _open(held: contextlib.ExitStack, run_dir: Path, config: Config, built: Buil
         remove_temporaries(run_dir)
     with writing(run_dir / CONFIG) as path:
         atomic_write_text(path, config.to_toml())
+    provenance.record(run_dir, splits, device, resumed=start is not None)
     attention = _attention_snapshots(config, built, splits, run_dir, emit)
     writer = SnapshotWriter(run_dir, built, config, splits.info, attention)
     log = held.enter_context(MetricsLog(run_dir / METRICS, emit, start.history if start else None))
@@ -239,7 +243,7 @@ def _train(
     ranks = current()
     repeat_window = 2.0 if ranks.distributed else 0.0  # one Ctrl-C reaches a torchrun worker twice
     with contextlib.ExitStack() as held, GracefulStop(repeat_window) as stop:
-        opened = on_main(lambda: _open(held, run_dir, config, built, splits, emit, start))
+        opened = on_main(lambda: _open(held, run_dir, config, built, splits, device, emit, start))
         listen, writer = opened or (emit, None)
         with out_of_memory(run_dir):
             fitted = fit(

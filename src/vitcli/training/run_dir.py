@@ -3,6 +3,8 @@ the run goes so that a stopped or killed run keeps what it did.
 
     config.toml         the settings (vitcli train --config RUN/config.toml repeats the run)
     metrics.jsonl       one line per finished epoch
+    provenance.json     command line, date, versions, device, threads, git commit, data checksum
+                        (`provenance`); a resume adds its own entry
     model.safetensors   the best-validation weights so far; at the end, with the test metrics
     last.safetensors    the weights of the last finished epoch
     state.safetensors   everything needed to resume exactly (`train_state`)
@@ -30,12 +32,13 @@ from vitcli.settings.config import Config
 from vitcli.training.checkpoint import save_checkpoint
 from vitcli.training.curves import CURVES, write_run_curves
 from vitcli.training.engine import Snapshot
+from vitcli.training.provenance import PROVENANCE
 from vitcli.training.snapshots import SNAPSHOT_DIR, AttentionSnapshots
 from vitcli.training.state import STATE_FILE, save_state
 from vitcli.training.tensorboard_log import TENSORBOARD
 
 MODEL, LAST, CONFIG, METRICS = "model.safetensors", "last.safetensors", "config.toml", "metrics.jsonl"
-RUN_FILES = (MODEL, LAST, CONFIG, METRICS, STATE_FILE, CURVES)
+RUN_FILES = (MODEL, LAST, CONFIG, METRICS, STATE_FILE, CURVES, PROVENANCE)
 
 
 def holds_a_run(run_dir: Path) -> bool:
