@@ -27,7 +27,7 @@ COMMANDS = {
     "eval": ("eval", "eval_", lambda module: Plain),
     "finetune": ("finetune", "finetune", lambda module: launchable_command("finetune")),
     "sweep": ("sweep", "sweep", lambda module: module.SweepCommand),
-    "report": ("sweep", "report", lambda module: Plain),
+    "report": ("report", "report", lambda module: Plain),
     "compare": ("compare", "compare", lambda module: Plain),
     "presets": ("preset_list", "presets", lambda module: Plain),
     "attention": ("attention", "attention", lambda module: multi_value_command(["index", "image"])),

@@ -1,4 +1,5 @@
-"""`vitcli sweep` and `vitcli report`: parse a grid of train options, run it, print the results table.
+"""`vitcli sweep`: parse a grid of train options, run it, print the results table (`vitcli report`
+prints it again).
 
 The sweepable options are `vitcli train`'s settings (the same fields, names, help and defaults:
 `cli/options.py`), each taking one or more values: `--embed-dim 8 16 32`. Click takes one value per
@@ -22,9 +23,8 @@ from vitcli.cli.options import SETTINGS, command_settings
 from vitcli.cli.progress import TrainProgress
 from vitcli.cli.sweep_tables import planned_table, sweep_table
 from vitcli.cli.tables import fmt_pct
-from vitcli.errors import ConfigError
 from vitcli.events import EpochStart, Status, StepDone
-from vitcli.sweeps.results import FAILED, aggregate, describe, recorded_rows  # torch-free
+from vitcli.sweeps.results import FAILED, aggregate, describe  # torch-free
 
 if TYPE_CHECKING:  # annotations only: the core is imported when a command runs
     from vitcli.sweeps.execute import RunEnded
@@ -137,26 +137,7 @@ def sweep(
     # that cannot be written.
     with user_errors(interrupted=f"finished results are kept in {plan.dir}; run the same command to resume"):
         rows = _run(plan, plain(executor), jobs, slurm, shown)
-        _print_results(rows, plan.axes, plan.dir, as_json, plot, new_runs=len(state.todo))
-
-
-def report(
-    sweep_dir: Path = typer.Argument(..., help="A sweep directory (holding results.jsonl)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON instead of the table."),
-    plot: bool = typer.Option(False, "--plot", help="Write PNG charts into the sweep directory."),
-) -> None:
-    """Print a sweep's results table again from its results.jsonl, and optionally chart it.
-
-    Rows that Slurm jobs left in their run directories and results.jsonl lacks are shown too."""
-    with user_errors():
-        rows = recorded_rows(sweep_dir)
-        if not rows:
-            raise ConfigError(
-                f"{sweep_dir} holds no sweep results (results.jsonl); "
-                "pass a directory written by vitcli sweep"
-            )
-        axes = list(dict.fromkeys(k for row in rows for k in row["axes"]))
-        _print_results(rows, axes, sweep_dir, as_json, plot)
+        print_results(rows, plan.axes, plan.dir, as_json, plot, new_runs=len(state.todo))
 
 
 # Several values after one option; train's switches swept as `--augment true false`.
@@ -187,7 +168,6 @@ def _lines(shown):
     from vitcli.sweeps.execute import RunEnded
     from vitcli.sweeps.slurm import JobsSubmitted
 
-
     def listen(event) -> None:
         if isinstance(event, RunEnded):
             shown.print(_run_line(event), highlight=False)
@@ -206,7 +186,6 @@ def _lines(shown):
 def _listener(shown, bar: TrainProgress):
     """One line per finished run; train's progress bar (without its epoch lines) for the current run."""
     from vitcli.sweeps.execute import RunEnded, RunStarted
-
 
     def listen(event) -> None:
         if isinstance(event, RunStarted):
@@ -256,7 +235,7 @@ def _print_dry_run(plan, as_json: bool) -> None:
     console.print("dry run: nothing was trained or written")
 
 
-def _print_results(rows, axes, sweep_dir, as_json: bool, plot: bool, new_runs: int | None = None) -> None:
+def print_results(rows, axes, sweep_dir, as_json: bool, plot: bool, new_runs: int | None = None) -> None:
     groups = aggregate(rows, axes)
     charts, notes = [], []
     if plot:

@@ -8,6 +8,7 @@
     prediction.py      `vitcli predict`: image files through a checkpoint
     exporter.py        `vitcli export`: a timm folder or ONNX
     environment.py     `vitcli info`: versions, device, data and cache folders
+    reporting/         `vitcli report --html/--markdown`: one offline page per study
     class_matching.py  a checkpoint's classes paired with a data set's
 
 May import: vitcli.sweeps and everything below it.

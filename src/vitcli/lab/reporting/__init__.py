@@ -1,0 +1,11 @@
+"""`vitcli report`: one offline page (HTML, or Markdown and its pictures) per study of runs and sweeps.
+
+    study.py        the runs and sweeps under the paths given, read as their commands read them
+    sections.py     the page, section by section, as data (document.py); plots.py its own charts
+    html_page.py    one self-contained HTML file; markdown_page.py: report.md and its pictures
+    pages.py        make_report, write_html, write_markdown: from paths to files
+    references.py   published and measured figures a run is placed against (references.toml, with sources)
+    stats.py        the numbers behind the page: intervals, seed bands, the cost front, what mattered
+
+May import: vitcli.lab's other modules and everything below them.
+"""

@@ -1,0 +1,197 @@
+"""`vitcli report PATH... --html FILE / --markdown DIR`: the lab report page of runs and sweeps, checked
+as a file, against the numbers of `report --json`, `compare --json` and `eval --json`, and in the real
+headless Chromium (tests/browser.py)."""
+
+import json
+import re
+import shutil
+
+import pytest
+from browser import Chromium, needs_chromium, tables_cut
+from cli_helpers import run, train
+from fakedata import write_mnist
+
+from vitcli.lab.reporting.document import Table
+from vitcli.lab.reporting.pages import make_report
+from vitcli.lab.reporting.sections import Options
+
+QUICK = ("--subset", 100, "--val-size", 20, "--batch-size", 50)
+SECTIONS = ("What was run", "Results", "Curves", "Sweeps", "What the ViTs look at", "Where it stands")
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """A ViT and a CNN (2 epochs on 100 fake digits) and a sweep of depth x seed with two invalid rows
+    (a patch size that does not divide 28), under one folder, made once for this module."""
+    root = tmp_path_factory.mktemp("study")
+    with pytest.MonkeyPatch.context() as mp:  # as conftest's `isolated`, for the module
+        mp.setenv("VITCLI_CACHE_DIR", str(root / "cache"))
+        data = write_mnist(root / "data", train=200, test=50)
+        for name, model in (("vit", "vit"), ("cnn", "cnn")):
+            trained = train(root, data, "--epochs", 2, *QUICK, "--model", model, "--name", name)
+            assert trained.exit_code == 0, trained.output
+        swept = run(
+            "sweep", "--data-dir", data, *QUICK, "--epochs", 2, "--device", "cpu", "--out", root / "sweeps",
+            "--name", "depth", "--depth", 1, 2, "--seed", 0, 1, "--patch-size", 7, 5,
+        )  # fmt: skip
+        assert swept.exit_code == 0, swept.output
+    yield root
+    shutil.rmtree(root / "cache", ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def page(study, tmp_path_factory):
+    out = tmp_path_factory.mktemp("page") / "report.html"
+    result = run("report", study / "runs", study / "sweeps", "--html", out, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out}" in result.stdout
+    return out
+
+
+def test_the_page_is_one_self_contained_file_with_every_section(page):
+    html = page.read_text()
+    assert "<script" not in html.lower()
+    sources = re.findall(r'\b(?:src|href)="([^"]*)"', html)
+    assert sources and all(s.startswith(("data:image/png;base64,", "#")) for s in sources), sources
+    assert not re.search(r"url\(|@import|https?://[^\s\"<]*\.(?:css|js|woff2?)", html)
+    for title in SECTIONS:
+        assert f"<h2>{title}</h2>" in html
+    # Every ViT shows its attention (3 test images), distance and positions; the sweep shows its best run.
+    assert html.count("<figcaption>") > 10
+    assert len(re.findall(r"<figcaption>[^<]*each block&#x27;s and head&#x27;s attention", html)) == 6
+    assert "mean attention distance" in html and "against cnn" in html and "McNemar" in html
+    assert page.stat().st_size < 5_000_000
+
+
+def _row_texts(html: str) -> list[str]:
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", html, re.S)
+    return [" ".join(re.sub(r"<[^>]+>", " ", r).split()) for r in rows]
+
+
+def test_the_numbers_are_those_of_report_json_compare_json_and_eval_json(study, page):
+    html = page.read_text()
+    start = html.index("<caption>Best test accuracy first")
+    rows = _row_texts(html[start : html.index("</table>", start)])
+    numbers = run("report", study / "runs", study / "sweeps", "--json")
+    assert numbers.exit_code == 0, numbers.output
+    data = json.loads(numbers.stdout)
+    assert len(data["runs"]) == 2 + 4 and data["baseline"] == "cnn"
+    results = rows[1:]  # under the header
+    assert len(results) == len(data["runs"])
+    for entry, row in zip(data["runs"], results):  # best first in both
+        assert row.startswith("baseline" if entry["baseline"] else "")
+        assert entry["label"] in row and f"{100 * entry['test_accuracy']:.2f}%" in row
+        assert f"{entry['parameters']:,}" in row and f"{entry['test_loss']:.4f}" in row
+        low, high = entry["test_interval"]  # 50 test images: a small test set
+        assert f"{100 * low:.2f}% - {100 * high:.2f}%" in row
+    compared = json.loads(run("compare", study / "runs" / "vit", study / "runs" / "cnn", "--json",
+                              "--out", study / "c.png").stdout)  # fmt: skip
+    by_label = {r["label"]: r for r in data["runs"]}
+    for summary in compared["runs"]:
+        for key in ("test_accuracy", "test_loss", "parameters", "best_val", "train_seconds"):
+            assert by_label[summary["label"]][key] == summary[key], key
+    evaluated = json.loads(run("eval", study / "runs" / "vit", "--json", "--device", "cpu").stdout)
+    assert evaluated["accuracy"] == by_label["vit"]["test_accuracy"]
+    swept = json.loads(run("report", study / "sweeps" / "depth", "--json").stdout)
+    for row in swept["runs"]:
+        if row["status"] == "finished":
+            assert by_label[f"depth/{row['run']}"]["test_accuracy"] == row["test_accuracy"]
+
+
+def test_failed_sweep_rows_and_what_was_run_are_on_the_page(page):
+    html = page.read_text()
+    assert html.count("failed (invalid)") == 4  # depth x seed with --patch-size 5
+    assert "<td>command</td>" in html and "sha256" in html and "fp32" in html and "torch " in html
+    assert "Variance of the test accuracy explained" in html and "η²" in html
+
+
+def test_markdown_is_a_folder_of_report_md_and_its_pictures_and_is_not_replaced_unasked(study, tmp_path):
+    folder = tmp_path / "md"
+    made = run("report", study / "runs", "--markdown", folder, "--device", "cpu")
+    assert made.exit_code == 0, made.output
+    text = (folder / "report.md").read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert links and all((folder / link).is_file() for link in links)
+    assert "## Results" in text and "| --- |" in text.replace("---:", "---")
+    before = (folder / "report.md").read_bytes()
+    again = run("report", study / "runs", "--markdown", folder)
+    assert again.exit_code == 1 and "already exists; pass --overwrite" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1 and (folder / "report.md").read_bytes() == before
+    replaced = run("report", study / "runs", "--markdown", folder, "--overwrite", "--device", "cpu")
+    assert replaced.exit_code == 0, replaced.output
+
+
+def test_an_existing_html_file_is_refused_before_anything_is_made(study, tmp_path):
+    mine = tmp_path / "notes.html"
+    mine.write_text("my notes")
+    result = run("report", study / "runs", "--html", mine)
+    assert result.exit_code == 1 and "already exists; pass --overwrite" in result.stderr
+    assert mine.read_text() == "my notes"
+
+
+def _one_line_error(result, words):
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
+    assert words in result.stderr
+
+
+def test_bad_paths_give_one_line_or_a_page_that_says_what_is_missing(study, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _one_line_error(run("report", empty, "--html", tmp_path / "r.html"), "holds no runs")
+    _one_line_error(run("report", tmp_path / "nowhere", "--html", tmp_path / "r.html"), "does not exist")
+    assert not (tmp_path / "r.html").exists()
+
+    folder = tmp_path / "runs"
+    shutil.copytree(study / "runs" / "vit", folder / "vit")
+    shutil.copytree(study / "runs" / "cnn", folder / "damaged")
+    (folder / "damaged" / "metrics.jsonl").write_text('{"epoch": 1, "train_loss": \n{"epoch"\n')
+    unborn = folder / "unborn"  # stopped before its first epoch: its config, no metrics yet
+    unborn.mkdir()
+    shutil.copy(study / "runs" / "vit" / "config.toml", unborn / "config.toml")
+    (unborn / "metrics.jsonl").write_text("")
+    out = tmp_path / "r.html"
+    result = run("report", folder, "--html", out, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    html = out.read_text()
+    assert "<h2>What is missing</h2>" in html
+    assert "damaged" in html and "metrics.jsonl is damaged" in html
+    assert "unborn stopped before its first epoch" in html
+
+    stray = tmp_path / "stray"
+    shutil.copytree(folder / "damaged", stray / "damaged")
+    _one_line_error(run("report", stray, "--html", tmp_path / "s.html"), "could be read")
+
+
+def test_the_python_api_builds_the_same_document_without_the_attention(study):
+    report = make_report([study / "runs"], Options(look=False))
+    titles = [s.title for s in report.document.sections]
+    assert "What the ViTs look at" not in titles and "Results" in titles
+    [results] = [t for t in report.document.tables() if t.caption.startswith("Best test accuracy first")]
+    assert isinstance(results, Table) and results.rows[0][0] == "baseline" or results.rows[0][1] == "vit"
+
+
+def _marker(cells: list[str], everything: str) -> str | None:
+    """The longest word of a row that the whole PDF holds once. A word, because a cell that wraps is
+    read out of the PDF interleaved with its neighbours' lines; once, so that finding it places the row."""
+    words = sorted({w for c in cells for w in c.split() if len(w) > 3}, key=len, reverse=True)
+    return next((w for w in words if everything.count(w) == 1), None)
+
+
+@needs_chromium
+def test_chromium_renders_the_page_with_every_picture_no_request_and_no_table_cut(study, page, tmp_path):
+    with Chromium() as browser:
+        shown = browser.render(page, png=tmp_path / "page.png", pdf=tmp_path / "page.pdf")
+    assert shown.images == page.read_text().count("<img ") > 10
+    assert shown.broken_images == [] and shown.outside_requests == []
+    assert shown.png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and len(shown.pdf_pages) > 1
+    # The page's tables, as the page was made, each placed by a word of its first and of its last row.
+    report = make_report([study / "runs", study / "sweeps"], Options(device="cpu"))
+    everything = "".join(shown.pdf_pages)
+    tables = []
+    for table in report.document.tables():
+        ends = [_marker(table.rows[0], everything), _marker(table.rows[-1], everything)]
+        if len(table.rows) > 1 and None not in ends and ends[0] != ends[1]:
+            tables.append(ends)
+    assert len(tables) >= 5  # the results, the sweep's runs, its front, the per-class table, where it stands
+    assert tables_cut(shown, tables) == []
