@@ -15,7 +15,6 @@ import fcntl
 import json
 import math
 import os
-import re
 import select
 import shutil
 import signal
@@ -83,34 +82,6 @@ def render(html: Path, png: Path | None = None, pdf: Path | None = None, width: 
     """Open `html` in a fresh headless Chromium; screenshot the whole page to `png`, print A4 to `pdf`."""
     with Chromium() as browser:
         return browser.render(html, png=png, pdf=pdf, width=width)
-
-
-def tables_cut(rendered: Rendered, tables: list[list[str]]) -> list[str]:
-    """Say, for each table whose given cell texts are not all on one PDF page, where they are.
-
-    Give texts found once in the document and in no other text (`r1` is in `r10`: say `r01`), such as
-    the first cells of a table's first and last rows. pypdf puts spaces and line breaks where it likes,
-    so whitespace is ignored.
-    """
-    if not rendered.pdf_pages:
-        raise ValueError("render(..., pdf=PATH) first: there are no PDF pages to look in")
-    pages = [_squeeze(text) for text in rendered.pdf_pages]
-    problems = []
-    for number, cells in enumerate(tables, 1):
-        where = {cell: [i for i, text in enumerate(pages, 1) if _squeeze(cell) in text] for cell in cells}
-        if set.intersection(*(set(found) for found in where.values())):
-            continue
-        said = ", ".join(f"{cell!r} {_pages(found)}" for cell, found in where.items())
-        problems.append(f"table {number} is not whole on any page: {said}")
-    return problems
-
-
-def _squeeze(text: str) -> str:
-    return re.sub(r"\s+", "", text)
-
-
-def _pages(found: list[int]) -> str:
-    return f"on page {'/'.join(map(str, found))}" if found else "nowhere in the PDF"
 
 
 def _inside(url: str, page: str) -> bool:
@@ -278,22 +249,7 @@ class Chromium:
                 "Page.captureScreenshot", session=session, format="png", captureBeyondViewport=True
             )
             Path(png).write_bytes(base64.b64decode(shot["data"]))
-        pdf_pages: list[str] = []
-        if pdf is not None:
-            # Print as a person would: the paper decides the layout, not the screen size set above.
-            self._call("Emulation.clearDeviceMetricsOverride", session=session)
-            paper_w, paper_h = A4_INCHES
-            printed = self._call(
-                "Page.printToPDF",
-                session=session,
-                paperWidth=paper_w,
-                paperHeight=paper_h,
-                printBackground=True,
-            )
-            Path(pdf).write_bytes(base64.b64decode(printed["data"]))
-            from pypdf import PdfReader  # only here: a test file that never prints need not have pypdf
-
-            pdf_pages = [page.extract_text() for page in PdfReader(pdf).pages]
+        pdf_pages = self._print(session, pdf) if pdf is not None else []
         requests, failed = list(dict.fromkeys(self._requests)), self._failed
         self._session = None
         self._call("Target.closeTarget", targetId=target)
@@ -308,6 +264,23 @@ class Chromium:
             pdf=pdf,
             failed_requests=failed,
         )
+
+    def _print(self, session: str, pdf: Path) -> list[str]:
+        """Print the page to `pdf` (A4) and return each page's text."""
+        # Print as a person would: the paper decides the layout, not the screen size set above.
+        self._call("Emulation.clearDeviceMetricsOverride", session=session)
+        paper_w, paper_h = A4_INCHES
+        printed = self._call(
+            "Page.printToPDF",
+            session=session,
+            paperWidth=paper_w,
+            paperHeight=paper_h,
+            printBackground=True,
+        )
+        Path(pdf).write_bytes(base64.b64decode(printed["data"]))
+        from pypdf import PdfReader  # only here: a test file that never prints need not have pypdf
+
+        return [page.extract_text() for page in PdfReader(pdf).pages]
 
     def _view(self, session: str, width: int, height: int) -> None:
         self._call(

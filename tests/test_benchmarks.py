@@ -324,3 +324,12 @@ def test_ddp_overhead_runs_one_and_two_processes(mnist_dir, tmp_path):
     one, two = result["results"]
     assert one["ratio"] == 1.0 and two["ratio"] == pytest.approx(two["images_per_s"] / one["images_per_s"])
     assert two["val_accuracy"] == pytest.approx(one["val_accuracy"])  # the same model, trained twice
+
+
+def test_report_speed_trains_a_sweep_and_times_its_report(mnist_dir, tmp_path):
+    result = load("report_speed").main(
+        ["--data-dir", str(mnist_dir), "--subset", "100", "--embed-dims", "8", "--depths", "1,2"]
+        + ["--seeds", "1", "--repeats", "1", "--json", str(tmp_path / "r.json")]
+    )
+    assert result["runs"] == 2 and result["wall_median_s"] > 0 and 10_000 < result["html_bytes"] < 5_000_000
+    assert json.loads((tmp_path / "r.json").read_text())["benchmark"] == "report_speed"

@@ -4,7 +4,8 @@ import os
 import struct
 
 import pytest
-from browser import Chromium, ChromiumError, Rendered, needs_chromium, render, tables_cut
+from browser import Chromium, ChromiumError, Rendered, needs_chromium, render
+from print_layout import tables_cut
 
 # A 1x1 PNG, whole; and the start of one, which no browser can draw.
 DOT = (

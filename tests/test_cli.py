@@ -18,6 +18,7 @@ def test_train_writes_a_run_directory(tmp_path, mnist_dir):
         "state.safetensors",
         "config.toml",
         "metrics.jsonl",
+        "provenance.json",
         "curves.png",
         ".lock",
     }

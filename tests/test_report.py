@@ -5,11 +5,13 @@ headless Chromium (tests/browser.py)."""
 import json
 import re
 import shutil
+from pathlib import Path
 
 import pytest
-from browser import Chromium, needs_chromium, tables_cut
+from browser import Chromium, needs_chromium
 from cli_helpers import run, train
 from fakedata import write_mnist
+from print_layout import tables_cut
 
 from vitcli.lab.reporting.document import Table
 from vitcli.lab.reporting.pages import make_report
@@ -93,9 +95,12 @@ def test_the_numbers_are_those_of_report_json_compare_json_and_eval_json(study, 
     evaluated = json.loads(run("eval", study / "runs" / "vit", "--json", "--device", "cpu").stdout)
     assert evaluated["accuracy"] == by_label["vit"]["test_accuracy"]
     swept = json.loads(run("report", study / "sweeps" / "depth", "--json").stdout)
+    by_dir = {Path(r["run_dir"]).name: r for r in data["runs"]}
     for row in swept["runs"]:
         if row["status"] == "finished":
-            assert by_label[f"depth/{row['run']}"]["test_accuracy"] == row["test_accuracy"]
+            assert by_dir[row["run"]]["test_accuracy"] == row["test_accuracy"]
+            depth, seed = row["values"]["depth"], row["values"]["seed"]  # patch size 7 is every run's
+            assert by_dir[row["run"]]["label"] == f"depth: depth={depth} seed={seed}"
 
 
 def test_failed_sweep_rows_and_what_was_run_are_on_the_page(page):
@@ -146,6 +151,7 @@ def test_bad_paths_give_one_line_or_a_page_that_says_what_is_missing(study, tmp_
     shutil.copytree(study / "runs" / "vit", folder / "vit")
     shutil.copytree(study / "runs" / "cnn", folder / "damaged")
     (folder / "damaged" / "metrics.jsonl").write_text('{"epoch": 1, "train_loss": \n{"epoch"\n')
+    (folder / "vit" / "provenance.json").write_text('{"command": "vitcli tr')  # cut short
     unborn = folder / "unborn"  # stopped before its first epoch: its config, no metrics yet
     unborn.mkdir()
     shutil.copy(study / "runs" / "vit" / "config.toml", unborn / "config.toml")
@@ -157,6 +163,7 @@ def test_bad_paths_give_one_line_or_a_page_that_says_what_is_missing(study, tmp_
     assert "<h2>What is missing</h2>" in html
     assert "damaged" in html and "metrics.jsonl is damaged" in html
     assert "unborn stopped before its first epoch" in html
+    assert "provenance.json is damaged" in html
 
     stray = tmp_path / "stray"
     shutil.copytree(folder / "damaged", stray / "damaged")
@@ -193,5 +200,29 @@ def test_chromium_renders_the_page_with_every_picture_no_request_and_no_table_cu
         ends = [_marker(table.rows[0], everything), _marker(table.rows[-1], everything)]
         if len(table.rows) > 1 and None not in ends and ends[0] != ends[1]:
             tables.append(ends)
-    assert len(tables) >= 5  # the results, the sweep's runs, its front, the per-class table, where it stands
+    # Of the results, the sweep's runs, its front, the per-class table and where it stands:
+    assert len(tables) >= 4
     assert tables_cut(shown, tables) == []
+
+
+def test_what_mattered_says_when_the_runs_are_not_a_full_grid():
+    from types import SimpleNamespace
+
+    from vitcli.lab.reporting.sweep_section import _importance
+
+    def runs(values):
+        return [SimpleNamespace(values=v, summary=SimpleNamespace(test_accuracy=a)) for v, a in values]
+
+    sweep = SimpleNamespace(axes=["a", "b"])
+    grid = runs(
+        [({"a": 0, "b": 0}, 0.5), ({"a": 1, "b": 0}, 0.7), ({"a": 0, "b": 1}, 0.6), ({"a": 1, "b": 1}, 0.8)]
+    )
+    zipped = runs(
+        [({"a": 0, "b": 0}, 0.5), ({"a": 1, "b": 0}, 0.7), ({"a": 0, "b": 1}, 0.6), ({"a": 1, "b": 1}, 0.8)][
+            :3
+        ]
+    )
+    full = _importance(sweep, grid, ["a", "b"])
+    assert [row[1] for row in full[1].rows] == ["80.0%", "20.0%"] and len(full) == 2
+    partial = _importance(sweep, zipped, ["a", "b"])
+    assert "not a full grid (3 of the 4 combinations" in partial[-1].text

@@ -50,7 +50,7 @@ def test_json_output_and_report_with_charts(tmp_path, mnist_dir):
 
 def test_report_of_a_folder_without_results(tmp_path):
     result = run("report", tmp_path)
-    assert result.exit_code == 1 and "holds no sweep results" in result.stderr
+    assert result.exit_code == 1 and "holds no runs (config.toml, metrics.jsonl) or sweeps" in result.stderr
 
 
 # --- aggregation and charts --------------------------------------------------------------------------

@@ -39,7 +39,7 @@ def test_flags_show_no_bool_and_options_with_values_keep_their_type():
         ("attention", "Usage: vitcli attention [OPTIONS] CHECKPOINT"),
         ("inspect", "Usage: vitcli inspect [OPTIONS] CHECKPOINT"),
         ("eval", "Usage: vitcli eval [OPTIONS] CHECKPOINT"),
-        ("report", "Usage: vitcli report [OPTIONS] SWEEP_DIR"),
+        ("report", "Usage: vitcli report [OPTIONS] PATH..."),
     ],
 )
 def test_usage_lines_name_arguments_plainly(command, usage):

@@ -3,6 +3,7 @@ runs and sweeps: what was run, results, curves, sweeps, what the ViTs look at, a
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -57,7 +58,9 @@ def report(
     settings, data checksum, versions, device, commit), the results against a baseline, the curves,
     each sweep's options and costs, the ViTs' attention, and where each result stands against published
     figures. --markdown DIR writes the same as Markdown and pictures."""
-    from vitcli.lab.reporting.sections import Options, numbers_json, results
+    from vitcli.lab.reporting.ranking import choose_baseline, numbers
+    from vitcli.lab.reporting.results_section import results
+    from vitcli.lab.reporting.sections import Options
     from vitcli.lab.reporting.study import gather, is_sweep
 
     with user_errors(interrupted="stopped; nothing was written"):
@@ -68,14 +71,13 @@ def report(
             raise ConfigError("--plot charts one sweep directory; for runs, use --html or --markdown")
         if not (html or markdown):
             study = gather(paths)
-            from vitcli.lab.reporting.sections import Report, choose_baseline, ranked, run_numbers
-
             chosen = choose_baseline(study, baseline)
-            numbers = [run_numbers(r, chosen) for r in ranked(study.runs)]
             for note in study.notes:
                 print_note(note)
             if as_json:
-                typer.echo(numbers_json(Report(None, study, chosen, numbers)))
+                typer.echo(json.dumps(numbers(study, chosen)))
+            elif not study.runs:
+                print_note("no finished run to tabulate")
             else:
                 table = results(study, chosen).blocks[0]
                 console.print(_table(table))
@@ -83,8 +85,7 @@ def report(
             return
         from vitcli.lab.reporting.pages import check_outputs, make_report, write_html, write_markdown
 
-        check_outputs(html, markdown, overwrite)
-
+        check_outputs(html, markdown, overwrite)  # before the seconds the report takes
         made = make_report(paths, Options(baseline, data_dir, images, device))
         written = []
         if html:
@@ -94,7 +95,7 @@ def report(
     for note in made.study.notes:
         print_note(note)
     if as_json:
-        typer.echo(numbers_json(made))
+        typer.echo(json.dumps(made.numbers))
     shown = err_console if as_json else console
     for path in written:
         shown.print(f"wrote [bold]{escape(str(path))}[/]", highlight=False, soft_wrap=True)

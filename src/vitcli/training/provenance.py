@@ -137,7 +137,7 @@ def record(run_dir: Path, splits: Splits, device: torch.device, resumed: bool) -
     here = gather(device)
     if resumed:
         known = read(run_dir)
-        if known is None:  # a run from before this file: keep what the resume knows
+        if known is None or "damaged" in known:  # a run from before this file: keep what the resume knows
             known = {"started": None, "command": None, "data": data_facts(splits)}
         known.setdefault("resumes", []).append(here)
         facts = known
@@ -148,9 +148,13 @@ def record(run_dir: Path, splits: Splits, device: torch.device, resumed: bool) -
 
 
 def read(run_dir: Path) -> dict[str, Any] | None:
-    """A run's provenance, or None when it has none (runs of vitcli 0.2 and before) or it is damaged."""
-    try:
-        facts = json.loads((run_dir / PROVENANCE).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    """A run's provenance; None when it has none (runs of vitcli 0.1 and before), and {"damaged": why}
+    when the file cannot be read, so that a report says which."""
+    path = run_dir / PROVENANCE
+    if not path.is_file():
         return None
-    return facts if isinstance(facts, dict) else None
+    try:
+        facts = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return {"damaged": str(e)}
+    return facts if isinstance(facts, dict) else {"damaged": "not a JSON object"}

@@ -74,7 +74,8 @@ def curves_png(curves: list[Curve]) -> bytes:
                 if not known:
                     continue
                 xs, ys = zip(*known)
-                label = f"{curve.label} ({split})"
+                # One legend entry per run: the caption says which line is which split.
+                label = curve.label if (kind, split) == ("accuracy", "val") else "_nolegend_"
                 ax.plot(xs, ys, style, color=colour, lw=1.4, label=label, marker="." if len(xs) < 3 else None)
                 if kind == "accuracy":
                     accuracies += ys
@@ -92,22 +93,20 @@ def curves_png(curves: list[Curve]) -> bytes:
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
     handles, labels = acc_ax.get_legend_handles_labels()
+    columns = 2 if max(map(len, labels), default=0) > 30 else 4
+    rows = (len(labels) + columns - 1) // columns
+    height = 4.2 + 0.22 * rows
+    fig.set_size_inches(11, height)
     if handles:
-        fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
-        fig.subplots_adjust(bottom=0.1 + 0.05 * ((len(labels) + 3) // 4))
-        fig.set_size_inches(11, 4.2 + 0.25 * ((len(labels) + 3) // 4))
-    return _save_with_legend(fig, len(labels))
-
-
-def _save_with_legend(fig, entries: int) -> bytes:
-    # tight_layout ignores a figure legend; leave it its rows under the axes.
-    rows = (entries + 3) // 4
+        fig.legend(
+            handles, labels, loc="lower center", ncol=min(columns, len(labels)), fontsize=8, frameon=False
+        )
     buffer = io.BytesIO()
-    try:
-        fig.tight_layout(rect=(0, min(0.06 * rows + 0.02, 0.45), 1, 1))
+    try:  # tight_layout leaves a figure legend out: keep it its rows under the axes
+        fig.tight_layout(rect=(0, (0.22 * rows + 0.1) / height if rows else 0, 1, 1))
         fig.savefig(buffer, dpi=DPI, format="png")
     finally:
-        png.pyplot().close(fig)
+        plt.close(fig)
     return buffer.getvalue()
 
 

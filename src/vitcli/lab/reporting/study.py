@@ -19,7 +19,7 @@ from typing import Any
 from vitcli.errors import ConfigError, VitcliError
 from vitcli.lab.comparison import RunSummary, load_run
 from vitcli.settings.config import Config, load_config
-from vitcli.sweeps.results import FAILED, FINISHED, RESULTS_JSONL, recorded_rows
+from vitcli.sweeps.results import FAILED, FINISHED, RESULTS_JSONL, describe, recorded_rows
 from vitcli.training import provenance
 from vitcli.training.checkpoint import read_metadata
 from vitcli.training.run_dir import CONFIG, METRICS, MODEL
@@ -64,11 +64,6 @@ class ReportSweep:
     @property
     def failed(self) -> list[dict[str, Any]]:
         return [row for row in self.rows if row["status"] == FAILED]
-
-    @property
-    def best(self) -> ReportRun | None:
-        scored = [r for r in self.runs if r.summary.test_accuracy is not None]
-        return max(scored, key=lambda r: r.summary.test_accuracy) if scored else None
 
 
 @dataclass
@@ -201,4 +196,33 @@ def _read_sweep(sweep_dir: Path, notes: list[str]) -> ReportSweep:
         run = _read_run(run_dir, f"{sweep_dir.name}/{row['run']}", notes, sweep_dir, row["values"])
         if run is not None:
             runs.append(run)
+    dirs = [r.summary.run_dir.name for r in runs]
+    for run, label in zip(runs, sweep_labels(sweep_dir.name, axes, [r.values for r in runs], dirs)):
+        run.summary.label = label
     return ReportSweep(sweep_dir, axes, rows, runs)
+
+
+def sweep_labels(name: str, axes: list[str], values: list[dict[str, Any]], dirs: list[str]) -> list[str]:
+    """Short names for a sweep's runs: the values by which each differs from most of the others.
+
+    A run directory's name holds every swept value (`model=vit-randaugment=0-erase=0.25-...`), too long
+    for a table or a legend. An option whose value most runs share (an ablation's 0) is named only where
+    a run has another; an option without such a value (a grid's axis) always; one all of them share,
+    never. A run at every common
+    value is `base`; two runs that would read the same keep their directory's hash."""
+    shown: dict[str, Any] = {}
+    for axis in axes:
+        counts: dict[str, int] = {}
+        for v in values:
+            counts[json.dumps(v.get(axis))] = counts.get(json.dumps(v.get(axis)), 0) + 1
+        common, count = max(counts.items(), key=lambda item: item[1]) if counts else (None, 0)
+        if len(counts) > 1:  # an option all these runs share tells none apart
+            shown[axis] = common if count * 2 > len(values) else None
+    labels = []
+    for v in values:
+        differs = {a: v.get(a) for a in shown if shown[a] is None or json.dumps(v.get(a)) != shown[a]}
+        labels.append(f"{name}: {describe(differs) if differs else 'base'}")
+    return [
+        f"{label} ({d.rsplit('-', 1)[-1]})" if labels.count(label) > 1 else label
+        for label, d in zip(labels, dirs)
+    ]
