@@ -274,6 +274,7 @@ def test_lever_cost_runs_every_lever_against_crops_and_flips(mnist_dir, tmp_path
     assert json.loads((tmp_path / "l.json").read_text())["benchmark"] == "lever_cost"
 
 
+@pytest.mark.slow  # a smoke test of a benchmark script that trains (8-24 s): outside CI
 def test_time_to_accuracy_times_vitcli_train_end_to_end(mnist_dir, tmp_path):
     result = load("time_to_accuracy").main(
         [
@@ -300,6 +301,7 @@ def test_time_to_accuracy_times_vitcli_train_end_to_end(mnist_dir, tmp_path):
     assert result["settings"]["model"]["embed_dim"] == 32
 
 
+@pytest.mark.slow  # a smoke test of a benchmark script that trains (8-24 s): outside CI
 def test_small_data_vits_sets_epochs_from_the_budget_and_distils_from_the_cnn_row(mnist_dir, tmp_path):
     args = ["--data", "mnist", "--data-dir", str(mnist_dir), "--rows", "cnn", "vit-distilled"]
     args += ["--budget", "1", "--calibration-images", "128", "--out", str(tmp_path / "runs")]
@@ -315,6 +317,7 @@ def test_small_data_vits_sets_epochs_from_the_budget_and_distils_from_the_cnn_ro
     assert [r["test_accuracy"] for r in again["rows"]] == [cnn["test_accuracy"], distilled["test_accuracy"]]
 
 
+@pytest.mark.slow  # a smoke test of a benchmark script that trains (8-24 s): outside CI
 def test_ddp_overhead_runs_one_and_two_processes(mnist_dir, tmp_path):
     out = tmp_path / "ddp.json"
     argv = ["--data-dir", str(mnist_dir), "--epochs", "1", "--batch-size", "32", "--subset", "128"]
@@ -326,6 +329,7 @@ def test_ddp_overhead_runs_one_and_two_processes(mnist_dir, tmp_path):
     assert two["val_accuracy"] == pytest.approx(one["val_accuracy"])  # the same model, trained twice
 
 
+@pytest.mark.slow  # a smoke test of a benchmark script that trains (8-24 s): outside CI
 def test_report_speed_trains_a_sweep_and_times_its_report(mnist_dir, tmp_path):
     result = load("report_speed").main(
         ["--data-dir", str(mnist_dir), "--subset", "100", "--embed-dims", "8", "--depths", "1,2"]
