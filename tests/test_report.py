@@ -15,7 +15,7 @@ from print_layout import tables_cut
 
 from vitcli.lab.reporting.document import Table
 from vitcli.lab.reporting.pages import make_report
-from vitcli.lab.reporting.sections import Options
+from vitcli.lab.reporting.report_options import Options
 
 QUICK = ("--subset", 100, "--val-size", 20, "--batch-size", 50)
 SECTIONS = ("What was run", "Results", "Curves", "Sweeps", "What the ViTs look at", "Where it stands")

@@ -58,10 +58,8 @@ def report(
     settings, data checksum, versions, device, commit), the results against a baseline, the curves,
     each sweep's options and costs, the ViTs' attention, and where each result stands against published
     figures. --markdown DIR writes the same as Markdown and pictures."""
-    from vitcli.lab.reporting.ranking import choose_baseline, numbers
-    from vitcli.lab.reporting.results_section import results
-    from vitcli.lab.reporting.sections import Options
-    from vitcli.lab.reporting.study import gather, is_sweep
+    from vitcli.lab.reporting.report_options import Options
+    from vitcli.lab.reporting.study import is_sweep
 
     with user_errors(interrupted="stopped; nothing was written"):
         if len(paths) == 1 and is_sweep(paths[0]) and not (html or markdown):
@@ -70,18 +68,7 @@ def report(
         if plot:
             raise ConfigError("--plot charts one sweep directory; for runs, use --html or --markdown")
         if not (html or markdown):
-            study = gather(paths)
-            chosen = choose_baseline(study, baseline)
-            for note in study.notes:
-                print_note(note)
-            if as_json:
-                typer.echo(json.dumps(numbers(study, chosen)))
-            elif not study.runs:
-                print_note("no finished run to tabulate")
-            else:
-                table = results(study, chosen).blocks[0]
-                console.print(_table(table))
-                console.print(escape(table.caption), style="dim", highlight=False)
+            _results_table(paths, baseline, as_json)
             return
         from vitcli.lab.reporting.pages import check_outputs, make_report, write_html, write_markdown
 
@@ -99,6 +86,26 @@ def report(
     shown = err_console if as_json else console
     for path in written:
         shown.print(f"wrote [bold]{escape(str(path))}[/]", highlight=False, soft_wrap=True)
+
+
+def _results_table(paths: list[Path], baseline: str | None, as_json: bool) -> None:
+    """The runs' results table (the page's), or its numbers as JSON: no figures, no data loaded."""
+    from vitcli.lab.reporting.ranking import choose_baseline, numbers
+    from vitcli.lab.reporting.results_section import results
+    from vitcli.lab.reporting.study import gather
+
+    study = gather(paths)
+    chosen = choose_baseline(study, baseline)
+    for note in study.notes:
+        print_note(note)
+    if as_json:
+        typer.echo(json.dumps(numbers(study, chosen)))
+    elif not study.runs:
+        print_note("no finished run to tabulate")
+    else:
+        table = results(study, chosen).blocks[0]
+        console.print(_table(table))
+        console.print(escape(table.caption), style="dim", highlight=False)
 
 
 def _sweep_table(sweep_dir: Path, as_json: bool, plot: bool) -> None:

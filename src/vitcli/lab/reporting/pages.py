@@ -14,7 +14,8 @@ from pathlib import Path
 from vitcli.errors import ConfigError, OutputError
 from vitcli.lab.reporting.html_page import render_html
 from vitcli.lab.reporting.markdown_page import MARKDOWN, render_markdown
-from vitcli.lab.reporting.sections import Options, Report, build
+from vitcli.lab.reporting.report_options import Options
+from vitcli.lab.reporting.sections import Report, build
 from vitcli.lab.reporting.study import gather
 from vitcli.runtime.files import atomic_write, writing
 

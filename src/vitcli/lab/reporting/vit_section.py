@@ -62,7 +62,6 @@ def _finished_vit(run: ReportRun) -> bool:
 
 
 def _attention(run: ReportRun, indices: list[int], options: Options, out: Path) -> list:
-
     try:
         report = attention_figure.draw_report(
             explain_checkpoint(
@@ -83,19 +82,17 @@ def _attention(run: ReportRun, indices: list[int], options: Options, out: Path) 
     ]
 
 
-def _inspect(run: ReportRun, options: Options, out: Path) -> list:
+def _inspected(run: ReportRun, options: Options, out: Path, **asked):
+    """`vitcli inspect`'s report of a run, its pictures drawn into `out`."""
+    report = inspect_checkpoint(
+        run.summary.run_dir, data_dir=options.data_dir, device=options.device, **asked
+    )
+    return inspect_figures.draw_report(report, out)
 
+
+def _inspect(run: ReportRun, options: Options, out: Path) -> list:
     try:
-        report = inspect_figures.draw_report(
-            inspect_checkpoint(
-                run.summary.run_dir,
-                figures=["distance", "positions"],
-                images=INSPECT_IMAGES,
-                data_dir=options.data_dir,
-                device=options.device,
-            ),
-            out,
-        )
+        report = _inspected(run, options, out, figures=["distance", "positions"], images=INSPECT_IMAGES)
     except VitcliError as e:
         return [Note(f"inspect's figures of {run.label} not drawn: {e}")]
     captions = {
@@ -113,18 +110,8 @@ def _inspect(run: ReportRun, options: Options, out: Path) -> list:
 
 
 def _against(vit: ReportRun, cnn: ReportRun, options: Options, out: Path) -> list:
-
     try:
-        report = inspect_figures.draw_report(
-            inspect_checkpoint(
-                vit.summary.run_dir,
-                against=cnn.summary.run_dir,
-                images=AGAINST_IMAGES,
-                data_dir=options.data_dir,
-                device=options.device,
-            ),
-            out,
-        )
+        report = _inspected(vit, options, out, against=cnn.summary.run_dir, images=AGAINST_IMAGES)
     except VitcliError as e:
         return [Note(f"{vit.label} against {cnn.label} not drawn: {e}")]
     facts = report.against.to_dict()
