@@ -157,6 +157,7 @@ def test_without_nproc_leaves_the_rest_of_the_command_line():
     assert without_nproc(["--nproc=4", "--seed", "1"]) == ["--seed", "1"]
 
 
+@pytest.mark.slow  # 10-11 s of real processes; two processes training one run stay in CI
 def test_finetune_trains_a_timm_vit_on_two_processes(tmp_path):
     import timm
     from timm_helpers import finetune
@@ -177,6 +178,7 @@ def test_finetune_trains_a_timm_vit_on_two_processes(tmp_path):
     assert a["val_accuracy"] == pytest.approx(b["val_accuracy"])
 
 
+@pytest.mark.slow  # 10-11 s of real processes; two processes training one run stay in CI
 def test_two_machines_join_through_torchruns_rendezvous(tmp_path):
     """docs/scaling.md's several-machine command, with both 'machines' on this one: two torchrun commands
     meet at a c10d endpoint and train the model of one process."""

@@ -138,6 +138,7 @@ def test_ctrl_c_in_a_terminal_stops_every_job_which_saves_its_state(tmp_path, mn
 # --- --executor slurm (submitit's local processes here) ----------------------------------------------
 
 
+@pytest.mark.slow  # 11 s; submitit's local jobs stay in CI through the job that ends without its row
 def test_slurm_jobs_record_the_rows_of_jobs_1_and_report_gathers_their_row_files(tmp_path, mnist_dir):
     one = sweep(tmp_path, mnist_dir, *GRID, "--name", "one")
     assert one.exit_code == 0, one.output
