@@ -226,3 +226,22 @@ def test_what_mattered_says_when_the_runs_are_not_a_full_grid():
     assert [row[1] for row in full[1].rows] == ["80.0%", "20.0%"] and len(full) == 2
     partial = _importance(sweep, zipped, ["a", "b"])
     assert "not a full grid (3 of the 4 combinations" in partial[-1].text
+
+
+def test_a_folder_with_cifar10s_classes_and_size_is_placed_among_cifar10s_figures(tmp_path):
+    from fakedata import write_image_folder
+
+    from vitcli.lab.reporting.standing_section import CIFAR10_CLASSES
+
+    for name, classes, size in (("like", CIFAR10_CLASSES, (32, 32)), ("other", ("cat", "dog"), (32, 32))):
+        folder = write_image_folder(tmp_path / name, classes, size, per_class={"train": 6, "test": 2})
+        trained = train(
+            tmp_path, tmp_path, "--dataset", f"folder:{folder}", "--patch-size", 8, "--name", name
+        )
+        assert trained.exit_code == 0, trained.output
+    report = make_report([tmp_path / "runs"], Options(look=False))
+    [standing] = [s for s in report.document.sections if s.title == "Where it stands"]
+    texts = [getattr(b, "text", getattr(b, "caption", "")) for b in standing.blocks]
+    assert any("has CIFAR-10's classes and image size" in t for t in texts)
+    assert any(t.startswith("cifar10: this report's runs") for t in texts)
+    assert any(t == f"vitcli ships no reference figures for folder:{tmp_path / 'other'}" for t in texts)

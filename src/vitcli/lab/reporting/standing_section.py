@@ -9,22 +9,44 @@ from vitcli.lab.reporting.references import Reference, references_for
 from vitcli.lab.reporting.study import ReportRun, Study
 
 MINE = 10  # the report's best runs placed in the table
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 def where_it_stands(study: Study) -> Section:
     section = Section("Where it stands")
-    for dataset in sorted({r.summary.dataset for r in study.runs}):
+    placed = {id(r): compared_with(r) for r in study.runs}
+    for dataset in sorted({dataset for dataset, _ in placed.values()}):
         references = references_for(dataset)
         mine = [
             r
             for r in ranked(study.runs)
-            if r.summary.dataset == dataset and r.summary.test_accuracy is not None
+            if placed[id(r)][0] == dataset and r.summary.test_accuracy is not None
         ]
         if not references:
             section.blocks.append(Note(f"vitcli ships no reference figures for {dataset}"))
-        elif mine:
+            continue
+        for why in dict.fromkeys(placed[id(r)][1] for r in mine if placed[id(r)][1]):
+            section.blocks.append(Note(why))
+        if mine:
             section.blocks.append(_table(dataset, mine[:MINE], references))
     return section
+
+
+def compared_with(run: ReportRun) -> tuple[str, str | None]:
+    """The data set whose figures a run is placed among, and why when it is not the run's own: an image
+    folder with CIFAR-10's classes and image size (the JPEG copy the docs use) is placed among CIFAR-10's."""
+    name, data = run.summary.dataset, run.data
+    shape = (data.get("channels"), data.get("height"), data.get("width"))
+    if (
+        name.startswith("folder:")
+        and tuple(data.get("classes", ())) == CIFAR10_CLASSES
+        and shape == (3, 32, 32)
+    ):
+        return "cifar10", (
+            f"{name} has CIFAR-10's classes and image size (a copy of CIFAR-10 such as the JPEG one, or "
+            "a set like CINIC-10): its runs are placed among CIFAR-10's figures"
+        )
+    return name, None
 
 
 def _table(dataset: str, mine: list[ReportRun], references: list[Reference]) -> Table:

@@ -36,6 +36,7 @@ class ReportRun:
     values: dict[str, Any] = field(default_factory=dict)  # its swept values, in a sweep
     test_count: int | None = None  # images in its test set
     capped: dict[str, list[int]] = field(default_factory=dict)  # --subset: split -> [kept, of]
+    data: dict[str, Any] = field(default_factory=dict)  # the checkpoint's data set: shape, classes
 
     @property
     def label(self) -> str:
@@ -153,7 +154,7 @@ def _read_run(run_dir: Path, label: str, notes: list[str], sweep: Path | None = 
     try:
         summary = load_run(run_dir, label)
         config = load_config(run_dir / CONFIG)
-        metrics = _metrics(run_dir)
+        metrics, data = _metadata(run_dir)
     except VitcliError as e:
         notes.append(f"{run_dir} left out: {e}")
         return None
@@ -172,13 +173,16 @@ def _read_run(run_dir: Path, label: str, notes: list[str], sweep: Path | None = 
         dict(values or {}),
         metrics.get("test_count"),
         metrics.get("capped") or {},
+        data,
     )
 
 
-def _metrics(run_dir: Path) -> dict[str, Any]:
+def _metadata(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The checkpoint's metrics and data set (`load_run` has read them once: they parse)."""
     if not (run_dir / MODEL).is_file():
-        return {}
-    return json.loads(read_metadata(run_dir / MODEL).get("metrics", "{}"))
+        return {}, {}
+    metadata = read_metadata(run_dir / MODEL)
+    return json.loads(metadata.get("metrics", "{}")), json.loads(metadata.get("dataset", "{}"))
 
 
 def _read_sweep(sweep_dir: Path, notes: list[str]) -> ReportSweep:
