@@ -155,3 +155,14 @@ def test_a_choice_far_from_every_word_gets_no_guess():
     result = run("train", "--model", "resnet")
     said = plain_text(result.output)
     assert result.exit_code == 2 and "Did you mean" not in said and "'vit', 'cnn'" in said
+
+
+def test_help_paragraphs_are_wrapped_to_the_terminal_not_cut_at_the_docstrings_line_breaks():
+    from vitcli.cli.common import reflow
+
+    assert reflow("One\nline.\n\nTwo\nlines.\n\n    vitcli x\n    vitcli y") == (
+        "One line.\n\nTwo lines.\n\n    vitcli x\n    vitcli y"
+    )
+    text = help_text("eval")  # 80 columns: the docstring's second paragraph breaks after "the command"
+    assert "differ, the command says which and stops" in " ".join(text.split("\n")[6:9])
+    assert not any(line.rstrip().endswith("the command") for line in text.splitlines())

@@ -78,6 +78,18 @@ def spread_values(args: list[str], multi, bool_flags=()) -> list[str]:
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
+def reflow(help: str | None) -> str | None:
+    """A docstring's paragraphs each on one line, for rich to wrap to the terminal: Typer keeps the line
+    breaks of every paragraph after the first, which cut lines short at 80 columns. A paragraph with an
+    indented line (an example) keeps its lines."""
+    if help is None:
+        return None
+    paragraphs = help.split("\n\n")
+    return "\n\n".join(
+        p if any(line.startswith(" ") for line in p.splitlines()) else " ".join(p.split()) for p in paragraphs
+    )
+
+
 def vitcli_command(
     multi: list[str] | tuple[str, ...] = (),
     bool_flags: tuple[str, ...] = (),
@@ -101,10 +113,14 @@ def vitcli_command(
       their values go to `ctx.meta`, where `given_settings` reads them, and with `many` each takes one
       or more values.
     """
+
     class Command(TyperCommand):
         # The settings' options are made the first time the command's parameters are asked for: only the
         # command that runs (or whose help or completion is asked for) pays for them.
         settings_params: list | None = None
+
+        def __init__(self, *args, help: str | None = None, **kwargs):
+            super().__init__(*args, help=reflow(help), **kwargs)
 
         @property
         def params(self) -> list:

@@ -19,7 +19,7 @@ from vitcli.errors import ConfigError
 def report(
     paths: list[Path] = typer.Argument(
         ...,
-        metavar="PATH...",
+        metavar="PATH",
         help="Run directories, sweep directories, or a folder holding them (runs/, sweeps/, a project).",
         show_default=False,
     ),

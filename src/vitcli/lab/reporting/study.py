@@ -73,9 +73,6 @@ class Study:
     sweeps: list[ReportSweep]
     notes: list[str] = field(default_factory=list)  # what was left out, and why
 
-    def by_dir(self, run_dir: Path) -> ReportRun | None:
-        return next((r for r in self.runs if r.summary.run_dir.resolve() == run_dir.resolve()), None)
-
 
 def gather(paths: list[str | Path]) -> Study:
     """The runs and sweeps under `paths`, each once."""
