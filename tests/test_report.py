@@ -108,6 +108,10 @@ def test_failed_sweep_rows_and_what_was_run_are_on_the_page(page):
     assert html.count("failed (invalid)") == 4  # depth x seed with --patch-size 5
     assert "<td>command</td>" in html and "sha256" in html and "fp32" in html and "torch " in html
     assert "Variance of the test accuracy explained" in html and "η²" in html
+    start = html.index("<caption>Settings that differ between the runs given alone")
+    differ = _row_texts(html[start : html.index("</table>", start)])
+    assert differ[0] == "setting cnn vit" and "model.kind cnn vit" in differ
+    assert not any(row.startswith(("run.", "data.")) for row in differ)  # same data, names are not settings
 
 
 def test_markdown_is_a_folder_of_report_md_and_its_pictures_and_is_not_replaced_unasked(study, tmp_path):

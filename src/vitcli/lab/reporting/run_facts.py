@@ -7,17 +7,48 @@ from typing import Any
 
 from vitcli.lab.reporting.document import Code, Heading, Section, Table, Text
 from vitcli.lab.reporting.study import ReportRun, ReportSweep, Study
-from vitcli.sweeps.results import describe
+from vitcli.sweeps.results import describe, fmt_value
+
+MAX_COLUMNS = 8  # runs side by side in the table of the settings that differ
 
 
 def what_was_run(study: Study) -> Section:
     section = Section("What was run")
-    for run in [r for r in study.runs if r.sweep is None]:
+    lone = [r for r in study.runs if r.sweep is None]
+    section.blocks += settings_that_differ(lone)
+    for run in lone:
         section.blocks += [Heading(run.label), provenance_table(run)]
         section.blocks.append(Code(run.config.to_toml(), f"{run.summary.run_dir}/config.toml"))
     for sweep in study.sweeps:
         section.blocks += sweep_provenance(sweep)
     return section
+
+
+def settings_that_differ(runs: list[ReportRun]) -> list:
+    """The settings in which the runs given alone differ, a column per run: what the comparison is of.
+    Where and under which name a run was written are not settings of the run."""
+    if len(runs) < 2:
+        return []
+    shown = runs[:MAX_COLUMNS]
+    flat = [_flat(r.config.to_dict()) for r in shown]
+    keys = sorted({k for f in flat for k in f if not k.startswith("run.")})
+    rows = [
+        [key, *(fmt_value(f.get(key)) for f in flat)]
+        for key in keys
+        if len({repr(f.get(key)) for f in flat}) > 1
+    ]
+    if not rows:
+        return [
+            Text("The runs given alone have the same settings; they differ only in where they were written.")
+        ]
+    caption = "Settings that differ between the runs given alone" + (
+        f" (the first {MAX_COLUMNS} of {len(runs)})" if len(runs) > MAX_COLUMNS else ""
+    )
+    return [Table(caption, ["setting", *(r.label for r in shown)], rows)]
+
+
+def _flat(settings: dict[str, Any]) -> dict[str, Any]:
+    return {f"{section}.{key}": value for section, items in settings.items() for key, value in items.items()}
 
 
 def provenance_table(run: ReportRun) -> Table:
