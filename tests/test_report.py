@@ -249,3 +249,30 @@ def test_a_folder_with_cifar10s_classes_and_size_is_placed_among_cifar10s_figure
     assert any("has CIFAR-10's classes and image size" in t for t in texts)
     assert any(t.startswith("cifar10: this report's runs") for t in texts)
     assert any(t == f"vitcli ships no reference figures for folder:{tmp_path / 'other'}" for t in texts)
+
+
+def test_ctrl_c_at_any_moment_ends_in_one_line_exit_130_and_no_half_written_page(study, tmp_path):
+    """A real SIGINT to real `vitcli report` processes: one while torch loads, one while the page is
+    made. Each says one line, exits 130, and leaves no page or a whole one, and no temporary file."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "VITCLI_CACHE_DIR": str(study / "cache"), "OMP_NUM_THREADS": "1"}
+    outs = [tmp_path / f"r{i}.html" for i in range(2)]
+    command = [sys.executable, "-m", "vitcli", "report", str(study / "runs"), "--device", "cpu", "--html"]
+    processes = [
+        subprocess.Popen([*command, str(o)], env=env, stderr=subprocess.PIPE, text=True) for o in outs
+    ]
+    for process, after in zip(processes, (1.0, 4.0)):
+        time.sleep(after - (1.0 if after > 1.0 else 0.0))
+        process.send_signal(signal.SIGINT)
+    for process, out in zip(processes, outs):
+        stderr = process.communicate(timeout=120)[1]
+        assert process.returncode == 130, stderr
+        assert "Traceback" not in stderr and "interrupted: stopped; no file was half-written" in stderr
+        assert len(stderr.strip().splitlines()) == 1, stderr
+        assert not out.exists() or out.read_text().rstrip().endswith("</html>")
+    assert not list(tmp_path.glob(".*.tmp"))

@@ -58,10 +58,11 @@ def report(
     settings, data checksum, versions, device, commit), the results against a baseline, the curves,
     each sweep's options and costs, the ViTs' attention, and where each result stands against published
     figures. --markdown DIR writes the same as Markdown and pictures."""
-    from vitcli.lab.reporting.report_options import Options
-    from vitcli.lab.reporting.study import is_sweep
+    with user_errors(interrupted="stopped; no file was half-written (each is written whole or not at all)"):
+        # Imported in here: a Ctrl-C while torch loads is then one line too.
+        from vitcli.lab.reporting.report_options import Options
+        from vitcli.lab.reporting.study import is_sweep
 
-    with user_errors(interrupted="stopped; nothing was written"):
         if len(paths) == 1 and is_sweep(paths[0]) and not (html or markdown):
             _sweep_table(paths[0], as_json, plot)
             return
