@@ -60,13 +60,13 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def writing(path: str | Path, what: str | None = None):
+def writing(path: str | Path, what: str | None = None, option: str = "--out"):
     """An OSError while writing `path` (a full disk, permissions, a path under a file) as one OutputError
-    line naming the file; `what` names it in words ("chart")."""
+    line naming the file; `what` names it in words ("chart"), `option` the option that chose the place."""
     try:
         yield path
     except OSError as e:
         name = f"{what} {path}" if what else str(path)
         raise OutputError(
-            f"cannot write {name}: {e.strerror or e}; free space or choose another --out"
+            f"cannot write {name}: {e.strerror or e}; free space or choose another {option}"
         ) from None

@@ -73,7 +73,7 @@ def _refuse_existing(path: Path, option: str) -> None:
 
 def _write(path: Path, data: bytes, overwrite: bool, option: str) -> None:
     try:
-        with writing(path):
+        with writing(path, option=option):
             atomic_write(path, lambda tmp: tmp.write_bytes(data), replace=overwrite)
     except OutputError as e:
         if not overwrite and path.exists():  # made by someone else meanwhile: never replaced
