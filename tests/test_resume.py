@@ -129,8 +129,8 @@ def test_kill_9_mid_epoch_then_resume_gives_every_tensor_of_an_uninterrupted_run
 
 @pytest.mark.parametrize(
     "signals",
-    [[signal.SIGINT], [signal.SIGTERM], [signal.SIGINT, signal.SIGINT]],
-    ids=["ctrl-c", "sigterm", "ctrl-c twice"],
+    [[signal.SIGINT], [signal.SIGTERM], [signal.SIGHUP], [signal.SIGINT, signal.SIGINT]],
+    ids=["ctrl-c", "sigterm", "sighup", "ctrl-c twice"],
 )
 def test_ctrl_c_after_the_first_epoch_saves_the_state_says_how_to_resume_and_exits_130(tmp_path, signals):
     """Ctrl-C or SIGTERM: the step in hand finishes and the state is written; a second Ctrl-C stops at once,

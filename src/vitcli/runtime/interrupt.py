@@ -1,5 +1,6 @@
-"""Stopping a run well: Ctrl-C or SIGTERM (what Slurm and other schedulers send) asks the run to stop after
-the step in hand, and the run writes its state before it ends; a second signal stops at once.
+"""Stopping a run well: Ctrl-C, SIGTERM (what Slurm and other schedulers send) or SIGHUP (a closed
+terminal) asks the run to stop after the step in hand, and the run writes its state before it ends; a
+second signal stops at once.
 
     with GracefulStop() as stop:
         fit(..., stop=stop)      # stop() turns true at the first signal
@@ -41,7 +42,9 @@ class GracefulStop:
     """`repeat_window`: seconds after the first signal in which another counts as the same one. Under
     torchrun one Ctrl-C reaches each worker twice, from the terminal and forwarded by torchrun's agent."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    # SIGHUP: a closed terminal or an ended ssh session stops a run as a scheduler's SIGTERM does, with
+    # its state saved, rather than killing it with the epoch in hand lost (Windows has no SIGHUP).
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()))
 
     def __init__(self, repeat_window: float = 0.0) -> None:
         self.requested, self.first = False, 0.0
