@@ -108,6 +108,10 @@ CHECKPOINTS = {
         edited_weights(lambda t: t.update({PROJ: torch.zeros(5, 5)})),
         f"tensor '{PROJ}' is (5, 5) but the config builds (32,)",
     ),
+    "int8 weights": (  # every weight quantised: it evaluated at 7.48% without a word
+        edited_weights(lambda t: t.update({k: v.to(torch.int8) for k, v in t.items()})),
+        "is int8, not a float; vitcli checkpoints hold float weights",
+    ),
 }
 COMMANDS = ["eval", "attention"]
 

@@ -178,6 +178,13 @@ def _check_shapes(path: Path, model: nn.Module, state: dict[str, torch.Tensor]) 
                 f"{path}: tensor {name!r} is {tuple(state[name].shape)} but the config builds "
                 f"{tuple(tensor.shape)}; the weights do not match the config in the metadata"
             )
+        # load_state_dict would cast int8 (a quantised model) into the float weights without a word,
+        # and the model would score as if untrained.
+        if tensor.is_floating_point() and not state[name].is_floating_point():
+            raise CheckpointError(
+                f"{path}: tensor {name!r} is {str(state[name].dtype).replace('torch.', '')}, not a float; "
+                "vitcli checkpoints hold float weights: pass the checkpoint vitcli train wrote"
+            )
     extra = sorted(set(state) - set(expected))
     if extra:
         raise CheckpointError(
