@@ -287,3 +287,28 @@ def test_the_training_mean_of_a_model_normalised_with_its_pretrained_weights_sta
         assert training_mean(tuned) == (None if expected is None else pytest.approx(expected))
     own = SimpleNamespace(adaptation=None, info=SimpleNamespace(name="folder:x"), preprocessing=imagenet)
     assert training_mean(own) == pytest.approx((0.485 + 0.456 + 0.406) / 3)
+
+
+def test_a_phone_photo_is_scored_upright_and_an_animation_by_its_first_frame_with_a_note(trained, tmp_path):
+    """A JPEG stored sideways with EXIF orientation 6 (turn 90° clockwise) is the upright image to the
+    model; a GIF of two frames is its first, and each says so."""
+    upright = training_image(3, 32)
+    save(tmp_path / "upright.png", upright)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned 90° anticlockwise: a viewer turns it clockwise
+    Image.fromarray(np.rot90(upright)).save(tmp_path / "phone.jpg", exif=exif, quality=100)
+    frames = [Image.fromarray(upright), Image.fromarray(255 - upright)]
+    frames[0].save(tmp_path / "moving.gif", save_all=True, append_images=frames[1:])
+    save(tmp_path / "sideways.png", np.ascontiguousarray(np.rot90(upright)))  # the pixels as stored
+    files = [tmp_path / n for n in ("upright.png", "phone.jpg", "moving.gif", "sideways.png")]
+    straight, phone, moving, sideways = predict(trained.cifar, files, device="cpu").images
+
+    def off(p):
+        return (p.probabilities - straight.probabilities).abs().max().item()
+
+    assert off(phone) < off(sideways) / 4  # the JPEG's loss only, not the turn
+    assert phone.steps == ["turned upright (EXIF orientation 6)"] and sideways.steps == []
+    assert moving.steps == ["the first of its 2 frames"]
+    assert off(moving) < off(sideways) / 4  # the GIF's palette only
+    said = run("predict", trained.cifar, tmp_path / "phone.jpg", "--device", "cpu")
+    assert said.exit_code == 0 and "turned upright (EXIF orientation 6)" in said.stderr

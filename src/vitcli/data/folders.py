@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from vitcli.data.stratified import hold_out
@@ -42,6 +42,8 @@ from vitcli.errors import DataError
 
 GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
 _EXTENSIONS = ", ".join(IMG_EXTENSIONS)
+
+ORIENTATION = 0x0112  # the EXIF tag that says how a camera's picture is to be turned
 
 
 def decode_folder(
@@ -249,9 +251,18 @@ class _Reader:
         self.count = 0  # images read so far
 
     def read(self, file: str) -> np.ndarray:
-        """(H, W) for a gray image, (H, W, 3) for a colour one."""
+        """(H, W) for a gray image, (H, W, 3) for a colour one, upright as its EXIF orientation says (a
+        phone's photo is stored sideways with a tag to turn it). `steps` says what was done to it."""
         self.count += 1
-        with _open(file) as image:
+        self.steps: list[str] = []
+        with _open(file) as opened:
+            self._check_pixels(file, opened.size)  # before anything is decoded
+            frames = getattr(opened, "n_frames", 1)
+            if frames > 1:
+                self.steps.append(f"the first of its {frames} frames")
+            image, orientation = _upright(file, opened)
+            if orientation != 1:
+                self.steps.append(f"turned upright (EXIF orientation {orientation})")
             self._check_size(file, image.size)
             mode = image.mode
             gray = mode in GRAY_MODES
@@ -263,11 +274,14 @@ class _Reader:
             except Exception as e:  # noqa: BLE001 - PIL's decoders raise OSError, ValueError, SyntaxError...
                 raise _unreadable(file, e) from None
 
-    def _check_size(self, file: str, size: tuple[int, int]) -> None:
+    def _check_pixels(self, file: str, size: tuple[int, int]) -> None:
         width, height = size
         limit = Image.MAX_IMAGE_PIXELS
         if limit and width * height > limit:
             raise _too_large(file, f"{width}x{height}, {width * height:,} pixels")
+
+    def _check_size(self, file: str, size: tuple[int, int]) -> None:
+        width, height = size
         if self.first is None:
             self.first = (file, size)
         elif size != self.first[1]:
@@ -276,6 +290,20 @@ class _Reader:
                 f"{file} is {width}x{height} pixels but {first} is {w}x{h}; vitcli needs all the images "
                 "(of every split) in one size: resize them to one size first"
             )
+
+
+def _upright(file: str, image: Image.Image) -> tuple[Image.Image, int]:
+    """The image turned as its EXIF orientation tag says, and the tag (1: as stored)."""
+    try:
+        orientation = image.getexif().get(ORIENTATION, 1)
+    except Exception:  # noqa: BLE001 - a damaged file: decoding it says what is wrong, in one line
+        return image, 1
+    if orientation == 1:
+        return image, 1
+    try:
+        return ImageOps.exif_transpose(image), orientation
+    except Exception as e:  # noqa: BLE001 - PIL's decoders raise OSError, ValueError, SyntaxError...
+        raise _unreadable(file, e) from None
 
 
 def _open(file: str) -> Image.Image:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 from vitcli.data import load_splits
@@ -140,7 +140,7 @@ def from_files(paths: list[Path], info: DatasetInfo) -> Chosen:
     for path in paths:
         try:
             with Image.open(path) as img:
-                img = img.convert(mode)
+                img = ImageOps.exif_transpose(img).convert(mode)  # a phone's photo, turned upright
                 if img.size != (info.width, info.height):
                     img = img.resize((info.width, info.height), Image.BILINEAR)
                 array = np.asarray(img, dtype=np.uint8)

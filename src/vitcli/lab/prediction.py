@@ -245,8 +245,9 @@ def prepare(path: Path, info: DatasetInfo, invert: bool = False) -> Prepared:
         raise DataError(f"image file {path} does not exist; check the path")
     if path.is_dir():
         raise DataError(f"{path} is a folder, not an image file; pass image files (PNG, JPEG, ...)")
-    array = _Reader().read(str(path))  # a DataError of one line for a file PIL cannot read
-    steps = []
+    reader = _Reader()
+    array = reader.read(str(path))  # a DataError of one line for a file PIL cannot read
+    steps = list(reader.steps)  # turned upright, the first frame of an animation
     if invert:
         array = 255 - array
     if info.channels == 1 and array.ndim == 3:
