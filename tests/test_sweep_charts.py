@@ -97,3 +97,29 @@ def test_a_sweep_of_seeds_alone_says_why_there_is_no_accuracy_chart(tmp_path, da
     assert report.exit_code == 0, report.output
     assert "only the seed was swept: no accuracy chart" in report.output
     assert not (only_sweep_dir(tmp_path) / "accuracy.png").exists()
+
+
+def test_one_seed_is_not_called_a_mean_and_std_and_the_axis_is_not_zoomed_onto_noise(tmp_path, monkeypatch):
+    """The sweep the fault test found: one seed, accuracies 22.7-25.8%, titled "mean ± std over seeds" on
+    an axis from 22.7% to 25.8%. Now the title says one run a point, and the axis spans 10 points."""
+    import vitcli.runtime.png
+    from vitcli.sweeps.charts import write_charts
+
+    drawn, save = [], vitcli.runtime.png.save
+
+    def spy(fig, path):
+        drawn.append((fig._suptitle.get_text(), fig.axes[0].get_ylim()))
+        return save(fig, path)
+
+    monkeypatch.setattr(vitcli.runtime.png, "save", spy)
+    rows = [fake({"embed_dim": d}, a) for d, a in ((8, 0.227), (16, 0.258), (32, 0.241))]
+    write_charts(rows, ["embed_dim"], tmp_path)
+    [(title, (low, high))] = drawn
+    assert "mean ± std" not in title and "one run per value" in title
+    assert high - low >= 10 and low <= 22.7 and high >= 25.8
+    seeded = [
+        fake({"embed_dim": d, "seed": s}, a + s / 100) for d, a in ((8, 0.227), (16, 0.258)) for s in (0, 1)
+    ]
+    drawn.clear()
+    write_charts(seeded, ["embed_dim", "seed"], tmp_path)
+    assert drawn[0][0] == "test accuracy: mean ± std over seeds (up to 2 runs a point)"

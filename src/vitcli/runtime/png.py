@@ -30,3 +30,16 @@ def save(fig, path: Path) -> Path:
     finally:
         pyplot().close(fig)
     return path
+
+
+def axis_limits(values: list[float], min_span: float, lowest: float, highest: float) -> tuple[float, float]:
+    """Limits that hold `values` and span at least `min_span`, inside [lowest, highest]: an axis of
+    accuracies zoomed onto a few tenths of a point makes noise look like a trend."""
+    low, high = min(values), max(values)
+    pad = max(min_span - (high - low), 0.0) / 2 + min_span / 10
+    low, high = low - pad, high + pad
+    if low < lowest:
+        low, high = lowest, max(high + (lowest - low), lowest + min_span)
+    if high > highest:
+        low, high = min(low - (high - highest), highest - min_span), highest
+    return max(low, lowest), min(high, highest)

@@ -23,6 +23,8 @@ from vitcli.runtime import png  # png.save looked up per call: tests watch what 
 from vitcli.settings.fields import flag
 from vitcli.sweeps.results import FINISHED, fmt_value
 
+MIN_SPAN = 10.0  # points of accuracy the y axis spans at least
+
 
 @dataclass
 class Point:
@@ -106,7 +108,8 @@ def _accuracy_chart(panels: list[Panel], mixed: bool, path: Path) -> Path:
     width = max(6.4, 3.6 * len(panels))
     fig, axs = plt.subplots(1, len(panels), figsize=(width, 3.4), squeeze=False, sharey=True)
     for ax, panel in zip(axs[0], panels):
-        means, stds = [p.mean for p in panel.points], [p.std for p in panel.points]
+        means = [p.mean for p in panel.points]
+        stds = [p.std for p in panel.points] if any(p.runs > 1 for p in panel.points) else None
         if panel.categorical:
             where = range(len(panel.points))
             ax.errorbar(where, means, yerr=stds, fmt="o", capsize=4, color="tab:blue")
@@ -122,9 +125,19 @@ def _accuracy_chart(panels: list[Panel], mixed: bool, path: Path) -> Path:
         ax.set_xlabel(panel.label)
         ax.grid(alpha=0.3)
     axs[0][0].set_ylabel("test accuracy (%)")
-    over = "seeds and the other swept options" if mixed else "seeds"
-    fig.suptitle(f"test accuracy: mean ± std over {over}", fontsize=10)
+    spread = [p.mean + s * p.std for panel in panels for p in panel.points for s in (-1, 1)]
+    axs[0][0].set_ylim(*png.axis_limits(spread, MIN_SPAN, 0.0, 100.0))
+    fig.suptitle(accuracy_title(panels, mixed), fontsize=10)
     return png.save(fig, path)
+
+
+def accuracy_title(panels: list[Panel], mixed: bool) -> str:
+    """What accuracy.png's points are: a mean and a standard deviation only where runs were averaged."""
+    most = max(p.runs for panel in panels for p in panel.points)
+    if most == 1:
+        return "test accuracy: one run per value (a single seed: no spread to show)"
+    over = "seeds and the other swept options" if mixed else "seeds"
+    return f"test accuracy: mean ± std over {over} (up to {most} runs a point)"
 
 
 def _cost_chart(rows: list[dict[str, Any]], x: str, path: Path) -> tuple[Path, str | None]:

@@ -47,15 +47,8 @@ def to_png(fig) -> bytes:
 
 
 def accuracy_limits(values: list[float]) -> tuple[float, float]:
-    """y limits that hold `values` and span at least MIN_SPAN, inside [0, 1]."""
-    low, high = min(values), max(values)
-    pad = max(MIN_SPAN - (high - low), 0.0) / 2 + 0.01
-    low, high = low - pad, high + pad
-    if low < 0:
-        low, high = 0.0, max(high - low, MIN_SPAN)
-    if high > 1:
-        low, high = min(low - (high - 1), 1 - MIN_SPAN), 1.0
-    return max(low, 0.0), min(high, 1.0)
+    """y limits that hold `values` (accuracies, 0-1) and span at least MIN_SPAN."""
+    return png.axis_limits(values, MIN_SPAN, 0.0, 1.0)
 
 
 def curves_png(curves: list[Curve]) -> bytes:
