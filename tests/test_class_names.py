@@ -190,3 +190,21 @@ def test_attention_refuses_names_that_differ_and_writes_nothing(tmp_path, mnist_
     allowed = run(*args, "--match-by-position")
     assert allowed.exit_code == 0, allowed.output
     assert (out / "test-0.png").is_file() and "matched by position" in allowed.stderr
+
+
+def test_two_checkpoints_whose_classes_differ_are_named_as_checkpoints_not_as_data():
+    """`inspect --against`: the message said "the classes of the first checkpoint are not the
+    checkpoint's"; it names both models now, and gives no advice to rename data folders."""
+    from vitcli.errors import ConfigError
+    from vitcli.lab.class_matching import match_classes
+
+    with pytest.raises(ConfigError) as raised:
+        match_classes(
+            ["cat", "dog"], ["cat", "fox"], False, "the inspected checkpoint", "--against b/model.safetensors"
+        )
+    said = str(raised.value)
+    assert said.startswith("the classes of the inspected checkpoint are not --against b/model.safetensors's")
+    assert "--against b/model.safetensors's dog and the inspected checkpoint's fox" in said
+    assert "rename" not in said and "pass --match-by-position" in said
+    with pytest.raises(ConfigError, match="compare two models of the same classes"):
+        match_classes(["a", "b", "c"], ["a", "b"], False, "the inspected checkpoint", "--against x")

@@ -205,3 +205,18 @@ def test_channel_stats_match_the_direct_computation():
     torch.testing.assert_close(
         torch.tensor(std, dtype=torch.float64), pixels.std(dim=(0, 2, 3), unbiased=False)
     )
+
+
+def test_a_failed_download_names_its_cause(tmp_path, monkeypatch):
+    """A real download from a mirror where nothing listens (no internet needed): the line ends in the
+    refused connection, not in torchvision's bare "Error downloading train-images-idx3-ubyte.gz:"."""
+    import torchvision
+
+    monkeypatch.setattr(torchvision.datasets.MNIST, "mirrors", ["http://127.0.0.1:9/"])
+    with pytest.raises(DataError) as raised:
+        load_splits(DataConfig(dataset="mnist", data_dir=str(tmp_path)), download=True)
+    message = str(raised.value)
+    assert (
+        "download failed (Error downloading train-images-idx3-ubyte.gz: Tried http://127.0.0.1:9/" in message
+    )
+    assert "refused" in message.lower() and "\n" not in message

@@ -101,6 +101,8 @@ def test_snapshots_grow_the_run_directory_by_what_was_stated_and_draw_the_evolut
     result = train(tmp_path, mnist_dir, "--name", "t", "--depth", 2, "--epochs", 2, "--snapshot-attention", 4)
     said = re.search(r"attention snapshots: 4 validation images, ([\d,]+) bytes an epoch", result.output)
     assert result.exit_code == 0 and said, result.output
+    where = tmp_path / "runs" / "t" / "attention-snapshots"  # the folder's path, not "t/attention-..."
+    assert f"bytesanepoch,in{where}/" in "".join(result.output.split())  # the path may wrap
     per_epoch = int(said.group(1).replace(",", ""))
     assert per_epoch < 4 * 2 * 16 * 2 + 200  # 4 images x 2 blocks x 16 patches x 2 bytes, and a header
     files = sorted((tmp_path / "runs" / "t" / "attention-snapshots").glob("epoch-*.safetensors"))

@@ -49,32 +49,40 @@ class ClassMap:
 
 
 def match_classes(
-    trained: list[str], data: list[str], by_position: bool = False, data_name: str = "the data"
+    trained: list[str],
+    data: list[str],
+    by_position: bool = False,
+    data_name: str = "the data",
+    model_name: str = "the checkpoint",
 ) -> ClassMap:
     """Pair the data's classes with the model's (`trained`, in output order), by name; see the module's
-    docstring. `by_position` pairs them in order instead when the names are not identical."""
+    docstring. `by_position` pairs them in order instead when the names are not identical. `model_name`
+    and `data_name` say which is which in messages (`inspect --against` pairs two checkpoints)."""
     if len(trained) != len(data):
         raise ConfigError(
-            f"the checkpoint has {len(trained)} classes but {data_name} has {len(data)}; "
+            f"{model_name} has {len(trained)} classes but {data_name} has {len(data)}; "
             "evaluate it on data with the same classes"
+            if model_name == "the checkpoint"
+            else f"{model_name} has {len(trained)} classes but {data_name} has {len(data)}; "
+            "compare two models of the same classes"
         )
     if list(trained) == list(data):
         return ClassMap(tuple(range(len(data))), "name", tuple(data))
     partners = [[j for j, t in enumerate(trained) if same_class(d, t)] for d in data]
     by_name = _bijection(partners, len(trained))
     if by_position:
-        return _by_position(trained, data, by_name, data_name)
+        return _by_position(trained, data, by_name, data_name, model_name)
     if by_name is None:
-        raise ConfigError(_differ_message(trained, data, partners, data_name))
+        raise ConfigError(_differ_message(trained, data, partners, data_name, model_name))
     data_classes = [""] * len(trained)
     for i, j in enumerate(by_name):
         data_classes[j] = data[i]
     exact = sorted(trained) == sorted(data)
     if exact:
-        note = f"classes matched by name: {data_name} lists them in another order than the checkpoint"
+        note = f"classes matched by name: {data_name} lists them in another order than {model_name}"
     else:
         pairs = [f"{data[i]} is {trained[j]}" for i, j in enumerate(by_name) if data[i] != trained[j]]
-        note = f"classes matched by name, {data_name} to the checkpoint: {_few(pairs)}"
+        note = f"classes matched by name, {data_name} to {model_name}: {_few(pairs)}"
     return ClassMap(tuple(by_name), "name", tuple(data_classes), note)
 
 
@@ -120,33 +128,40 @@ def _bijection(partners: list[list[int]], n: int) -> list[int] | None:
     return mapping if sorted(mapping) == list(range(n)) else None
 
 
-def _by_position(trained: list[str], data: list[str], by_name: list[int] | None, data_name: str) -> ClassMap:
+def _by_position(
+    trained: list[str], data: list[str], by_name: list[int] | None, data_name: str, model_name: str
+) -> ClassMap:
     identity = tuple(range(len(data)))
     if by_name is not None and tuple(by_name) == identity:  # the same names, only spelt differently
         return ClassMap(identity, "position", tuple(data))
     pairs = [f"{d} is {t}" for t, d in zip(trained, data) if t != d]
-    note = f"classes matched by position (--match-by-position), {data_name} to the checkpoint: {_few(pairs)}"
+    note = f"classes matched by position (--match-by-position), {data_name} to {model_name}: {_few(pairs)}"
     if by_name is not None:
         note += "; by name they would pair differently (leave out --match-by-position for that)"
     return ClassMap(identity, "position", tuple(data), note)
 
 
-def _differ_message(trained: list[str], data: list[str], partners: list[list[int]], data_name: str) -> str:
+def _differ_message(
+    trained: list[str], data: list[str], partners: list[list[int]], data_name: str, model_name: str
+) -> str:
     count = [0] * len(trained)
     for p in partners:
         for j in p:
             count[j] += 1
     checkpoint_only = [t for j, t in enumerate(trained) if count[j] != 1]
     data_only = [d for d, p in zip(data, partners) if len(p) != 1]
+    of_data = "the data's" if model_name == "the checkpoint" else f"{data_name}'s"  # data, or a model
     unmatched = []
     if checkpoint_only:
-        unmatched.append(f"the checkpoint's {_few(checkpoint_only)}")
+        unmatched.append(f"{model_name}'s {_few(checkpoint_only)}")
     if data_only:
-        unmatched.append(f"the data's {_few(data_only)}")
+        unmatched.append(f"{of_data} {_few(data_only)}")
+    rename = (
+        "rename the data's class folders to the checkpoint's names, or " if of_data == "the data's" else ""
+    )
     return (
-        f"the classes of {data_name} are not the checkpoint's; names without a match: "
-        f"{' and '.join(unmatched)}; rename the data's class folders to the checkpoint's names, "
-        "or pass --match-by-position to pair classes by position"
+        f"the classes of {data_name} are not {model_name}'s; names without a match: "
+        f"{' and '.join(unmatched)}; {rename}pass --match-by-position to pair classes by position"
     )
 
 

@@ -188,7 +188,7 @@ def _attention_snapshots(config: Config, built: Built, splits, run_dir: Path, em
         return None
     snapshots = AttentionSnapshots(run_dir, built.module, built.preprocessing, splits.val, count)
     snapshots.start()
-    size, where = snapshots.bytes_per_epoch, f"{run_dir.name}/{snapshots.folder.name}/"
+    size, where = snapshots.bytes_per_epoch, f"{snapshots.folder}/"  # where it is, from here
     emit(Status(f"attention snapshots: {count} validation images, {size:,} bytes an epoch, in {where}"))
     return snapshots
 

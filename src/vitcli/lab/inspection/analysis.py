@@ -181,7 +181,9 @@ def load_other(a: Checkpoint, path: str | Path, device, by_position: bool) -> Ot
             f"{file} was trained on {b.info.describe()}, the checkpoint it is compared with on "
             f"{a.info.describe()}; --against needs two models of the same image shape"
         )
-    pairing = match_classes(b.info.classes, a.info.classes, by_position, "the first checkpoint")
+    pairing = match_classes(
+        b.info.classes, a.info.classes, by_position, "the inspected checkpoint", f"--against {file}"
+    )
     to_a = torch.empty(len(pairing.mapping), dtype=torch.long)
     to_a[torch.tensor(pairing.mapping)] = torch.arange(len(pairing.mapping))  # the pairing's inverse
     return Other(file, b, to_a, pairing.note and f"--against: {pairing.note}")
