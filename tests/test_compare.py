@@ -237,3 +237,17 @@ def test_tensorboard_is_a_train_setting_of_config_files(tmp_path):
     assert "tensorboard = false" in run("finetune", "--print-config").stdout
     off = run("train", "--config", tmp_path / "c.toml", "--no-tensorboard", "--print-config").stdout
     assert "tensorboard = false" in off
+
+
+def test_runs_on_different_data_sets_are_compared_with_a_note_saying_so(tmp_path, two_runs):
+    from fakedata import write_cifar10
+
+    cifar = write_cifar10(tmp_path / "cifar", per_batch=40, test=20)
+    trained = train(
+        tmp_path, cifar, "--dataset", "cifar10", "--patch-size", 8, "--embed-dim", 8, "--name", "c"
+    )
+    assert trained.exit_code == 0, trained.output
+    result = run("compare", two_runs[0], tmp_path / "runs" / "c", "--out", tmp_path / "c.png", "--json")
+    assert result.exit_code == 0, result.output
+    note = "the runs are on 2 data sets (cifar10, mnist): compare accuracies within one"
+    assert json.loads(result.stdout)["notes"] == [note] and note in " ".join(result.stderr.split())

@@ -41,6 +41,9 @@ def test_a_numeric_option_with_seeds_is_charted_as_means_with_error_bars(tmp_pat
     assert report.exit_code == 0, report.output
     assert (sweep_dir / "accuracy.png").is_file() and not (sweep_dir / "cost.png").exists()
     assert "tokens per image and parameters are the same in every run: no cost chart" in report.output
+    assert "test accuracy on 500 of the 800 test images (a test set cut by --subset)" in " ".join(
+        report.output.split()
+    )
 
     [panel] = accuracy_panels(rows, ["lr", "seed"])  # the seed is averaged, not a panel
     assert (panel.label, panel.categorical, panel.log) == ("--lr", False, True)  # 1e-3 to 1e-2: a decade

@@ -260,6 +260,8 @@ def print_results(rows, axes, sweep_dir, as_json: bool, plot: bool, new_runs: in
             console.print(
                 f"[red]failed[/] {escape(describe(group.values))}: {escape(error)}", highlight=False
             )
+    for kept, of in sorted({tuple(r["capped"]["test"]) for r in rows if r.get("capped", {}).get("test")}):
+        notes.append(f"test accuracy on {kept:,} of the {of:,} test images (a test set cut by --subset)")
     for note in notes:
         console.print(f"[dim]{escape(note)}[/]")
     for chart in charts:

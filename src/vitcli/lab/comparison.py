@@ -87,7 +87,14 @@ def compare_runs(paths: list[str | Path]) -> Comparison:
                 "or run directories only"
             )
         return _sweep(paths[0])
-    return Comparison(_labelled(paths))
+    comparison = Comparison(_labelled(paths))
+    datasets = sorted({r.dataset for r in comparison.runs})
+    if len(datasets) > 1:  # the table has no room for a data set column: say it once
+        comparison.notes.append(
+            f"the runs are on {len(datasets)} data sets ({', '.join(datasets)}): "
+            "compare accuracies within one"
+        )
+    return comparison
 
 
 def _kind(path: Path) -> str:
