@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -32,3 +33,22 @@ def cifar10_dir(tmp_path) -> Path:
 def shared_mnist() -> Path | None:
     root = Path(os.environ.get("VITCLI_SHARED_DATA", SHARED_DATA))
     return root if (root / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file() else None
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 96 KiB tmpfs, a full disk for a model of 28k parameters (root only: skipped where it cannot
+    be mounted), unmounted afterwards. `remount_read_only(small_disk)` makes it read-only."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"a tmpfs cannot be mounted here: {done.stderr.decode().strip() or 'not root'}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def remount_read_only(mount: Path) -> None:
+    subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)

@@ -2,9 +2,9 @@
 
     devices.py      cpu, cuda, cuda:N and peak memory       ranks.py        which process of several
     distributed.py  data parallelism under torchrun (DDP)   launch.py       --nproc N through torchrun
-    interrupt.py    Ctrl-C and SIGTERM as a clean stop      lock.py         one process per run directory
+    interrupt.py    Ctrl-C, SIGTERM, SIGHUP: a clean stop   lock.py         one process per run directory
     files.py        atomic writes, one line per failure     png.py          matplotlib pictures, atomically
-    version.py      vitcli's version
+    tensor_files.py safetensors writes, their errors as OSError   version.py  vitcli's version
 
 May import: vitcli.errors, vitcli.events.
 """

@@ -67,6 +67,15 @@ def writing(path: str | Path, what: str | None = None, option: str = "--out"):
         yield path
     except OSError as e:
         name = f"{what} {path}" if what else str(path)
-        raise OutputError(
-            f"cannot write {name}: {e.strerror or e}; free space or choose another {option}"
-        ) from None
+        raise OutputError(f"cannot write {name}: {e.strerror or e}; {_advice(e, option)}") from None
+
+
+def _advice(error: OSError, option: str) -> str:
+    """What to do about a failed write: what fits its cause (full, read-only, no permission)."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"free space there, or choose another {option}"
+    if error.errno == errno.EROFS:
+        return f"the file system is read-only: choose another {option}"
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return f"you may not write there: choose another {option} (or change the folder's permissions)"
+    return f"free space or choose another {option}"

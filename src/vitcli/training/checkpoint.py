@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open
 from torch import nn
 
 from vitcli.data.datasets import DatasetInfo
@@ -32,7 +32,8 @@ from vitcli.errors import CheckpointError, VitcliError
 from vitcli.models.build import build_module
 from vitcli.models.built import Built
 from vitcli.models.pretrained import Adaptation
-from vitcli.runtime.files import atomic_write, writing
+from vitcli.runtime.files import writing
+from vitcli.runtime.tensor_files import save_tensors
 from vitcli.runtime.version import __version__
 from vitcli.settings import compat
 from vitcli.settings.config import Config
@@ -77,7 +78,7 @@ def save_checkpoint(
     if built.adaptation is not None:
         metadata["adaptation"] = json.dumps(built.adaptation.to_dict())
     with writing(path):
-        atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+        save_tensors(path, tensors, metadata)
 
 
 def checkpoint_file(path: str | Path) -> Path:

@@ -19,14 +19,15 @@ import re
 from pathlib import Path
 
 import torch
-from safetensors.torch import save, save_file
+from safetensors.torch import save
 from torch import Tensor, nn
 
 from vitcli.data.datasets import Split
 from vitcli.data.preprocessing import Preprocessor
 from vitcli.errors import ConfigError
 from vitcli.models.attention_maps import cls_attention, extract, has_attention, query_name
-from vitcli.runtime.files import atomic_write, writing
+from vitcli.runtime.files import writing
+from vitcli.runtime.tensor_files import save_tensors
 
 SNAPSHOT_DIR = "attention-snapshots"
 IMAGES_FILE = "images.safetensors"
@@ -84,7 +85,7 @@ class AttentionSnapshots:
         tensors = {"images": self.images.contiguous(), "labels": self.labels.contiguous()}
         path = self.folder / IMAGES_FILE
         with writing(path):
-            atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+            save_tensors(path, tensors, metadata)
 
     def maps(self) -> Tensor:
         """(K, blocks, rows, cols): each block's [CLS] (or mean-query) attention, mean of the heads."""
@@ -98,4 +99,4 @@ class AttentionSnapshots:
         attention = self.maps().to(torch.float16).contiguous()
         path = self.folder / epoch_file(epoch)
         with writing(path):
-            atomic_write(path, lambda tmp: save_file({"attention": attention}, str(tmp)))
+            save_tensors(path, {"attention": attention})

@@ -23,12 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 from torch import Tensor
 
 from vitcli.errors import CheckpointError
 from vitcli.events import EpochMetrics
-from vitcli.runtime.files import atomic_write
+from vitcli.runtime.tensor_files import save_tensors
 from vitcli.runtime.version import __version__
 from vitcli.training.engine import EpochTotals, Snapshot
 
@@ -58,7 +57,7 @@ def save_state(path: str | Path, snapshot: Snapshot) -> None:
     }
     cpu = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     metadata = {"format": FORMAT, "vitcli_version": __version__, "state": json.dumps(document)}
-    atomic_write(path, lambda tmp: save_file(cpu, str(tmp), metadata=metadata))
+    save_tensors(path, cpu, metadata)
 
 
 def load_state(path: str | Path) -> Snapshot:
