@@ -268,11 +268,14 @@ def test_a_run_directory_held_by_another_process(tmp_path, earlier):
 
 
 def full_disk_for_checkpoints(monkeypatch) -> None:
-    def save_file(*args, **kwargs):
-        raise OSError(FULL.errno, FULL.strerror)
+    """safetensors' save_file fails as it does on a full disk: its own error, not an OSError (the real
+    disk: tests/test_full_disk.py)."""
+    from safetensors import SafetensorError
 
-    monkeypatch.setattr("vitcli.training.checkpoint.save_file", save_file)
-    monkeypatch.setattr("vitcli.training.state.save_file", save_file)
+    def save_file(*args, **kwargs):
+        raise SafetensorError(f"I/O error: {FULL.strerror} (os error {FULL.errno})")
+
+    monkeypatch.setattr("vitcli.runtime.tensor_files.save_file", save_file)
 
 
 def test_a_full_disk_mid_run_keeps_the_last_finished_epoch(tmp_path, earlier, monkeypatch):

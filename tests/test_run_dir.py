@@ -87,18 +87,19 @@ def test_out_of_gpu_memory_is_one_line_and_keeps_the_last_finished_epoch(tmp_pat
 def test_a_full_disk_is_one_line_and_keeps_the_last_good_state(tmp_path, mnist_dir, monkeypatch):
     import errno
 
-    import vitcli.training.checkpoint
+    import vitcli.runtime.tensor_files
 
-    real = vitcli.training.checkpoint.save_file
+    real = vitcli.runtime.tensor_files.save_file
     calls = []
 
     def disk_full_at_the_third_checkpoint(tensors, path, metadata=None):
-        calls.append(path)
-        if len(calls) == 3:  # epoch 1 writes last and model; then epoch 2's last
-            raise OSError(errno.ENOSPC, "No space left on device")
+        if ".state.safetensors." not in path:  # the weights: epoch 1's last and model, then epoch 2's last
+            calls.append(path)
+            if len(calls) == 3:
+                raise OSError(errno.ENOSPC, "No space left on device")
         return real(tensors, path, metadata=metadata)
 
-    monkeypatch.setattr(vitcli.training.checkpoint, "save_file", disk_full_at_the_third_checkpoint)
+    monkeypatch.setattr(vitcli.runtime.tensor_files, "save_file", disk_full_at_the_third_checkpoint)
     result = run(*three_epochs(mnist_dir, tmp_path, "d"))
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "No space left on device" in result.stderr and len(result.stderr.strip().splitlines()) == 1
@@ -112,18 +113,19 @@ def test_a_second_ctrl_c_between_two_writes_leaves_no_state_ahead_of_the_weights
 ):
     """The second Ctrl-C stops at once, possibly between epoch 1's weights and its state: the state must
     not be written before model.safetensors, or the run could be resumed but not evaluated."""
-    import vitcli.training.checkpoint
+    import vitcli.runtime.tensor_files
 
-    real = vitcli.training.checkpoint.save_file
+    real = vitcli.runtime.tensor_files.save_file
     calls = []
 
     def ctrl_c_at_epoch_1s_model(tensors, path, metadata=None):
-        calls.append(path)
-        if len(calls) == 2:  # epoch 1 writes last.safetensors, then model.safetensors
-            raise KeyboardInterrupt
+        if ".state.safetensors." not in path:  # the weights: epoch 1's last, then its model
+            calls.append(path)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
         return real(tensors, path, metadata=metadata)
 
-    monkeypatch.setattr(vitcli.training.checkpoint, "save_file", ctrl_c_at_epoch_1s_model)
+    monkeypatch.setattr(vitcli.runtime.tensor_files, "save_file", ctrl_c_at_epoch_1s_model)
     result = run(*three_epochs(mnist_dir, tmp_path, "k"))
     assert result.exit_code == 130 and "Traceback" not in result.output
     assert not (tmp_path / "k" / "state.safetensors").exists() and not list((tmp_path / "k").glob(".*.tmp"))

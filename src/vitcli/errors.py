@@ -40,3 +40,13 @@ class TrainingDiverged(VitcliError):
 
 class OutOfMemory(VitcliError):
     """The GPU ran out of memory; the state of the last finished epoch stays on disk."""
+
+
+def one_line(error: BaseException) -> str:
+    """An error's message on one line, for the reason in a message of ours. torchvision's download error
+    is "Error downloading X:" with the causes on the lines after it: its first line alone ends in an
+    empty cause."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    return " ".join(lines[:3]) if lines[0].endswith(":") else lines[0]

@@ -27,7 +27,7 @@ from torchvision import datasets as tvd
 
 from vitcli.data import cache, folders
 from vitcli.data.stratified import draw, eval_cap
-from vitcli.errors import DataError
+from vitcli.errors import DataError, one_line
 from vitcli.settings.choices import SPLITS
 from vitcli.settings.config import DataConfig
 from vitcli.settings.suggest import did_you_mean
@@ -316,7 +316,7 @@ def _open_torchvision(name: str, root: Path, train: bool, download: bool):
     try:
         return source.dataset_class(root=str(root), train=train, download=download)
     except Exception as e:  # noqa: BLE001 - torchvision raises RuntimeError, URLError, OSError, ...
-        reason = _first_cause(e)
+        reason = one_line(e)
         source_dir = root / source.folder
         if all((source_dir / f).is_file() for f in source.files):
             raise DataError(
@@ -328,15 +328,6 @@ def _open_torchvision(name: str, root: Path, train: bool, download: bool):
             f"{name} is not in {source_dir} (expected {', '.join(source.files)}) and {how} ({reason}); "
             "put the files there, or pass --data-dir (or set VITCLI_DATA_DIR) to where they are"
         ) from None
-
-
-def _first_cause(error: Exception) -> str:
-    """An error's message on one line. torchvision's download error is "Error downloading X:" with the
-    causes on the lines after it; its first line alone ends in an empty cause."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    if not lines:
-        return type(error).__name__
-    return " ".join(lines[:3]) if lines[0].endswith(":") else lines[0]
 
 
 # --- image folders ---------------------------------------------------------------------------------
