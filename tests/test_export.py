@@ -227,6 +227,23 @@ def test_overwrite_never_deletes_a_folder_that_is_not_an_export(runs, tmp_path):
     assert error_line(result.output).startswith(f"error: {keep} is a directory; pass --out with the path")
 
 
+def test_overwrite_never_replaces_a_file_that_is_not_an_onnx_export(runs, tmp_path):
+    """`export --format onnx --out RUN/model.safetensors --overwrite` replaced the run's checkpoint (and a
+    text file too): --overwrite replaces only what export made."""
+    run_dir = variant(runs, tmp_path, "o", pos_embed="sinusoidal")
+    notes = tmp_path / "notes.onnx"
+    notes.write_text("mine")
+    for target in (run_dir / "model.safetensors", notes):
+        before = target.read_bytes()
+        result = run("export", run_dir, "--format", "onnx", "--out", target, "--overwrite")
+        assert result.exit_code == 1 and target.read_bytes() == before
+        assert "is not an ONNX export of vitcli (no vitcli_version in its metadata)" in error_line(
+            result.output
+        )
+    exported(run_dir, "--format", "onnx", "--out", tmp_path / "m.onnx")
+    exported(run_dir, "--format", "onnx", "--out", tmp_path / "m.onnx", "--overwrite")  # its own: replaced
+
+
 def test_bad_checkpoints_and_formats(tmp_path):
     result = run("export", tmp_path / "missing", "--format", "onnx")
     assert result.exit_code == 1

@@ -76,12 +76,30 @@ def _check_target(target: Path, format: str, overwrite: bool) -> None:
         )
     if format == "onnx" and target.is_dir():
         raise OutputError(f"{target} is a directory; pass --out with the path of the .onnx file to write")
+    # --overwrite replaces what export made, never a run's checkpoint or any other file at that path.
+    if format == "onnx" and not _is_onnx_export(target):
+        raise OutputError(
+            f"{target} is not an ONNX export of vitcli (no vitcli_version in its metadata), so --overwrite "
+            "leaves it alone; choose another --out"
+        )
     # --overwrite deletes the old export: make sure it is one, not a run directory or a home folder.
     if format == "timm" and not (target.is_dir() and (target / "config.json").is_file()):
         raise OutputError(
             f"{target} is not a timm export folder (no config.json), so --overwrite leaves it alone; "
             "choose another --out"
         )
+
+
+def _is_onnx_export(path: Path) -> bool:
+    """Whether `path` is an ONNX model that vitcli exported (its metadata says which vitcli wrote it)."""
+    try:
+        # extra vitcli[onnx], needed only for --format onnx
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - not ONNX at all (protobuf's DecodeError, OSError, ...) or no onnx
+        return False
+    return any(prop.key == "vitcli_version" for prop in model.metadata_props)
 
 
 # --- timm ----------------------------------------------------------------------------------------------
