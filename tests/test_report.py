@@ -287,3 +287,17 @@ def test_a_full_disk_is_one_line_and_leaves_no_page_and_no_temporary_file(study,
     markdown = run("report", study / "runs", "--markdown", small_disk / "md", "--device", "cpu")
     _one_line_error(markdown, "No space left on device")
     assert not (small_disk / "md" / "report.md").exists()  # report.md comes last, after all its pictures
+
+
+def test_without_html_the_runs_results_table_fits_80_columns_and_says_what_it_shows(study, monkeypatch):
+    from vitcli.cli.common import console
+
+    monkeypatch.setattr(console, "width", 80)
+    result = run("report", study / "runs")
+    assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80 and "…" not in result.stdout
+    data = json.loads(run("report", study / "runs", "--json").stdout)
+    for entry in data["runs"]:
+        assert f"{100 * entry['test_accuracy']:.2f}%" in result.stdout and entry["label"] in result.stdout
+    said = " ".join(result.stdout.split())
+    assert "(baseline)" in said and "against the baseline (cnn)" in said and "val:" not in said

@@ -91,7 +91,7 @@ def report(
 
 def _results_table(paths: list[Path], baseline: str | None, as_json: bool) -> None:
     """The runs' results table (the page's), or its numbers as JSON: no figures, no data loaded."""
-    from vitcli.lab.reporting.ranking import choose_baseline, numbers
+    from vitcli.lab.reporting.ranking import SMALL_TEST, choose_baseline, numbers
     from vitcli.lab.reporting.results_section import results
     from vitcli.lab.reporting.study import gather
 
@@ -106,7 +106,15 @@ def _results_table(paths: list[Path], baseline: str | None, as_json: bool) -> No
     else:
         table = results(study, chosen).blocks[0]
         console.print(_table(table))
-        console.print(escape(table.caption), style="dim", highlight=False)
+        against = f" ({chosen.label})" if chosen else ""
+        console.print(
+            f"Best test accuracy first. The 95% interval (Wilson) is given for test sets under "
+            f"{SMALL_TEST:,} images. Δ test: percentage points against the baseline{against}, for runs on "
+            "its data set. --json or --html give every column.",
+            style="dim",
+            highlight=False,
+            markup=False,
+        )
 
 
 def _sweep_table(sweep_dir: Path, as_json: bool, plot: bool) -> None:
