@@ -25,18 +25,23 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def auto_dtype(device: torch.device) -> torch.dtype | None:
+    """AUTO's mixed precision: bfloat16 on CUDA (as fast as float16 on current GPUs, and no loss
+    scaling), none (float32) on the CPU, where bfloat16 is slower on most processors."""
+    return torch.bfloat16 if device.type == "cuda" else None
+
+
 def autocast(device: torch.device, dtype: torch.dtype | str | None = AUTO):
-    """Mixed precision for a forward pass. AUTO: bfloat16 on CUDA (as fast as float16 on current GPUs,
-    and no loss scaling), float32 on the CPU, where bfloat16 is slower on most processors."""
+    """Mixed precision for a forward pass (AUTO: `auto_dtype`)."""
     if dtype == AUTO:
-        dtype = torch.bfloat16 if device.type == "cuda" else None
+        dtype = auto_dtype(device)
     enabled = dtype not in (None, torch.float32)  # float32 is no autocast at all (and the CPU's warns)
     return torch.autocast(device.type, dtype=dtype if enabled else None, enabled=enabled)
 
 
 def precision(device: torch.device) -> str:
     """The precision `autocast(device)` trains at, as a run records it."""
-    return "bf16-mixed" if device.type == "cuda" else "fp32"
+    return "fp32" if auto_dtype(device) is None else "bf16-mixed"
 
 
 def peak_memory_bytes(device: torch.device) -> int | None:
