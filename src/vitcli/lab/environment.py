@@ -4,18 +4,16 @@ data and the caches are, which data sets are already there, and the size of the 
 from __future__ import annotations
 
 import os
-import platform
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-import torchvision
 
 from vitcli.data import cache
 from vitcli.data.datasets import TORCHVISION_SOURCES, default_data_dir
 from vitcli.errors import DataError
 from vitcli.runtime.devices import resolve_device
-from vitcli.runtime.version import __version__
+from vitcli.training.provenance import versions
 
 PRESENT, INCOMPLETE, MISSING = "present", "incomplete", "missing"
 
@@ -46,20 +44,6 @@ class Info:
         return asdict(self)
 
 
-def versions() -> dict[str, str]:
-    # timm is heavy; vitcli info asks it for its version
-    import timm
-
-
-    return {
-        "vitcli": __version__,
-        "Python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "timm": timm.__version__,
-    }
-
-
 def dataset_files(name: str, data_dir: Path) -> str:
     """PRESENT when every file torchvision's class reads for `name` is in `data_dir`, INCOMPLETE when
     some are, MISSING when none is."""
@@ -86,7 +70,7 @@ def gather(data_dir: str | Path | None = None) -> Info:
     entries = cache.entries()
     cached = {e.name for e in entries}
     return Info(
-        versions=versions(),
+        versions=versions(),  # training.provenance's: a run records the same
         device=device.type,
         gpus=gpus,
         data_dir=str(folder),

@@ -65,8 +65,9 @@ def command_line() -> str:
 
 
 def versions() -> dict[str, str]:
+    """vitcli, Python, torch, torchvision and timm (what `vitcli info` and a run's provenance show)."""
     # From the installed packages' metadata: importing timm only for its version costs a second.
-    found = {"vitcli": __version__, "python": platform.python_version(), "torch": torch.__version__}
+    found = {"vitcli": __version__, "Python": platform.python_version(), "torch": torch.__version__}
     for package in ("torchvision", "timm"):
         try:
             found[package] = metadata.version(package)
