@@ -12,6 +12,7 @@ from rich.text import Text
 
 from vitcli.cli.fitting import FirstThatFits, keep_whole
 from vitcli.events import EpochMetrics
+from vitcli.sweeps.results import fmt_pct
 
 if TYPE_CHECKING:  # annotations only: the core is imported when a command runs
     from vitcli.data.preprocessing import Preprocessing
@@ -30,10 +31,6 @@ def fmt_bytes(n: int | None) -> str:
         if n < 1024 or unit == "GiB":
             break
     return f"{n:.1f} {unit}"
-
-
-def fmt_pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.2f}%"
 
 
 def fmt_loss(x: float | None) -> str:

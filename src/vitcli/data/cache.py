@@ -42,11 +42,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import safe_open, save_file
+from safetensors.torch import safe_open
 
 from vitcli.errors import OutputError
-from vitcli.runtime.files import atomic_write
+from vitcli.runtime.tensor_files import save_tensors
 
 FORMAT = "vitcli-data/2"  # /2: with "sha256" and "bytes" in the metadata, and content in the fingerprint
 WHOLE_FILE_LIMIT = 1 << 30  # files up to this size are hashed whole for the fingerprint
@@ -253,5 +252,5 @@ def _write(path: Path, entry: dict, source: Path) -> None:
         "sha256": digest,
         "bytes": str(total),
     }
-    with contextlib.suppress(OSError, SafetensorError):  # a read-only or full disk: decode again next time
-        atomic_write(path, lambda tmp: save_file(entry["tensors"], str(tmp), metadata=metadata))
+    with contextlib.suppress(OSError):  # a read-only or full disk: decode again next time
+        save_tensors(path, entry["tensors"], metadata)

@@ -48,23 +48,27 @@ class ClassMap:
         return labels.new_tensor(self.mapping)[labels]
 
 
+CHECKPOINT = "the checkpoint"  # the model in messages, unless a caller names it (inspect --against)
+
+
 def match_classes(
     trained: list[str],
     data: list[str],
     by_position: bool = False,
     data_name: str = "the data",
-    model_name: str = "the checkpoint",
+    model_name: str = CHECKPOINT,
 ) -> ClassMap:
     """Pair the data's classes with the model's (`trained`, in output order), by name; see the module's
     docstring. `by_position` pairs them in order instead when the names are not identical. `model_name`
     and `data_name` say which is which in messages (`inspect --against` pairs two checkpoints)."""
     if len(trained) != len(data):
-        raise ConfigError(
-            f"{model_name} has {len(trained)} classes but {data_name} has {len(data)}; "
+        advice = (
             "evaluate it on data with the same classes"
-            if model_name == "the checkpoint"
-            else f"{model_name} has {len(trained)} classes but {data_name} has {len(data)}; "
-            "compare two models of the same classes"
+            if model_name == CHECKPOINT
+            else "compare two models of the same classes"
+        )
+        raise ConfigError(
+            f"{model_name} has {len(trained)} classes but {data_name} has {len(data)}; {advice}"
         )
     if list(trained) == list(data):
         return ClassMap(tuple(range(len(data))), "name", tuple(data))
@@ -150,7 +154,7 @@ def _differ_message(
             count[j] += 1
     checkpoint_only = [t for j, t in enumerate(trained) if count[j] != 1]
     data_only = [d for d, p in zip(data, partners) if len(p) != 1]
-    of_data = "the data's" if model_name == "the checkpoint" else f"{data_name}'s"  # data, or a model
+    of_data = "the data's" if model_name == CHECKPOINT else f"{data_name}'s"  # data, or another model
     unmatched = []
     if checkpoint_only:
         unmatched.append(f"{model_name}'s {_few(checkpoint_only)}")

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from vitcli.runtime.files import atomic_write, writing
 
+ACCURACY_SPAN = 0.10  # an accuracy axis spans at least this much (10 points), so noise is not a trend
+
 
 def pyplot():
     """matplotlib's pyplot on the Agg backend: files only, never a window, fine without a display."""

@@ -23,7 +23,7 @@ from vitcli.runtime import png  # png.save looked up per call: tests watch what 
 from vitcli.settings.fields import flag
 from vitcli.sweeps.results import FINISHED, fmt_value
 
-MIN_SPAN = 10.0  # points of accuracy the y axis spans at least
+MIN_SPAN = 100 * png.ACCURACY_SPAN  # points of accuracy (the chart's axis is in %) the y axis spans
 
 
 @dataclass

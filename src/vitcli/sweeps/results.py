@@ -205,6 +205,11 @@ def _mean_std(xs: list[float | None]) -> tuple[float | None, float | None]:
 # --- how swept values read (tables, run names, messages) -----------------------------------------------
 
 
+def fmt_pct(x: float | None) -> str:
+    """An accuracy as every table and page shows it: 0.98765 -> "98.77%"."""
+    return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
 def fmt_value(value: Any) -> str:
     """A swept value in a table or a name; "-" for an option that is no setting of the run's model."""
     if value is None:

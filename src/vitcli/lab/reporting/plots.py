@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from vitcli.lab.reporting.stats import SeedBand
 from vitcli.runtime import png
 
-MIN_SPAN = 0.10  # an accuracy axis spans at least 10 points
+MIN_SPAN = png.ACCURACY_SPAN  # an accuracy axis spans at least 10 points
 DPI = 100
 MAX_CURVES = 10  # series in one curves chart; more would be unreadable
 
@@ -36,10 +36,11 @@ class Point:
     high: float | None = None
 
 
-def to_png(fig) -> bytes:
+def to_png(fig, rect: tuple[float, float, float, float] = (0, 0, 1, 1)) -> bytes:
+    """The figure as PNG bytes, laid out inside `rect` (the rest: room for a figure legend), then closed."""
     buffer = io.BytesIO()
     try:
-        fig.tight_layout()
+        fig.tight_layout(rect=rect)
         fig.savefig(buffer, dpi=DPI, format="png")
     finally:
         png.pyplot().close(fig)
@@ -94,13 +95,8 @@ def curves_png(curves: list[Curve]) -> bytes:
         fig.legend(
             handles, labels, loc="lower center", ncol=min(columns, len(labels)), fontsize=8, frameon=False
         )
-    buffer = io.BytesIO()
-    try:  # tight_layout leaves a figure legend out: keep it its rows under the axes
-        fig.tight_layout(rect=(0, (0.22 * rows + 0.1) / height if rows else 0, 1, 1))
-        fig.savefig(buffer, dpi=DPI, format="png")
-    finally:
-        plt.close(fig)
-    return buffer.getvalue()
+    # tight_layout leaves a figure legend out: keep it its rows under the axes
+    return to_png(fig, (0, (0.22 * rows + 0.1) / height if rows else 0, 1, 1))
 
 
 def options_png(panels: list[tuple[str, list[Point], list[Point]]]) -> bytes:

@@ -15,10 +15,6 @@ from vitcli.settings.specs import CNNSpec
 SMALL_TEST = 10_000  # a test set under this many images gets its accuracy's 95% interval
 
 
-def fmt_pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.2f}%"
-
-
 def fmt_int(x: int | None) -> str:
     return "n/a" if x is None else f"{x:,}"
 

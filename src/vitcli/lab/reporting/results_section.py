@@ -10,13 +10,13 @@ from vitcli.lab.reporting.ranking import (
     by_seed,
     delta_to_baseline,
     fmt_int,
-    fmt_pct,
     fmt_seconds,
     interval,
     ranked,
     seed_groups,
 )
 from vitcli.lab.reporting.study import ReportRun, Study
+from vitcli.sweeps.results import fmt_pct
 
 HEADER = [
     "", "run", "model", "data", "seed", "epochs", "val", "test", "test 95% interval", "test loss", "params",

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 from vitcli.lab.reporting.document import Note, Section, Table
-from vitcli.lab.reporting.ranking import fmt_pct, fmt_seconds, ranked
+from vitcli.lab.reporting.ranking import fmt_seconds, ranked
 from vitcli.lab.reporting.references import Reference, references_for
 from vitcli.lab.reporting.study import ReportRun, Study
+from vitcli.sweeps.results import fmt_pct
 
 MINE = 10  # the report's best runs placed in the table
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")

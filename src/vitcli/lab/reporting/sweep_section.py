@@ -8,9 +8,9 @@ import math
 
 from vitcli.lab.reporting import plots, stats
 from vitcli.lab.reporting.document import Figure, Heading, Note, Section, Table, Text
-from vitcli.lab.reporting.ranking import fmt_int, fmt_pct, fmt_seconds, interval
+from vitcli.lab.reporting.ranking import fmt_int, fmt_seconds, interval
 from vitcli.lab.reporting.study import ReportRun, ReportSweep, Study
-from vitcli.sweeps.results import describe, fmt_value
+from vitcli.sweeps.results import describe, fmt_pct, fmt_value
 
 
 def sweeps(study: Study) -> Section:

@@ -12,10 +12,11 @@ from vitcli.lab.explain import explain_checkpoint
 from vitcli.lab.inspection import figures as inspect_figures
 from vitcli.lab.inspection.analysis import inspect_checkpoint
 from vitcli.lab.reporting.document import Figure, Heading, Note, Section, Table, Text
-from vitcli.lab.reporting.ranking import fmt_pct, ranked
+from vitcli.lab.reporting.ranking import ranked
 from vitcli.lab.reporting.report_options import Options
 from vitcli.lab.reporting.study import ReportRun, Study
 from vitcli.settings.specs import CNNSpec
+from vitcli.sweeps.results import fmt_pct
 
 MAX_VIEWED = 4  # ViT runs whose attention is drawn (the best of them)
 INSPECT_IMAGES = 256  # images behind the mean attention distance
