@@ -34,7 +34,7 @@ def report(
         "--baseline",
         metavar="RUN",
         help="The run the others are measured against (its name or directory). "
-        "\\[default: the first CNN run given, else the first run]",
+        "\\[default: a CNN given alone, else a CNN of a sweep, else the first run]",
     ),
     data_dir: Optional[str] = typer.Option(
         None,
