@@ -93,7 +93,8 @@ def test_a_full_disk_is_one_line_and_keeps_the_last_good_state(tmp_path, mnist_d
     calls = []
 
     def disk_full_at_the_third_checkpoint(tensors, path, metadata=None):
-        if ".state.safetensors." not in path:  # the weights: epoch 1's last and model, then epoch 2's last
+        # the run's weights (not its state, not the data cache): epoch 1's last and model, then epoch 2's last
+        if path.startswith(f"{tmp_path / 'd'}/") and ".state.safetensors." not in path:
             calls.append(path)
             if len(calls) == 3:
                 raise OSError(errno.ENOSPC, "No space left on device")
@@ -104,6 +105,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_last_good_state(tmp_path, mnist_d
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "No space left on device" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not list((tmp_path / "d").glob(".*.tmp"))
+    assert len(calls) == 3 and load_state(tmp_path / "d" / "state.safetensors").epoch == 2  # epoch 1 kept
     resumed = run("train", "--resume", tmp_path / "d")
     assert resumed.exit_code == 0, resumed.output
 
@@ -119,7 +121,8 @@ def test_a_second_ctrl_c_between_two_writes_leaves_no_state_ahead_of_the_weights
     calls = []
 
     def ctrl_c_at_epoch_1s_model(tensors, path, metadata=None):
-        if ".state.safetensors." not in path:  # the weights: epoch 1's last, then its model
+        # the run's weights (not its state, not the data cache): epoch 1's last, then its model
+        if path.startswith(f"{tmp_path / 'k'}/") and ".state.safetensors." not in path:
             calls.append(path)
             if len(calls) == 2:
                 raise KeyboardInterrupt
