@@ -240,6 +240,26 @@ def test_attention_default_folder_is_the_run_directory(mnist_run):
     assert (mnist_run / "attention" / "test-0.png").is_file()
 
 
+def test_pictures_are_replaced_only_with_overwrite_and_only_those_attention_drew(tmp_path, mnist_run):
+    out = tmp_path / "p"
+    assert run("attention", mnist_run, "--index", 3, 4, "--out", out).exit_code == 0
+    drawn = (out / "test-3.png").read_bytes()
+    again = run("attention", mnist_run, "--index", 4, 3, "--out", out)
+    assert again.exit_code == 1 and " ".join(again.stderr.split()) == (
+        f"error: {out / 'test-4.png'} already exists; pass --overwrite to replace it, or choose another --out"
+    )
+    assert (out / "test-3.png").read_bytes() == drawn  # all refused before any was drawn
+    assert run("attention", mnist_run, "--index", 3, "--out", out, "--overwrite").exit_code == 0
+    Image.new("RGB", (4, 4)).save(out / "test-4.png")  # the user's own picture, of the same name
+    refused = run("attention", mnist_run, "--index", 4, "--out", out, "--overwrite")
+    said = " ".join(refused.stderr.split())
+    assert (
+        refused.exit_code == 1 and "was not made by vitcli attention, so --overwrite leaves it alone" in said
+    )
+    with Image.open(out / "test-4.png") as png:
+        assert png.size == (4, 4)
+
+
 @pytest.mark.parametrize(
     "code, args, message",
     [

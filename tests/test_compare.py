@@ -49,11 +49,11 @@ def drawn(monkeypatch):
     """The figures `vitcli.runtime.png.save` writes, as (path, number of axes, legend labels)."""
     figures, save = [], vitcli.runtime.png.save
 
-    def spy(fig, path):
+    def spy(fig, path, *args):
         legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
         labels = [t.get_text() for legend in legends for t in legend.get_texts()]
         figures.append((path, len(fig.axes), labels))
-        return save(fig, path)
+        return save(fig, path, *args)
 
     monkeypatch.setattr(vitcli.runtime.png, "save", spy)
     return figures
@@ -91,12 +91,16 @@ def test_compare_shows_a_vit_and_a_cnn_in_one_table_within_80_columns_and_one_pn
 
 
 def test_compare_json_holds_each_runs_metrics_and_history(tmp_path, two_runs, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # the PNG's default place
-    result = run("compare", *two_runs, "--json")
-    assert result.exit_code == 0, result.output
+    monkeypatch.chdir(tmp_path)  # not the PNG's place: that is beside the runs
+    png = two_runs[0].parent / "compare.png"
+    try:
+        result = run("compare", *two_runs, "--json")
+        assert result.exit_code == 0, result.output
+        assert f"wrote {png}" in result.stderr and png.is_file() and not (tmp_path / "compare.png").exists()
+    finally:
+        png.unlink(missing_ok=True)  # the runs are shared with other tests
     runs = json.loads(result.stdout)["runs"]
-    assert [r["label"] for r in runs] == [LONG, "cnn"] and f"wrote {'compare.png'}" in result.stderr
-    assert (tmp_path / "compare.png").is_file()
+    assert [r["label"] for r in runs] == [LONG, "cnn"]
     for r, run_dir in zip(runs, two_runs):
         m = _summary(run_dir)
         for key in ("parameters", "tokens", "test_accuracy", "test_loss", "train_seconds", "images_per_s"):
@@ -153,7 +157,7 @@ def test_a_run_stopped_after_epoch_1_has_curves_and_compares_with_n_a_for_the_te
     assert later["parameters"] == 27_978 and later["tokens"] == 17 and later["best_epoch"] == 1
     assert later["train_seconds"] == json.loads((stopped / "metrics.jsonl").read_text())["seconds"]
     assert never["epochs"] == 0 and never["parameters"] is None and never["history"] == []
-    table = run("compare", stopped, early, "--out", tmp_path / "c.png").stdout
+    table = run("compare", stopped, early, "--out", tmp_path / "c.png", "--overwrite").stdout
     words = " ".join(table.split())  # the model and how far the run got may wrap
     assert "stopped after epoch 1" in words and "stopped in epoch 1" in words and table.count("n/a") == 9
 
@@ -168,7 +172,7 @@ def test_compare_a_sweep_directory_writes_the_png_into_it(tmp_path):
     rows = [json.loads(line) for line in (sweep_dir / "results.jsonl").read_text().splitlines()]
     assert all(row["run"] in result.stdout for row in rows) and f"sweep {sweep_dir.name}" in result.stdout
     assert (sweep_dir / "compare.png").is_file() and f"wrote {sweep_dir / 'compare.png'}" in result.stdout
-    runs = json.loads(run("compare", sweep_dir, "--json").stdout)["runs"]
+    runs = json.loads(run("compare", sweep_dir, "--json", "--overwrite").stdout)["runs"]
     assert [r["test_accuracy"] for r in runs] == [row["test_accuracy"] for row in rows]
 
 
@@ -251,3 +255,32 @@ def test_runs_on_different_data_sets_are_compared_with_a_note_saying_so(tmp_path
     assert result.exit_code == 0, result.output
     note = "the runs are on 2 data sets (cifar10, mnist): compare accuracies within one"
     assert json.loads(result.stdout)["notes"] == [note] and note in " ".join(result.stderr.split())
+
+
+def test_runs_in_different_folders_get_no_picture_unless_told_where(tmp_path, two_runs, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    elsewhere = tmp_path / "elsewhere" / "cnn"
+    shutil.copytree(two_runs[1], elsewhere)
+    result = run("compare", two_runs[0], elsewhere)
+    assert result.exit_code == 0 and "runs compared" in result.stdout
+    assert "no compare.png: the runs are in different folders; pass --out FILE" in " ".join(
+        result.stderr.split()
+    )
+    assert not list(tmp_path.rglob("compare.png")) and not (two_runs[0].parent / "compare.png").exists()
+
+
+def test_a_picture_is_replaced_only_with_overwrite_and_only_one_compare_made(tmp_path, two_runs):
+    png = tmp_path / "c.png"
+    assert run("compare", *two_runs, "--out", png).exit_code == 0
+    again = run("compare", *two_runs, "--out", png)
+    assert again.exit_code == 1 and " ".join(again.stderr.split()) == (
+        f"error: {png} already exists; pass --overwrite to replace it, or choose another --out"
+    )
+    assert run("compare", *two_runs, "--out", png, "--overwrite").exit_code == 0
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (4, 4)).save(photo)  # a PNG, but not one compare drew
+    refused = run("compare", *two_runs, "--out", photo, "--overwrite")
+    said = " ".join(refused.stderr.split())
+    assert refused.exit_code == 1 and "was not made by vitcli compare, so --overwrite leaves it alone" in said
+    with Image.open(photo) as image:
+        assert image.size == (4, 4)

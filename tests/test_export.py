@@ -9,6 +9,11 @@ that differs would show in the logits).
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
+import time
+from subprocess import PIPE
 
 import numpy as np
 import pytest
@@ -202,8 +207,7 @@ def test_an_export_is_replaced_only_with_overwrite(runs, tmp_path):
         result = run("export", run_dir, "--format", fmt)
         assert result.exit_code == 1
         assert error_line(result.output) == (
-            f"error: {run_dir / name} already exists; "
-            "pass --overwrite to replace it, or --out to write elsewhere"
+            f"error: {run_dir / name} already exists; pass --overwrite to replace it, or choose another --out"
         )
         exported(run_dir, "--format", fmt, "--overwrite")
         assert sorted(p.name for p in run_dir.iterdir()) == before  # replaced, nothing left beside it
@@ -255,3 +259,42 @@ def test_bad_checkpoints_and_formats(tmp_path):
     assert result.exit_code == 2 and "'keras' is not one of 'timm', 'onnx'" in plain_text(result.output)
     with pytest.raises(ConfigError, match="--format 'keras' is not one of timm, onnx"):
         export_checkpoint(tmp_path, "keras")
+
+
+def test_two_exports_to_one_out_at_once_write_it_once_and_the_other_is_told(runs, tmp_path):
+    """Two real processes: the check that the output is free and the write must be one step, or both
+    say "wrote" and the file holds one of the two (so it was on 8bf8b22, 5 tries of 6)."""
+    for fmt, out in (("onnx", tmp_path / "race.onnx"), ("timm", tmp_path / "race-timm")):
+        command = [sys.executable, "-m", "vitcli", "export", runs / "vit", "--format", fmt, "--out", out]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+        both = [subprocess.Popen(command, stdout=PIPE, stderr=PIPE, text=True, env=env) for _ in range(2)]
+        ended = [(p.wait(timeout=180), *p.communicate()) for p in both]
+        assert sorted(code for code, *_ in ended) == [0, 1], ended
+        [(_, out_won, _)] = [e for e in ended if e[0] == 0]
+        [(_, out_lost, err_lost)] = [e for e in ended if e[0] == 1]
+        assert f"wrote {out}" in out_won and "wrote" not in out_lost and "Traceback" not in err_lost
+        assert (
+            err_lost.strip()
+            == f"error: {out} already exists; pass --overwrite to replace it, or choose another --out"
+        )
+        if fmt == "onnx":
+            assert onnx.load(str(out)).metadata_props  # whole
+        else:
+            assert load_timm(out) is not None
+    assert not list(tmp_path.glob(".*")), list(tmp_path.glob(".*"))  # no temporary file or folder left
+
+
+def test_what_a_killed_export_left_beside_its_output_goes_with_the_next_export(runs, tmp_path):
+    out = tmp_path / "m.onnx"
+    hour_ago = time.time() - 3600
+    stale_file, stale_folder = tmp_path / ".m.onnx.k1ll3d.tmp", tmp_path / ".export-timm.k1ll3d.tmp"
+    stale_file.write_bytes(b"half an onnx file")
+    stale_folder.mkdir()
+    (stale_folder / "model.safetensors").write_bytes(b"half")
+    fresh = tmp_path / ".m.onnx.wr1t1ng.tmp"  # another export may be writing it right now
+    fresh.write_bytes(b"being written")
+    for path in (stale_file, stale_folder / "model.safetensors", stale_folder):
+        os.utime(path, (hour_ago, hour_ago))
+    exported(runs / "vit", "--format", "onnx", "--out", out)
+    exported(runs / "vit", "--format", "timm", "--out", tmp_path / "export-timm")
+    assert not stale_file.exists() and not stale_folder.exists() and fresh.exists()

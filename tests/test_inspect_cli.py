@@ -90,7 +90,7 @@ def test_against_agrees_with_eval_for_both_models(tmp_path, mnist_dir):
     assert sum(row["images"] for row in got["per_class"]) == 200
     assert_pngs(got["picture"], 1)
     assert got["picture"][0].endswith("against-c.png")
-    table = run("inspect", vit, "--against", cnn)
+    table = run("inspect", vit, "--against", cnn, "--overwrite")
     assert table.exit_code == 0 and "A - B" in table.stdout and "McNemar" in table.stdout
 
 

@@ -136,6 +136,14 @@ def test_an_existing_html_file_is_refused_before_anything_is_made(study, tmp_pat
     result = run("report", study / "runs", "--html", mine)
     assert result.exit_code == 1 and "already exists; pass --overwrite" in result.stderr
     assert mine.read_text() == "my notes"
+    # --overwrite replaces a page the report made, never a file it did not (a checkpoint, the user's notes)
+    checkpoint = next((study / "runs").glob("*/model.safetensors"))
+    for path in (mine, checkpoint):
+        before = path.read_bytes()
+        refused = run("report", study / "runs", "--html", path, "--overwrite")
+        said = " ".join(refused.stderr.split())
+        assert refused.exit_code == 1 and "was not made by vitcli report, so --overwrite leaves it alone" in said
+        assert path.read_bytes() == before
 
 
 def _one_line_error(result, words):

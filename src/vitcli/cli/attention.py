@@ -68,6 +68,12 @@ def attention(
         help="Folder for the PNGs. \\[default: the run directory's attention/]",
         rich_help_panel="Output",
     ),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Replace pictures of the same names that vitcli attention drew before (never other files).",
+        rich_help_panel="Output",
+    ),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N.", rich_help_panel="Output"),
     as_json: bool = typer.Option(
         False,
@@ -104,7 +110,7 @@ def attention(
             discard_ratio=discard,
             device=device,
         )
-        report = draw_report(report, out)
+        report = draw_report(report, out, overwrite)
     for note in report.notes:
         print_note(note)
     if as_json:

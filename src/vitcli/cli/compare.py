@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from vitcli.cli.common import console, err_console, print_note, user_errors
+from vitcli.cli.enums import plain
 from vitcli.cli.tables import fmt_loss, fmt_pct
 
 if TYPE_CHECKING:  # annotations only: the core is imported when a command runs
@@ -30,7 +31,11 @@ def compare(
         None,
         "--out",
         help="Where to write the PNG of the curves. "
-        "\\[default: compare.png here; in the sweep directory for a sweep]",
+        "\\[default: compare.png beside the runs (in the folder that holds them), in the sweep directory "
+        "for a sweep]",
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace a compare.png (or --out) that vitcli compare wrote before."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of the table."),
 ) -> None:
@@ -44,9 +49,12 @@ def compare(
 
     with user_errors():
         comparison = compare_runs(paths)
-        png = write_comparison(comparison.curves(), out or comparison.default_png())
+        target = plain(out) or comparison.default_png()
+        png = write_comparison(comparison.curves(), target, overwrite) if target is not None else None
     for note in comparison.notes:
         print_note(note)
+    if png is None:
+        print_note("no compare.png: the runs are in different folders; pass --out FILE to draw their curves")
     # With --json, stdout is the JSON alone and the line about the PNG goes to stderr.
     shown = err_console if as_json else console
     if as_json:
@@ -54,7 +62,8 @@ def compare(
     else:
         title = f"sweep {comparison.sweep_dir.name}" if comparison.sweep_dir else "runs compared"
         console.print(compare_table(comparison.runs, title))
-    shown.print(f"wrote [bold]{escape(str(png))}[/]", highlight=False, soft_wrap=True)
+    if png is not None:
+        shown.print(f"wrote [bold]{escape(str(png))}[/]", highlight=False, soft_wrap=True)
 
 
 # --- the table -----------------------------------------------------------------------------------------

@@ -76,6 +76,12 @@ def inspect(
     out: Optional[Path] = typer.Option(
         None, help="Folder for the PNGs. \\[default: the run directory's inspect/]", rich_help_panel=_OUTPUT
     ),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Replace pictures of the same names that vitcli inspect drew before (never other files).",
+        rich_help_panel=_OUTPUT,
+    ),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N.", rich_help_panel=_OUTPUT),
     as_json: bool = typer.Option(
         False, "--json", help="Print every figure's numbers as JSON.", rich_help_panel=_OUTPUT
@@ -104,7 +110,7 @@ def inspect(
             components=components,
             device=device,
         )
-        report = draw_report(report, out)
+        report = draw_report(report, out, overwrite)
     for note in report.notes:
         print_note(note)
     for name, why in report.skipped.items():

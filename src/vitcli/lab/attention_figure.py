@@ -20,26 +20,31 @@ import numpy as np
 
 from vitcli.lab.explain import AttentionReport, ImageAttention
 from vitcli.runtime import png  # png.save looked up per call: tests watch what is drawn
-from vitcli.runtime.files import atomic_write, writing
+from vitcli.runtime.outputs import check_output, png_made_by, png_mark, write_output
 
 CELL_PX = 160  # one map
 COLORBAR_PX = 90
 TITLE_PX = 50
 DPI = 100
 CMAP = "inferno"
+COMMAND = "attention"  # the PNGs' mark (runtime.outputs.png_mark): what --overwrite may replace
 
 
-def draw_report(report: AttentionReport, out: str | Path | None = None) -> AttentionReport:
+def draw_report(
+    report: AttentionReport, out: str | Path | None = None, overwrite: bool = False
+) -> AttentionReport:
     """One PNG per image of `report` in `out` (default: the run directory's attention/); the report
-    with their paths."""
+    with their paths. A picture already there is replaced only with `overwrite`, and only if `vitcli
+    attention` drew it."""
     out_dir = Path(out) if out is not None else report.checkpoint.parent / "attention"
     pictures = picture_paths([r.source for r in report.images], out_dir)
+    for picture in pictures:  # all refused before any is drawn
+        check_output(picture, "--out", overwrite, png_made_by(COMMAND), f"vitcli {COMMAND}")
     note = f"rollout: {report.head_fusion} of heads" + (
         f", discard {report.discard_ratio:g}" if report.discard_ratio else ""
     )
     for result, picture in zip(report.images, pictures):
-        with writing(picture):
-            save_figure(result, report.classes, picture, note)
+        save_figure(result, report.classes, picture, note, overwrite)
     return dataclasses.replace(report, pictures=pictures)
 
 
@@ -81,8 +86,11 @@ def figure_size_px(blocks: int, heads: int) -> tuple[int, int]:
     return cols * CELL_PX + COLORBAR_PX, rows * CELL_PX + TITLE_PX
 
 
-def save_figure(result: ImageAttention, classes: list[str], path: str | Path, note: str = "") -> None:
-    """Write the picture for one image to `path` (PNG, atomically)."""
+def save_figure(
+    result: ImageAttention, classes: list[str], path: str | Path, note: str = "", overwrite: bool = False
+) -> None:
+    """Write the picture for one image to `path` (PNG, atomically; over an old file only with
+    `overwrite`)."""
     # matplotlib is heavy and needed only to draw
     from matplotlib.colors import Normalize
 
@@ -114,7 +122,12 @@ def save_figure(result: ImageAttention, classes: list[str], path: str | Path, no
         title = f"{result.source}: predicted {classes[result.prediction]} ({100 * result.probability:.1f}%)"
         fig.suptitle(title + (f"   {note}" if note else ""), fontsize=10, y=1 - 0.3 * TITLE_PX / height)
         # No bbox_inches="tight": the file keeps the size figure_size_px promises.
-        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
+        write_output(
+            Path(path),
+            lambda tmp: fig.savefig(tmp, dpi=DPI, format="png", metadata=png_mark(COMMAND)),
+            "--out",
+            overwrite,
+        )
     finally:
         plt.close(fig)
 

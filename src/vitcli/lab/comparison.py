@@ -65,9 +65,13 @@ class Comparison:
     def curves(self) -> list[tuple[str, list[dict[str, Any]]]]:
         return [(r.label, r.history) for r in self.runs]
 
-    def default_png(self) -> Path:
-        """compare.png in the sweep directory for a sweep, else in the current directory."""
-        return (self.sweep_dir or Path()) / PNG
+    def default_png(self) -> Path | None:
+        """compare.png in the sweep directory for a sweep, else in the folder that holds the runs; None
+        for runs in different folders (there is no place for it that is plainly theirs)."""
+        if self.sweep_dir is not None:
+            return self.sweep_dir / PNG
+        folders = {r.run_dir.resolve().parent: r.run_dir.parent for r in self.runs}  # as the user wrote it
+        return next(iter(folders.values())) / PNG if len(folders) == 1 else None
 
     def to_dict(self) -> dict[str, Any]:
         return {"runs": [r.to_dict() for r in self.runs], "notes": self.notes}

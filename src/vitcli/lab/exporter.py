@@ -17,6 +17,7 @@ Both are written atomically: the folder in a temporary sibling renamed into plac
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -33,7 +34,8 @@ from torch import Tensor, nn
 from vitcli.data.preprocessing import Preprocessing
 from vitcli.errors import ConfigError, OutputError
 from vitcli.models.timm_vit import TimmViT
-from vitcli.runtime.files import atomic_write, writing
+from vitcli.runtime.files import writing
+from vitcli.runtime.outputs import exists, remove_stale_temporaries, write_output
 from vitcli.runtime.version import __version__
 from vitcli.settings.choices import EXPORT_FORMATS
 from vitcli.training.checkpoint import Checkpoint, checkpoint_file, load_checkpoint
@@ -59,11 +61,12 @@ def export_checkpoint(
     target = Path(out) if out is not None else source.parent / DEFAULT_NAMES[format]
     _check_target(target, format, overwrite)
     checkpoint = load_checkpoint(source)
+    remove_stale_temporaries(target)  # what an export killed half-way left here
     if format == "timm":
         model = timm_model(checkpoint)  # refused before anything is written
-        _write_folder(target, lambda folder: _save_timm(model, checkpoint, folder))
+        _write_folder(target, lambda folder: _save_timm(model, checkpoint, folder), overwrite)
     else:
-        _write_onnx(checkpoint, target)
+        _write_onnx(checkpoint, target, overwrite)
     return target
 
 
@@ -71,9 +74,7 @@ def _check_target(target: Path, format: str, overwrite: bool) -> None:
     if not target.exists():
         return
     if not overwrite:
-        raise OutputError(
-            f"{target} already exists; pass --overwrite to replace it, or --out to write elsewhere"
-        )
+        raise exists(target, "--out")
     if format == "onnx" and target.is_dir():
         raise OutputError(f"{target} is a directory; pass --out with the path of the .onnx file to write")
     # --overwrite replaces what export made, never a run's checkpoint or any other file at that path.
@@ -195,8 +196,9 @@ def _per_channel(preprocessing: Preprocessing, channels: int) -> tuple[list[floa
     return mean, std
 
 
-def _write_folder(target: Path, fill: Callable[[Path], None]) -> None:
-    """`fill` a temporary sibling folder, then rename it to `target` (replacing an old export)."""
+def _write_folder(target: Path, fill: Callable[[Path], None], overwrite: bool) -> None:
+    """`fill` a temporary sibling folder, then rename it to `target`: over an old export only with
+    `overwrite`, and never over one that another process wrote meanwhile."""
     with writing(target):
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
@@ -208,12 +210,20 @@ def _write_folder(target: Path, fill: Callable[[Path], None]) -> None:
             os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes the folder private, safetensors its file
             for file in tmp.iterdir():
                 os.chmod(file, 0o666 & ~mask)
-            if target.exists():
+            if overwrite and target.exists():
                 os.replace(target, old)
             try:
-                os.replace(tmp, target)
-            except BaseException:
+                # A folder renamed onto a folder that is there and not empty fails: of two exports to the
+                # same --out at once, the second is told the first's is there, rather than replacing it.
+                os.rename(tmp, target)
+            except OSError as e:
                 if old.exists():  # put the old export back rather than leave nothing
+                    os.replace(old, target)
+                if e.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+                    raise exists(target, "--out") from None
+                raise
+            except BaseException:
+                if old.exists():
                     os.replace(old, target)
                 raise
         finally:
@@ -267,7 +277,7 @@ def onnx_metadata(checkpoint: Checkpoint) -> dict[str, str]:
     }
 
 
-def _write_onnx(checkpoint: Checkpoint, target: Path) -> None:
+def _write_onnx(checkpoint: Checkpoint, target: Path, overwrite: bool) -> None:
     try:
         # extra vitcli[onnx], needed only for --format onnx
         import onnx
@@ -300,8 +310,7 @@ def _write_onnx(checkpoint: Checkpoint, target: Path) -> None:
         onnx.helper.set_model_props(graph, onnx_metadata(checkpoint))
         onnx.save(graph, str(tmp))
 
-    with writing(target):
-        atomic_write(target, write)
+    write_output(target, write, "--out", overwrite)
 
 
 def _float_eye_likes(model):

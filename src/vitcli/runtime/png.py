@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vitcli.runtime.files import atomic_write, writing
+from vitcli.runtime.outputs import png_mark, write_output
 
 ACCURACY_SPAN = 0.10  # an accuracy axis spans at least this much (10 points), so noise is not a trend
 
@@ -23,12 +24,26 @@ def pyplot():
     return plt
 
 
-def save(fig, path: Path) -> Path:
-    """Write a figure as a PNG atomically (one line naming the file if that fails), then close it."""
+def save(fig, path: Path, command: str | None = None, overwrite: bool = False) -> Path:
+    """Write a figure as a PNG atomically (one line naming the file if that fails), then close it.
+
+    Without `command`, a file of a run or sweep directory, which the command holding the directory
+    rewrites as the run goes. With it, a named output of `vitcli COMMAND`: marked as that command's
+    (runtime.outputs), and written over an old file only with `overwrite` (which the caller checked)."""
     try:
-        with writing(path, "chart"):
-            fig.tight_layout()
-            atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+        fig.tight_layout()
+        if command is None:
+            with writing(path, "chart"):
+                atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+        else:
+            mark = png_mark(command)
+            write_output(
+                path,
+                lambda tmp: fig.savefig(tmp, dpi=100, format="png", metadata=mark),
+                "--out",
+                overwrite,
+                "chart",
+            )
     finally:
         pyplot().close(fig)
     return path

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from vitcli.runtime import png  # png.save looked up per call: tests watch what is drawn
+from vitcli.runtime.outputs import check_output, png_made_by
 
 CURVES = "curves.png"
+COMPARE = "compare"  # the mark of write_comparison's PNGs (runtime.outputs.png_mark)
 PANELS = (
     ("train_loss", "train loss"),
     ("val_loss", "val loss"),
@@ -45,9 +47,12 @@ def write_run_curves(history: History, path: str | Path, title: str | None = Non
     return png.save(fig, Path(path))
 
 
-def write_comparison(runs: Sequence[tuple[str, History]], path: str | Path) -> Path:
+def write_comparison(runs: Sequence[tuple[str, History]], path: str | Path, overwrite: bool = False) -> Path:
     """Every run's curves in four panels (train and val loss above, train and val accuracy below), each
-    row on one y axis, one colour per run and a legend of their labels below the panels."""
+    row on one y axis, one colour per run and a legend of their labels below the panels. A file already
+    at `path` is replaced only with `overwrite`, and only if `vitcli compare` drew it."""
+    path = Path(path)
+    check_output(path, "--out", overwrite, png_made_by(COMPARE), f"vitcli {COMPARE}")
 
     plt = png.pyplot()
     fig, panels = plt.subplots(2, 2, figsize=(9, 6.2), sharex=True, sharey="row")
@@ -78,7 +83,7 @@ def write_comparison(runs: Sequence[tuple[str, History]], path: str | Path) -> P
         fontsize=7,
         frameon=False,
     )
-    return png.save(fig, Path(path))
+    return png.save(fig, path, COMPARE, overwrite)
 
 
 def _line(ax, history: History, key: str, **style) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 from vitcli.lab.attention_figure import displayable, picture_paths
 from vitcli.lab.inspection.analysis import InspectReport
 from vitcli.runtime import png  # png.save looked up per call: tests watch what is drawn
-from vitcli.runtime.files import atomic_write, writing
+from vitcli.runtime.outputs import check_output, png_made_by, png_mark, write_output
 from vitcli.training.snapshots import spaced_indices
 
 DPI = 100
@@ -28,13 +28,17 @@ CMAP = "inferno"
 MAX_CLASSES = 20  # columns of classes.png and bars of against-B.png; --json has every class
 MAX_EPOCHS = 12  # rows of an evolution picture: evenly spaced epochs, the first and last included
 EXAMPLES = 8  # images per row of against-B.png
+COMMAND = "inspect"  # the PNGs' mark (runtime.outputs.png_mark): what --overwrite may replace
 
 
-def draw_report(report: InspectReport, out: str | Path | None = None) -> InspectReport:
+def draw_report(
+    report: InspectReport, out: str | Path | None = None, overwrite: bool = False
+) -> InspectReport:
     """The PNGs of every figure in `report`, in `out` (default: the run directory's inspect/); the
-    report with their paths."""
+    report with their paths. A picture already there is replaced only with `overwrite`, and only if
+    `vitcli inspect` drew it."""
     out_dir = Path(out) if out is not None else report.checkpoint.parent / "inspect"
-    pictures: dict[str, list[Path]] = {}
+    planned: dict[str, list[tuple[Path, object]]] = {}  # figure -> its (path, draw) pairs
     drawers = {
         "distance": (report.distance, _distance),
         "positions": (report.similarity, _positions),
@@ -43,17 +47,21 @@ def draw_report(report: InspectReport, out: str | Path | None = None) -> Inspect
     }
     for name, (data, draw) in drawers.items():
         if data is not None:
-            pictures[name] = [_save(out_dir / f"{name}.png", lambda fig, draw=draw: draw(fig, report))]
+            planned[name] = [(out_dir / f"{name}.png", lambda fig, draw=draw: draw(fig, report))]
     if report.evolution is not None:
-        evolution = report.evolution
-        paths = picture_paths(evolution.sources, out_dir)
-        pictures["evolution"] = [
-            _save(path.with_name(f"evolution-{path.name}"), lambda fig, i=i: _evolution(fig, report, i))
+        paths = picture_paths(report.evolution.sources, out_dir)
+        planned["evolution"] = [
+            (path.with_name(f"evolution-{path.name}"), lambda fig, i=i: _evolution(fig, report, i))
             for i, path in enumerate(paths)
         ]
     if report.against is not None:
         name = _run_name(report.against.b)
-        pictures["against"] = [_save(out_dir / f"against-{name}.png", lambda fig: _against(fig, report))]
+        planned["against"] = [(out_dir / f"against-{name}.png", lambda fig: _against(fig, report))]
+    for path, _ in (pair for pairs in planned.values() for pair in pairs):  # all refused before any is drawn
+        check_output(path, "--out", overwrite, png_made_by(COMMAND), f"vitcli {COMMAND}")
+    pictures = {
+        name: [_save(path, draw, overwrite) for path, draw in pairs] for name, pairs in planned.items()
+    }
     return dataclasses.replace(report, pictures=pictures)
 
 
@@ -62,15 +70,20 @@ def _run_name(checkpoint: Path) -> str:
     return checkpoint.parent.name if checkpoint.name == "model.safetensors" else checkpoint.stem
 
 
-def _save(path: Path, draw) -> Path:
+def _save(path: Path, draw, overwrite: bool) -> Path:
     """Draw on a new figure, which `draw` sizes, and write it atomically as PNG."""
 
     plt = png.pyplot()
     fig = plt.figure(dpi=DPI)
     try:
         draw(fig)
-        with writing(path, "picture"):
-            atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
+        write_output(
+            path,
+            lambda tmp: fig.savefig(tmp, dpi=DPI, format="png", metadata=png_mark(COMMAND)),
+            "--out",
+            overwrite,
+            "picture",
+        )
     finally:
         plt.close(fig)
     return path

@@ -43,11 +43,15 @@ pre { background: #f6f6f6; padding: .6em .8em; overflow-x: auto; font-size: 12px
 """
 
 
+GENERATOR = "vitcli report"
+
+
 def render_html(document: Document) -> str:
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f'<meta name="generator" content="{GENERATOR}">',  # what `--overwrite` may replace
         f"<title>{escape(document.title)}</title>",
         f"<style>{STYLE}</style></head><body>",
         f"<h1>{escape(document.title)}</h1>",

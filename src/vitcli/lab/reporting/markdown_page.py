@@ -8,10 +8,14 @@ from vitcli.lab.reporting.document import Code, Document, Figure, Heading, Note,
 MARKDOWN = "report.md"
 
 
+MARK = "<!-- made by vitcli report -->"
+
+
 def render_markdown(document: Document) -> tuple[str, dict[str, bytes]]:
     """The Markdown text and the pictures it links to (file name -> PNG)."""
     pictures: dict[str, bytes] = {}
-    lines = [f"# {document.title}", "", *(f"{line}  " for line in document.lead), ""]
+    # The comment (not shown by any Markdown viewer) marks the file as one `--overwrite` may replace.
+    lines = [MARK, f"# {document.title}", "", *(f"{line}  " for line in document.lead), ""]
     for section in document.sections:
         lines += [f"## {section.title}", ""]
         for block in section.blocks:

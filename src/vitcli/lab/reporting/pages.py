@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vitcli.errors import ConfigError, OutputError
-from vitcli.lab.reporting.html_page import render_html
-from vitcli.lab.reporting.markdown_page import MARKDOWN, render_markdown
+from vitcli.errors import ConfigError
+from vitcli.lab.reporting.html_page import GENERATOR, render_html
+from vitcli.lab.reporting.markdown_page import MARK, MARKDOWN, render_markdown
 from vitcli.lab.reporting.report_options import Options
 from vitcli.lab.reporting.sections import Report, build
 from vitcli.lab.reporting.study import gather
-from vitcli.runtime.files import atomic_write, writing
+from vitcli.runtime.outputs import check_output, png_made_by, write_output
+
+WHOSE = "vitcli report"
 
 
 def make_report(paths: list[str | Path], options: Options | None = None) -> Report:
@@ -32,23 +34,21 @@ def check_outputs(html: str | Path | None, markdown: str | Path | None, overwrit
             raise ConfigError(
                 f"--html {html} is a folder; give the HTML file's name, e.g. {html / 'report.html'}"
             )
-        if not overwrite:
-            _refuse_existing(html, "--html")
+        check_output(html, "--html", overwrite, _html_made_here, WHOSE)
     if markdown is not None:
         markdown = Path(markdown)
         if markdown.exists() and not markdown.is_dir():
             raise ConfigError(
                 f"--markdown {markdown} is a file; give a folder for report.md and its pictures"
             )
-        if not overwrite:
-            _refuse_existing(markdown / MARKDOWN, "--markdown")
+        check_output(markdown / MARKDOWN, "--markdown", overwrite, _markdown_made_here, WHOSE)
 
 
 def write_html(report: Report, path: str | Path, overwrite: bool = False) -> Path:
     path = Path(path)
     check_outputs(path, None, overwrite)
-    _write(path, render_html(report.document).encode("utf-8"), overwrite, "--html")
-    return path
+    data = render_html(report.document).encode("utf-8")
+    return write_output(path, lambda tmp: tmp.write_bytes(data), "--html", overwrite)
 
 
 def write_markdown(report: Report, folder: str | Path, overwrite: bool = False) -> Path:
@@ -56,26 +56,31 @@ def write_markdown(report: Report, folder: str | Path, overwrite: bool = False) 
     folder = Path(folder)
     check_outputs(None, folder, overwrite)
     text, pictures = render_markdown(report.document)
-    if not overwrite:  # refuse before any picture is written
-        for name in pictures:
-            _refuse_existing(folder / name, "--markdown")
+    for name in pictures:  # refused before any picture is written
+        # The report's own charts, and the pictures attention and inspect drew for it.
+        check_output(folder / name, "--markdown", overwrite, _vitcli_png, "vitcli")
     for name, data in pictures.items():
-        _write(folder / name, data, overwrite, "--markdown")
+        write_output(folder / name, lambda tmp, data=data: tmp.write_bytes(data), "--markdown", overwrite)
     # Last: a report.md is there only when all its pictures are.
-    _write(folder / MARKDOWN, text.encode("utf-8"), overwrite, "--markdown")
-    return folder / MARKDOWN
+    data = text.encode("utf-8")
+    return write_output(folder / MARKDOWN, lambda tmp: tmp.write_bytes(data), "--markdown", overwrite)
 
 
-def _refuse_existing(path: Path, option: str) -> None:
-    if path.exists():
-        raise ConfigError(f"{path} already exists; pass --overwrite to replace it, or another {option}")
+def _html_made_here(path: Path) -> bool:
+    return f'<meta name="generator" content="{GENERATOR}">'.encode() in _head(path)
 
 
-def _write(path: Path, data: bytes, overwrite: bool, option: str) -> None:
+def _markdown_made_here(path: Path) -> bool:
+    return _head(path).startswith(MARK.encode())
+
+
+def _vitcli_png(path: Path) -> bool:
+    return any(png_made_by(command)(path) for command in ("report", "attention", "inspect"))
+
+
+def _head(path: Path) -> bytes:
     try:
-        with writing(path, option=option):
-            atomic_write(path, lambda tmp: tmp.write_bytes(data), replace=overwrite)
-    except OutputError as e:
-        if not overwrite and path.exists():  # made by someone else meanwhile: never replaced
-            _refuse_existing(path, option)
-        raise e from None
+        with open(path, "rb") as file:
+            return file.read(4096)
+    except OSError:
+        return b""

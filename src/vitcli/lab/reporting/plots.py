@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from vitcli.lab.reporting.stats import SeedBand
 from vitcli.runtime import png
+from vitcli.runtime.outputs import png_mark
 
 MIN_SPAN = png.ACCURACY_SPAN  # an accuracy axis spans at least 10 points
 DPI = 100
@@ -41,7 +42,7 @@ def to_png(fig, rect: tuple[float, float, float, float] = (0, 0, 1, 1)) -> bytes
     buffer = io.BytesIO()
     try:
         fig.tight_layout(rect=rect)
-        fig.savefig(buffer, dpi=DPI, format="png")
+        fig.savefig(buffer, dpi=DPI, format="png", metadata=png_mark("report"))
     finally:
         png.pyplot().close(fig)
     return buffer.getvalue()
