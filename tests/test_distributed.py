@@ -1,12 +1,15 @@
 """Data-parallel training on the CPU with gloo: 2 processes against 1 on the same global batch and seed,
-one run directory, Ctrl-C, and a resume on another number of processes."""
+one run directory, Ctrl-C, a lost rank (kill -9), an error only rank 1 hits, and a resume on another
+number of processes."""
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,8 +20,9 @@ from run_helpers import REPO, tensors
 from vitcli.data.batches import Augmentation, Batches
 from vitcli.data.datasets import Split
 from vitcli.data.preprocessing import Preprocessing
+from vitcli.errors import EXIT_RANK_LOST, RankLost, VitcliError
 from vitcli.runtime.interrupt import GracefulStop
-from vitcli.runtime.launch import without_nproc
+from vitcli.runtime.launch import AFTER_LOSS, failed, without_nproc
 from vitcli.training.checkpoint import load_checkpoint
 
 # The augmentation, mixup and the small ViT all run, so that every random draw is shared by the ranks.
@@ -28,9 +32,11 @@ SETTINGS = [
 ]  # fmt: skip
 
 
-def vitcli(*args, **popen):
-    """`python -m vitcli ARGS` in a new process group (as a terminal's job: Ctrl-C reaches all of it)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+def vitcli(*args, first_on_path=(), **popen):
+    """`python -m vitcli ARGS` in a new process group (as a terminal's job: Ctrl-C reaches all of it), with
+    the folders `first_on_path` on PYTHONPATH before vitcli's."""
+    path = os.pathsep.join([*map(str, first_on_path), str(REPO / "src")])
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "vitcli", *map(str, args)]
     return subprocess.Popen(command, env=env, start_new_session=True, text=True, **popen)
 
@@ -100,6 +106,99 @@ def test_ctrl_c_stops_both_processes_and_the_run_resumes_on_one(tmp_path):
     assert whole.exit_code == 0, whole.output
     assert_same_model(out / "whole", out / "stopped")
     assert [m["epoch"] for m in epochs(out / "stopped")] == [1, 2, 3]
+
+
+def worker_pid(launcher: subprocess.Popen, rank: int) -> int | None:
+    """The pid of the process of `rank` that --nproc's launcher started: the launcher's child whose
+    environment has RANK=rank (Linux's /proc)."""
+    for children in Path(f"/proc/{launcher.pid}/task").glob("*/children"):
+        for pid in children.read_text().split():
+            with contextlib.suppress(OSError):  # ended meanwhile
+                if f"RANK={rank}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                    return int(pid)
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the workers through Linux's /proc")
+def test_a_rank_killed_by_sigkill_is_one_line_naming_it_and_the_run_resumes(tmp_path):
+    data = write_mnist(tmp_path / "data", train=400, test=100)
+    out = tmp_path / "runs"
+    child = vitcli("train", "--data-dir", data, *SETTINGS, "--out", out, "--name", "lost", "--nproc", 2,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        metrics, deadline = out / "lost" / "metrics.jsonl", time.monotonic() + 120
+        while not (metrics.exists() and metrics.read_text()) and child.poll() is None:
+            assert time.monotonic() < deadline, "no epoch in 120 s"
+            time.sleep(0.02)
+        rank1 = worker_pid(child, 1)
+        assert rank1 is not None or child.poll() is not None, "rank 1 is not among the launcher's children"
+        if rank1 is not None:
+            os.kill(rank1, signal.SIGKILL)  # what the OOM killer or `kill -9` does: no handler runs
+        _, stderr = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:  # a failed assertion: leave no training behind
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+    if child.returncode == 0:
+        pytest.skip("the run finished before rank 1 was killed (a very fast machine)")
+
+    assert child.returncode == EXIT_RANK_LOST, stderr
+    assert stderr.splitlines() == [
+        f"error: rank 1 of 2 was lost (killed by signal 9, SIGKILL); the state of the last finished epoch "
+        f"is kept: resume with vitcli train --resume {out / 'lost'}"
+    ]
+    resumed = run("train", "--resume", out / "lost")  # one process: the global batch is the same
+    assert resumed.exit_code == 0, resumed.output
+    assert [m["epoch"] for m in epochs(out / "lost")] == [1, 2, 3]
+
+
+# Loaded by every process started with this folder on PYTHONPATH (Python's `site` imports it): rank 1,
+# and only rank 1, cannot read the data set, an error the other ranks never see.
+RANK_1_CANNOT_READ = """
+import os
+
+if os.environ.get("RANK") == "1":
+    import vitcli.training.run
+    from vitcli.errors import DataError
+
+    def load_splits(*args, **kwargs):
+        raise DataError("cannot read the data set here (rank 1 alone)")
+
+    vitcli.training.run.load_splits = load_splits
+"""
+
+
+def test_an_error_only_rank_1_hits_is_its_one_line_in_the_terminal(tmp_path, mnist_dir):
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "sitecustomize.py").write_text(RANK_1_CANNOT_READ)
+    child = vitcli("train", "--data-dir", mnist_dir, *SETTINGS, "--out", tmp_path / "runs", "--nproc", 2,
+                   first_on_path=[shim], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    _, stderr = child.communicate(timeout=120)
+    assert child.returncode == 1, stderr
+    assert stderr.splitlines() == ["error: rank 1 of 2: cannot read the data set here (rank 1 alone)"]
+
+
+def test_the_launcher_names_the_rank_that_failed_first_and_says_what_only_it_knows(tmp_path):
+    """`failed` reads the ranks' exit codes in the order the agent saw them end; a rank that only found
+    another gone (EXIT_RANK_LOST) is never the cause, even when seen first."""
+    resume = "the state of the last finished epoch is kept: resume with vitcli train --resume runs/x"
+    (tmp_path / AFTER_LOSS).write_text(resume)
+    with pytest.raises(RankLost, match=rf"^rank 1 of 2 was lost \(killed by signal 9, SIGKILL\); {resume}$"):
+        failed({0: EXIT_RANK_LOST, 1: -9}, 2, tmp_path)
+    with pytest.raises(RankLost, match=r"^rank 2 of 4 was lost \(killed by signal 9, SIGKILL\)"):
+        failed({2: -9, 0: -15, 1: EXIT_RANK_LOST}, 4, tmp_path)  # rank 0 stopped by the agent's SIGTERM
+    (tmp_path / AFTER_LOSS).unlink()
+    with pytest.raises(RankLost, match="the run had not started training: run the same command again$"):
+        failed({1: -9}, 2, tmp_path)  # lost before rank 0 held the run directory
+
+    (tmp_path / "rank-1").write_text("cannot read the data set")
+    with pytest.raises(VitcliError, match="^rank 1 of 2: cannot read the data set$"):
+        failed({0: EXIT_RANK_LOST, 1: 1}, 2, tmp_path)
+    assert failed({0: 1, 1: 1}, 2, tmp_path) == 1  # rank 0 printed its own line (the same error)
+    assert failed({0: 130, 1: 130}, 2, tmp_path) == 130  # a stop: rank 0 said how to resume
+    (tmp_path / "rank-1").unlink()
+    assert failed({1: 1, 0: EXIT_RANK_LOST}, 2, tmp_path) == 1  # a bug on rank 1: its traceback is printed
 
 
 def test_a_global_batch_the_processes_cannot_split_is_one_line_before_any_process_starts(tmp_path, mnist_dir):

@@ -7,9 +7,16 @@ DataError, TrainingDiverged and OutOfMemory may pass on another try and are retr
 Anything else that escapes is a bug in vitcli and keeps its traceback.
 """
 
+# The exit codes (README.md's "Errors"). 2 is Click's, for a usage error the parser finds.
+EXIT_ERROR = 1  # a VitcliError: one line says what is wrong
+EXIT_RANK_LOST = 3  # a process of a data-parallel run was lost (kill -9, a crash); its saved state stays
+EXIT_STOPPED = 130  # Ctrl-C, SIGTERM or SIGHUP stopped a run (a shell's code for Ctrl-C)
+
 
 class VitcliError(Exception):
     """A problem with the user's input, files or machine, worded as what is wrong and how to fix it."""
+
+    exit_code = EXIT_ERROR
 
 
 class ConfigError(VitcliError):
@@ -40,6 +47,14 @@ class TrainingDiverged(VitcliError):
 
 class OutOfMemory(VitcliError):
     """The GPU ran out of memory; the state of the last finished epoch stays on disk."""
+
+
+class RankLost(VitcliError):
+    """A process of a data-parallel run is gone (killed, crashed, or ended by an error of its own) while
+    the others needed it; they cannot go on without it. The state of the last finished epoch stays on
+    disk. An exit code of its own, so that a script can tell it from bad input and resume."""
+
+    exit_code = EXIT_RANK_LOST
 
 
 def one_line(error: BaseException) -> str:

@@ -8,6 +8,9 @@ on the CPU) and holds the few collectives a run needs.
 Every rank trains the same model on its own slice of each global batch (`Batches(shard=...)`), DDP
 averages the gradients, and the metrics are summed over the ranks (`all_sum`), so every rank holds the
 same weights and agrees on every number. Only rank 0 writes the run directory (`on_main`).
+
+A rank whose process is gone (kill -9, a crash, an error only it hit) leaves the others failing in their
+next collective; `lost_ranks` makes that one line (RankLost) instead of gloo's traceback.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from vitcli.errors import ConfigError
+from vitcli.errors import ConfigError, RankLost
+from vitcli.runtime.launch import NOT_STARTED
 from vitcli.runtime.ranks import Ranks, launched
 
 T = TypeVar("T")
@@ -64,9 +68,34 @@ def process_group(device: torch.device):
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
-        yield device
+        # Before the run directory is made (a run's own lost_ranks says how to resume it once it is)
+        with lost_ranks(NOT_STARTED):
+            yield device
     finally:
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def lost_ranks(what_to_do: str):
+    """A collective that fails because another rank's process is gone, as RankLost: one line ending in
+    `what_to_do`, where the backend's error is a traceback of its internals. The ranks left cannot go on
+    without the lost one, so they stop here; `--nproc`'s launcher names the lost rank (launch.py)."""
+    try:
+        yield
+    except RuntimeError as e:
+        if not _connection_lost(e):
+            raise
+        raise RankLost(
+            f"another process of this data-parallel run is gone (killed, or ended by an error of its own); "
+            f"{what_to_do}"
+        ) from None
+
+
+def _connection_lost(error: RuntimeError) -> bool:
+    """Whether `error` says that the connection to another rank broke. gloo raises a plain RuntimeError,
+    named by its transport's source file ("[.../gloo/transport/tcp/pair.cc:561] Connection closed by
+    peer"); torch's own connection errors (the rendezvous store's) are DistNetworkError."""
+    return isinstance(error, dist.DistNetworkError) or "gloo/transport" in str(error)
 
 
 def data_parallel(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:

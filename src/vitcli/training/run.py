@@ -32,9 +32,18 @@ from vitcli.models.built import Built
 from vitcli.models.distillation import TeacherCost
 from vitcli.models.pretrained import Adaptation
 from vitcli.runtime.devices import resolve_device
-from vitcli.runtime.distributed import any_rank, current, local_main_first, on_main, process_group, share
+from vitcli.runtime.distributed import (
+    any_rank,
+    current,
+    local_main_first,
+    lost_ranks,
+    on_main,
+    process_group,
+    share,
+)
 from vitcli.runtime.files import atomic_write_text, writing
 from vitcli.runtime.interrupt import GracefulStop, RunStopped
+from vitcli.runtime.launch import AFTER_LOSS, leave_note
 from vitcli.runtime.lock import DirectoryLock
 from vitcli.runtime.ranks import check_batch, launched
 from vitcli.settings.config import Config
@@ -242,8 +251,12 @@ def _train(
     model, preprocess = built.module.to(device), built.preprocessing.on(device)
     ranks = current()
     repeat_window = 2.0 if ranks.distributed else 0.0  # one Ctrl-C reaches a torchrun worker twice
-    with contextlib.ExitStack() as held, GracefulStop(repeat_window) as stop:
+    resume = f"vitcli {config.model.command} --resume {run_dir}"
+    after_loss = f"the state of the last finished epoch is kept: resume with {resume}"
+    with lost_ranks(after_loss), contextlib.ExitStack() as held, GracefulStop(repeat_window) as stop:
         opened = on_main(lambda: _open(held, run_dir, config, built, splits, device, emit, start))
+        if ranks.main:  # what --nproc's launcher says if a rank is lost from here on (runtime/launch.py)
+            leave_note(AFTER_LOSS, after_loss)
         listen, writer = opened or (emit, None)
         with out_of_memory(run_dir):
             fitted = fit(
@@ -262,10 +275,7 @@ def _train(
             )
         # Stopped before the test set too: resuming evaluates it.
         if fitted.stopped or any_rank(stop(), device):
-            command = config.model.command
-            raise RunStopped(
-                f"the state of {run_dir} is saved; go on with: vitcli {command} --resume {run_dir}"
-            )
+            raise RunStopped(f"the state of {run_dir} is saved; go on with: {resume}")
         emit(Status("evaluating the best epoch on the test set"))
         classes = len(splits.info.classes)
         result = RunResult(
