@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -133,6 +134,103 @@ def test_ctrl_c_in_a_terminal_stops_every_job_which_saves_its_state(tmp_path, mn
     assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
     assert len(list(sweep_dir.glob("*/state.safetensors"))) == 2
     assert load_results(sweep_dir) == [] and not list(sweep_dir.rglob(".*.tmp"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="finds the processes in /proc")
+def test_kill_9_of_the_sweep_ends_its_workers_and_the_next_call_goes_on(tmp_path, mnist_dir):
+    """kill -9 of the sweep's process: its busy worker stops its run after the step, saves its state and
+    exits (well within the GRACE_S after which it would be killed), its idle one exits at once, and nothing
+    of that call is left (its resource tracker included); the same command then resumes the stopped run."""
+    args = ["sweep", "--data-dir", mnist_dir, "--subset", 200, "--val-size", 60, "--epochs", 12]
+    args += ["--batch-size", 32, "--device", "cpu", "--out", tmp_path / "sweeps", "--name", "killed"]
+    args += ["--embed-dim", 6, "--heads", 2, 4, "--jobs", 2]  # 4 heads are invalid: that worker idles
+    with (tmp_path / "first.log").open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "vitcli", *map(str, args)], stdout=log, stderr=log, start_new_session=True
+        )
+    sweep_dir, workers = tmp_path / "sweeps" / "killed", []
+    try:
+        deadline = time.monotonic() + 120
+        while not (
+            len(workers) == 2
+            and len(load_results(sweep_dir)) == 1  # the invalid run's row: one worker is idle
+            and list(sweep_dir.glob("*/metrics.jsonl"))  # and the other trains
+        ):
+            assert process.poll() is None, (tmp_path / "first.log").read_text()
+            assert time.monotonic() < deadline, "the workers did not start"
+            time.sleep(0.1)
+            workers = workers_of(process.pid)
+        process.kill()
+        process.wait()
+        deadline = time.monotonic() + 20
+        while processes_in_group(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert processes_in_group(process.pid) == {}, "stray processes of the killed sweep"
+    finally:
+        for pid in processes_in_group(process.pid):
+            os.kill(pid, signal.SIGKILL)
+    [run_dir] = [path.parent for path in sweep_dir.glob("*/metrics.jsonl")]
+    assert (run_dir / "state.safetensors").is_file() and not list(run_dir.glob(".*.tmp"))
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) < 12  # stopped, not trained to its end
+
+    again = run(*args)
+    assert again.exit_code == 0, again.output
+    assert "1 to run, 1 already recorded" in said(again)
+    assert [r["status"] for r in load_results(sweep_dir)] == ["finished", "failed"]  # plan order
+    assert len(json.loads((run_dir / "provenance.json").read_text())["resumes"]) == 1
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 12
+    assert processes_in_group(process.pid) == {}
+
+
+# A worker as die_with_parent sees it: it holds the read end of the pipe, whose write end only the parent
+# has; closing that end here is what the parent's death does.
+ORPHAN = """
+import os, time
+from multiprocessing import Pipe
+from vitcli.runtime.orphans import die_with_parent
+alive, end = Pipe(duplex=False)
+die_with_parent({parent}, alive)
+end.close()
+time.sleep(30)
+print("still here")
+"""
+
+
+@pytest.mark.parametrize("parent", ["os.getppid()", "os.getppid() + 1_000_000"], ids=["dies", "gone"])
+def test_an_idle_worker_exits_when_its_parent_dies_or_is_gone_before_it_watches(parent):
+    started, code = time.monotonic(), ORPHAN.format(parent=parent)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 1 and done.stdout == "" and done.stderr == ""
+    assert time.monotonic() - started < 20
+
+
+def workers_of(parent: int) -> list[int]:
+    """The pids of the pool's workers among `parent`'s children (not its resource tracker)."""
+    return [pid for pid, (ppid, _) in processes().items() if ppid == parent and "spawn_main" in cmdline(pid)]
+
+
+def processes() -> dict[int, tuple[int, int]]:
+    """Every live process here (zombies are dead): its parent's pid and its process group."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, ppid, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, IndexError):  # it ended meanwhile
+            continue
+        if state != "Z":
+            found[int(stat.parent.name)] = (int(ppid), int(group))
+    return found
+
+
+def processes_in_group(group: int) -> dict[int, str]:
+    return {pid: cmdline(pid) for pid, (_, g) in processes().items() if g == group}
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+    except OSError:
+        return ""
 
 
 # --- --executor slurm (submitit's local processes here) ----------------------------------------------

@@ -13,6 +13,10 @@ and saves its state (its GracefulStop), and this process starts no more runs, re
 that finish meanwhile, and raises RunStopped. A second Ctrl-C stops the runs at once. SIGTERM is taken as
 Ctrl-C. A signal to this process alone (`kill PID`) stops starting runs and lets the running ones finish;
 a second one passes SIGTERM on to the workers, which stops their runs as a first Ctrl-C would.
+
+kill -9 of this process (or its death by any other means) ends the workers too (vitcli.runtime.orphans):
+a running run gets SIGTERM, stops after its step and saves its state, and its worker exits; an idle
+worker exits at once. The next call goes on with the runs not recorded, a stopped one from its state.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import torch
 from vitcli.errors import ConfigError, VitcliError
 from vitcli.runtime.devices import resolve_device
 from vitcli.runtime.interrupt import RunStopped
+from vitcli.runtime.orphans import die_with_parent, working
 from vitcli.sweeps.attempt import attempt
 from vitcli.sweeps.plan import PlannedRun, Sweep
 
@@ -83,7 +88,10 @@ def run_in_processes(sweep: Sweep, todo: list[PlannedRun], jobs: int, record: Re
     gpu_ids, started, stopping = context.SimpleQueue(), context.SimpleQueue(), context.Event()
     for gpu in (gpus or [])[:workers]:
         gpu_ids.put(gpu)
-    setup = (max(1, cores() // workers), gpu_ids if gpus else None, started, stopping)
+    # The workers watch `alive` to end with this process; only this process holds `end` ("spawn" gives
+    # a worker only the files passed to it), so the pipe closes when this process dies, however it dies.
+    alive, end = context.Pipe(duplex=False)
+    setup = (max(1, cores() // workers), gpu_ids if gpus else None, started, stopping, os.getpid(), alive)
     light = dataclasses.replace(sweep, runs=[])  # what a row needs of its sweep, without every planned run
     with signals_ignored():  # inherited: a worker that is still starting ignores Ctrl-C too
         pool = ProcessPoolExecutor(workers, context, initializer=_start_worker, initargs=setup)
@@ -100,6 +108,8 @@ def run_in_processes(sweep: Sweep, todo: list[PlannedRun], jobs: int, record: Re
                 raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        end.close()  # after the workers ended: closed sooner, it would end them
+        alive.close()
 
 
 def _collect(futures: dict[Future, PlannedRun], record: Record, stopping: bool = False) -> None:
@@ -151,12 +161,14 @@ def cores() -> int:
 # --- in the worker processes -------------------------------------------------------------------------
 
 
-def _start_worker(threads: int, gpu_ids, started, stopping) -> None:
+def _start_worker(threads: int, gpu_ids, started, stopping, parent: int, alive) -> None:
     """Set up a worker before its first run: its GPU before anything starts CUDA, its share of the CPU
-    threads, and Ctrl-C ignored between runs (an idle worker that died of it would break the pool)."""
+    threads, Ctrl-C ignored between runs (an idle worker that died of it would break the pool), and its
+    end when the sweep's process ends."""
     global _stopping
     for sig in SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
+    die_with_parent(parent, alive)
     if gpu_ids is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu_ids.get()
     torch.set_num_threads(threads)
@@ -170,9 +182,10 @@ def _run_in_worker(sweep: Sweep, run: PlannedRun) -> dict[str, Any]:
     nothing."""
     previous = {sig: signal.signal(sig, signal.default_int_handler) for sig in SIGNALS}
     try:
-        if _stopping is not None and _stopping.is_set():
-            raise RunStopped(f"{run.label} was not started: the sweep is stopping")
-        return attempt(sweep, run, lambda event: None)
+        with working():  # inside the handlers: the sweep's process dying stops the run as SIGTERM does
+            if _stopping is not None and _stopping.is_set():
+                raise RunStopped(f"{run.label} was not started: the sweep is stopping")
+            return attempt(sweep, run, lambda event: None)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
