@@ -164,19 +164,22 @@ def _run(plan, executor: str, jobs: int, slurm: SlurmOptions, shown) -> list[dic
 
 
 def _lines(shown):
-    """One line per finished run, per submitted batch of jobs, and per note; runs elsewhere show no bar."""
+    """One line per finished run, per batch of jobs submitted or attached to, and per note; runs elsewhere
+    show no bar."""
     from vitcli.sweeps.execute import RunEnded
-    from vitcli.sweeps.slurm import JobsSubmitted
+    from vitcli.sweeps.slurm import JobsAttached, JobsSubmitted
 
     def listen(event) -> None:
         if isinstance(event, RunEnded):
             shown.print(_run_line(event), highlight=False)
-        elif isinstance(event, JobsSubmitted):
+        elif isinstance(event, (JobsSubmitted, JobsAttached)):
             count = f"{len(event.job_ids)} job{'s' * (len(event.job_ids) != 1)}"
-            ids = ", ".join(event.job_ids)
-            shown.print(
-                f"submitted {count} ({escape(ids)}); logs in {escape(str(event.folder))}", highlight=False
-            )
+            ids, logs = escape(", ".join(event.job_ids)), escape(str(event.folder))
+            if isinstance(event, JobsAttached):
+                line = f"attached to {count} still running or queued ({ids}); logs in {logs}"
+            else:
+                line = f"submitted {count} ({ids}); logs in {logs}"
+            shown.print(line, highlight=False)
         elif isinstance(event, Status):
             print_note(event.message, shown)
 
@@ -255,11 +258,11 @@ def print_results(rows, axes, sweep_dir, as_json: bool, plot: bool, new_runs: in
         typer.echo(json.dumps(result))
         return
     console.print(sweep_table(groups, axes, f"{len(rows)} runs in {sweep_dir}"))
-    for group in groups:
-        for error in group.errors:
-            console.print(
-                f"[red]failed[/] {escape(describe(group.values))}: {escape(error)}", highlight=False
-            )
+    for row in rows:
+        if row["status"] == FAILED:
+            # The run's own values, its seed among them: its group's would not say which run failed.
+            run = describe(row["values"]) if row["values"] else row["run"]
+            console.print(f"[red]failed[/] {escape(run)}: {escape(row['error'])}", highlight=False)
     for kept, of in sorted({tuple(r["capped"]["test"]) for r in rows if r.get("capped", {}).get("test")}):
         notes.append(f"test accuracy on {kept:,} of the {of:,} test images (a test set cut by --subset)")
     for note in notes:

@@ -4,14 +4,18 @@
     rows = run_on_slurm(sweep, options, on_event=print)
 
 submitit (optional: pip install 'vitcli[slurm]') keeps each job's pickled call, its logs and its result in
-SWEEP_DIR/slurm. A job trains or resumes one run in its own run directory, as a local sweep does
-(`sweep_attempt`), writes the run's row to RUN_DIR/row.json and returns it. This process waits for the jobs
-and records their rows as they end (the one writer of results.jsonl); a job that ends without its row (it
-raised, was cancelled, timed out, lost its node) becomes a failed row of kind "job" with its state and log.
+SWEEP_DIR/slurm, and this process each run's job id in SWEEP_DIR/slurm/job_ids.json. A job trains or
+resumes one run in its own run directory, as a local sweep does (`sweep_attempt`), writes the run's row to
+RUN_DIR/row.json and returns it. This process waits for the jobs and records their rows as they end (the
+one writer of results.jsonl); a job that ends without its row becomes a failed row of kind "job" saying
+why: the exception it raised, or, without one, that its process was killed (kill -9, out of memory) or
+what Slurm's state says (cancelled, time limit, lost node).
 
-If this process stops, the jobs go on: `vitcli report` and the next `vitcli sweep` with the same options
-gather the rows they leave in their run directories (`sweep_results.job_rows`). Where there is no Slurm (no
-`srun`), submitit runs the jobs as local processes; then at most --max-parallel run at a time.
+If this process stops (Ctrl-C, kill, a closed ssh session), the jobs go on: `vitcli report` and the next
+`vitcli sweep` with the same options gather the rows they leave in their run directories
+(`sweep_results.job_rows`), and that sweep attaches to the jobs still pending or running (their ids in
+job_ids.json) rather than submit their runs again. Where there is no Slurm (no `srun`), submitit runs the
+jobs as local processes; then at most --max-parallel run at a time.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Any
 
 import torch
 
-from vitcli.errors import ConfigError
+from vitcli.errors import ConfigError, OutputError
 from vitcli.events import Status
 from vitcli.runtime.files import atomic_write_text, writing
 from vitcli.runtime.interrupt import RunStopped
@@ -38,6 +42,23 @@ from vitcli.sweeps.results import ROW_FILE
 
 SLURM_DIR = "slurm"  # in the sweep directory: submitit's pickles and the jobs' logs
 JOB = "job"  # the kind of failure of a job that ended without its row; retried like the others
+JOB_IDS = "job_ids.json"  # in SLURM_DIR: {run key: {"job": id, "cluster": "slurm" or "local"}}
+# Slurm's states of a job that may still give its run's row: an earlier call's job in one is attached to.
+# UNKNOWN (sacct does not know the id) is not one: waiting for it could last for ever.
+QUEUED_OR_RUNNING = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "SUSPENDED")
+# What Slurm's state of a job that ended without its result says happened to it. Any other state (FAILED,
+# or a local job's) means that its process was killed: an exception in the job is pickled as its result.
+ENDED = {
+    "CANCELLED": "was cancelled (scancel)",
+    "TIMEOUT": "ran past its time limit (--timeout-min)",
+    "OUT_OF_MEMORY": "ran out of memory",
+    "NODE_FAIL": "lost its node",
+    "BOOT_FAIL": "lost its node",
+    "PREEMPTED": "was preempted",
+    "DEADLINE": "passed its deadline",
+}
+KILLED = "'s process was killed (kill -9, or out of memory)"
+RESUME = "resume: run the same vitcli sweep command again"
 DEFAULT_TIMEOUT_MIN = 24 * 60  # submitit's own default is 5 minutes: too short for training
 NO_SLURM = "no Slurm here: submitit runs the jobs as local processes"
 INSTALL = "--executor slurm needs submitit: pip install 'vitcli[slurm]'"
@@ -63,6 +84,17 @@ class JobsSubmitted:
     job_ids: list[str]
     folder: Path  # their logs
     cluster: str  # "slurm", or "local" without Slurm
+
+
+@dataclass
+class JobsAttached:
+    """Jobs an earlier call submitted that are still pending or running: this call waits for their rows
+    instead of submitting their runs again."""
+
+    runs: list[PlannedRun]
+    job_ids: list[str]
+    folder: Path  # their logs
+    cluster: str
 
 
 def check_executor(sweep: Sweep, executor: str, jobs: int, options: SlurmOptions) -> None:
@@ -120,9 +152,10 @@ def run_on_slurm(
     poll_s: float | None = None,
 ) -> list[dict[str, Any]]:
     """Run every run not yet recorded as a submitit job and record the rows as the jobs end; return this
-    sweep's rows (in plan order). Runs known to be invalid get their row here, without a job. Events: a
-    Status (without Slurm), JobsSubmitted, and RunEnded for each run. Ctrl-C stops the waiting, not the
-    jobs: RunStopped says how to gather their rows."""
+    sweep's rows (in plan order). Runs known to be invalid get their row here, without a job, and runs
+    whose job from an earlier call is still pending or running are waited for, not submitted again.
+    Events: a Status (without Slurm), JobsAttached, JobsSubmitted, and RunEnded for each run. Ctrl-C stops
+    the waiting, not the jobs: RunStopped says how to gather their rows."""
     options = options or SlurmOptions()
     check_executor(sweep, "slurm", 1, options)
     emit = on_event or (lambda event: None)
@@ -141,13 +174,19 @@ def run_on_slurm(
             record(run, attempt(sweep, run, emit))
         if executor is not None:
             poll_s = poll_s or (10.0 if executor.cluster == "slurm" else 1.0)
+            running = attach(executor, todo)
+            if running:
+                ids = [job.job_id for _, job in running]
+                emit(JobsAttached([run for run, _ in running], ids, executor.folder, executor.cluster))
+            attached = {run.key for run, _ in running}
+            waiting = [run for run in todo if run.key not in attached]
             try:
-                _wait_for_jobs(executor, sweep, todo, options.max_parallel, record, emit, poll_s)
+                _wait_for_jobs(executor, sweep, waiting, running, options.max_parallel, record, emit, poll_s)
             except KeyboardInterrupt:
                 raise RunStopped(
                     "stopped waiting for the jobs; those still running go on and leave their rows in "
-                    f"their run directories: vitcli report {sweep.dir} shows them, and the same command, "
-                    "once they have ended, records them and submits the rest"
+                    f"their run directories: vitcli report {sweep.dir} shows them, and the same command "
+                    "waits for them again and submits the rest"
                 ) from None
     return recorder.planned()
 
@@ -169,15 +208,17 @@ def slurm_executor(sweep: Sweep, options: SlurmOptions):
     return executor
 
 
-def _wait_for_jobs(executor, sweep: Sweep, todo, max_parallel, record, emit, poll_s: float) -> None:
+def _wait_for_jobs(executor, sweep: Sweep, todo, running, max_parallel, record, emit, poll_s) -> None:
     """Submit the runs, on Slurm as one array (Slurm keeps --max-parallel of them running), locally at
-    most --max-parallel at a time, and record each job's row as it ends."""
+    most --max-parallel at a time (the `running` jobs attached to among them), and record each job's row
+    as it ends."""
     on_slurm = executor.cluster == "slurm"
-    window = len(todo) if on_slurm else max_parallel or len(todo)
+    every = len(todo) + len(running)
+    window = every if on_slurm else max_parallel or every
     # Local jobs share this machine's cores, as --jobs workers do; a Slurm job has its own.
     threads = None if on_slurm else max(1, cores() // window)
     light = dataclasses.replace(sweep, runs=[])  # what a job needs of its sweep, without every planned run
-    waiting, running = list(todo), []
+    waiting, running = list(todo), list(running)
     while waiting or running:
         if waiting and len(running) < window:
             batch, waiting = waiting[: window - len(running)], waiting[window - len(running) :]
@@ -187,11 +228,12 @@ def _wait_for_jobs(executor, sweep: Sweep, todo, max_parallel, record, emit, pol
             with signals_ignored():
                 jobs = executor.map_array(run_job, [light] * len(batch), batch, [threads] * len(batch))
             running += list(zip(batch, jobs))
+            _save_job_ids(executor.folder, batch, jobs, executor.cluster)
             emit(JobsSubmitted(batch, [job.job_id for job in jobs], executor.folder, executor.cluster))
         ended = [(run, job) for run, job in running if job.done()]
         for run, job in ended:
             running.remove((run, job))
-            record(run, job_row(sweep, run, job))
+            record(run, job_row(sweep, run, job, executor.cluster))
         if not ended:
             time.sleep(poll_s)
 
@@ -210,18 +252,103 @@ def run_job(sweep: Sweep, run: PlannedRun, threads: int | None = None) -> dict[s
     return row
 
 
-def job_row(sweep: Sweep, run: PlannedRun, job) -> dict[str, Any]:
-    """The row an ended job returned, or a failed row of kind "job" naming its state and its log."""
+def job_row(sweep: Sweep, run: PlannedRun, job, cluster: str = "slurm") -> dict[str, Any]:
+    """The row an ended job returned, or a failed row of kind "job" saying why it has none, and its log."""
     # extra vitcli[slurm]
-    from submitit.core.utils import FailedJobError
+    from submitit.core.utils import FailedJobError, UncompletedJobError
 
+    # A local job's result is on this machine's disk: none now is none at all (submitit would wait 15 s
+    # for it, as for a shared file system that shows it late).
+    if cluster == "local" and not job.paths.result_pickle.exists():
+        return failed_row(sweep, run, JOB, _lost(job, cluster))
     try:
         return job.result()
-    except Exception as e:  # whatever kept the row from coming back: the job is one failed run
-        what = f"raised {_raised(str(e))}" if isinstance(e, FailedJobError) else "ended without a row"
-        return failed_row(
-            sweep, run, JOB, f"job {job.job_id} {what} (state {job.state}); log: {job.paths.stderr}"
-        )
+    except FailedJobError as e:  # the job raised: its exception line says why
+        error = f"job {job.job_id} raised {_raised(str(e))}; log: {job.paths.stderr}"
+    except UncompletedJobError:  # no result at all: the process or the job was ended from outside
+        error = _lost(job, cluster)
+    except Exception as e:  # a result that cannot be read: one failed run all the same
+        error = f"job {job.job_id} ended without a row ({type(e).__name__}: {e}); log: {job.paths.stderr}"
+    return failed_row(sweep, run, JOB, error)
+
+
+def _lost(job, cluster: str) -> str:
+    """Why a job ended without its result, what is kept and what to do. A local job's own state says
+    nothing here (its controller ended well after the run's process was killed: "FINISHED")."""
+    state = job.state if cluster == "slurm" else ""
+    ended = ENDED.get(state.split(" ")[0].upper())  # "CANCELLED by 1234": the state is the first word
+    what = f" {ended}" if ended else KILLED
+    seen = f" (Slurm state {state})" if state else ""
+    return f"job {job.job_id}{what} before it wrote its result{seen}; log: {job.paths.stderr}; {RESUME}"
+
+
+def attach(executor, todo: list[PlannedRun]) -> list[tuple[PlannedRun, Any]]:
+    """The runs of `todo` whose job, submitted by an earlier call (job_ids.json), is still pending or
+    running, each with that job: the sweep waits for them rather than submit them a second time. The
+    other jobs have ended: their rows were gathered from the run directories, and the runs without one
+    are submitted again."""
+    saved = _saved_job_ids(executor.folder)
+    found = [
+        (run, saved[run.key]["job"])
+        for run in todo
+        if saved.get(run.key, {}).get("cluster") == executor.cluster  # a local pid is no Slurm id
+    ]
+    if not found:
+        return []
+    submitit = submitit_module()
+    if executor.cluster != "slurm":
+        jobs = [
+            submitit.LocalJob(executor.folder, job_id, process=_EarlierController(job_id, executor.folder))
+            for _, job_id in found
+        ]
+        return [(run, job) for (run, _), job in zip(found, jobs) if job.state == "RUNNING"]
+    jobs = [submitit.SlurmJob(executor.folder, job_id) for _, job_id in found]
+    submitit.SlurmJob.watcher.update()  # one sacct call for them all
+    return [
+        (run, job)
+        for (run, _), job in zip(found, jobs)
+        if job.watcher.get_state(job.job_id, mode="cache").split(" ")[0].upper() in QUEUED_OR_RUNNING
+    ]
+
+
+class _EarlierController:
+    """The controller process of a local job an earlier call started, as submitit's LocalJob polls it (it
+    expects a Popen): not this process's child, so its pid (the job's id) and /proc say whether it still
+    runs. Where there is no /proc (not Linux) it reads as ended, and the run is submitted again."""
+
+    def __init__(self, job_id: str, folder: Path):
+        self.cmdline = Path("/proc", job_id, "cmdline")
+        self.folder = str(folder)
+
+    def poll(self) -> int | None:
+        try:
+            args = self.cmdline.read_bytes().split(b"\0")
+        except OSError:  # no such process
+            return 0
+        # The pid may be another process's since; a zombie's command line is empty.
+        return None if self.folder.encode() in args else 0
+
+
+def _save_job_ids(folder: Path, runs: list[PlannedRun], jobs, cluster: str) -> None:
+    """Add the runs' job ids to job_ids.json as soon as they are submitted: if this process is stopped,
+    the next call finds the jobs there."""
+    saved = _saved_job_ids(folder)
+    saved.update({run.key: {"job": job.job_id, "cluster": cluster} for run, job in zip(runs, jobs)})
+    with writing(folder / JOB_IDS) as path:
+        atomic_write_text(path, json.dumps(saved, indent=1) + "\n")
+
+
+def _saved_job_ids(folder: Path) -> dict[str, dict[str, str]]:
+    path = folder / JOB_IDS
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise OutputError(
+            f"{path} cannot be read ({e}); move it away (runs whose jobs still run would then be "
+            "submitted again) and run the command again"
+        ) from None
 
 
 def _raised(message: str) -> str:
