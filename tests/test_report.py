@@ -142,7 +142,8 @@ def test_an_existing_html_file_is_refused_before_anything_is_made(study, tmp_pat
         before = path.read_bytes()
         refused = run("report", study / "runs", "--html", path, "--overwrite")
         said = " ".join(refused.stderr.split())
-        assert refused.exit_code == 1 and "was not made by vitcli report, so --overwrite leaves it alone" in said
+        assert refused.exit_code == 1
+        assert "was not made by vitcli report, so --overwrite leaves it alone" in said
         assert path.read_bytes() == before
 
 

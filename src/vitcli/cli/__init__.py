@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sys
 
+from vitcli.errors import EXIT_STOPPED
+from vitcli.runtime.interrupt import STOPPED, ctrl_c_stops_at_once
 from vitcli.runtime.version import __version__
 
 
@@ -16,9 +18,16 @@ def main() -> None:
     if sys.argv[1:] == ["--version"]:  # answered before Typer and rich load: the app's own --version says so
         print(f"vitcli {__version__}")
         return
-    from vitcli.cli.commands import run  # Typer, rich and every command's options
+    # First, before Typer, rich and torch load (seconds): a Ctrl-C meanwhile is one line, not a traceback
+    # of the imports it cut.
+    ctrl_c_stops_at_once()
+    try:
+        from vitcli.cli.commands import run  # Typer, rich and every command's options
 
-    run()
+        run()
+    except KeyboardInterrupt:  # outside any command's own handling (user_errors, the command class)
+        print(f"interrupted: {STOPPED}", file=sys.stderr)
+        sys.exit(EXIT_STOPPED)
 
 
 def __getattr__(name: str):

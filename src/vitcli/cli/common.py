@@ -13,8 +13,9 @@ from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from vitcli.cli.options import SETTINGS, click_params
-from vitcli.errors import ConfigError, VitcliError
-from vitcli.runtime.interrupt import RunStopped
+from vitcli.errors import EXIT_ERROR, EXIT_STOPPED, ConfigError, RankLost, VitcliError
+from vitcli.runtime.interrupt import STOPPED, RunStopped, command_ending
+from vitcli.runtime.launch import leave_error, started_by_nproc
 from vitcli.settings.suggest import closest
 
 console = Console()
@@ -28,20 +29,28 @@ def print_note(note: str, shown: Console = err_console) -> None:
 
 
 @contextlib.contextmanager
-def user_errors(interrupted: str = "stopped at once; the state of the last finished epoch is kept"):
-    """Turn a VitcliError into `error: <message>` on stderr and exit 1; a run stopped by Ctrl-C or SIGTERM
-    (RunStopped, which says how to resume) or a second Ctrl-C (`interrupted` says what was kept) into exit
-    130."""
+def user_errors(interrupted: str = STOPPED, last: bool = True):
+    """Turn a VitcliError into `error: <message>` on stderr and its exit code (1; EXIT_RANK_LOST for a
+    lost rank); a run stopped by Ctrl-C or SIGTERM (RunStopped, which says how to resume) or a second
+    Ctrl-C (`interrupted` says what was kept) into exit 130. After the `last` block of a command, a
+    Ctrl-C stops nothing: its work is written, and it only prints (runtime.interrupt.command_ending)."""
     try:
         yield
     except VitcliError as e:
-        # escape: messages quote user input and TOML section names like [model], not rich markup
-        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
+        command_ending()
+        # Under --nproc the launcher names the lost rank itself, in the one line the terminal gets.
+        if not (isinstance(e, RankLost) and started_by_nproc()):
+            # escape: messages quote user input and TOML section names like [model], not rich markup
+            err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+            leave_error(str(e))  # printed by --nproc's launcher if this rank, quiet, is the only one
+        raise typer.Exit(e.exit_code) from None
     except (KeyboardInterrupt, RunStopped) as e:
+        command_ending()
         said = str(e) if isinstance(e, RunStopped) else interrupted
         err_console.print(f"[yellow]interrupted[/]: {escape(said)}", highlight=False, soft_wrap=True)
-        raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_STOPPED) from None
+    if last:
+        command_ending()
 
 
 def spread_values(args: list[str], multi, bool_flags=()) -> list[str]:
@@ -137,7 +146,13 @@ def vitcli_command(
         def invoke(self, ctx):
             if settings:  # the function declares only its own options; the settings' go to ctx.meta
                 ctx.meta[SETTINGS] = {p.name: ctx.params.pop(p.name, None) for p in self.settings_params}
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            except KeyboardInterrupt:  # outside user_errors: while the command imported torch, say
+                # Typer would end it with exit 130 and not a word.
+                said = f"[yellow]interrupted[/]: {escape(STOPPED)}"
+                err_console.print(said, highlight=False, soft_wrap=True)
+                raise typer.Exit(EXIT_STOPPED) from None
 
         def get_params(self, ctx):
             params = super().get_params(ctx)
@@ -158,7 +173,7 @@ def vitcli_command(
                     args = switch_values(args, _switches(self.params))
             except VitcliError as e:
                 err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
-                ctx.exit(1)
+                ctx.exit(EXIT_ERROR)
             with choice_hints():
                 return super().parse_args(ctx, args)
 

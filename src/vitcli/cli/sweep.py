@@ -121,7 +121,7 @@ def sweep(
     # train's settings as options of one or more values (SweepCommand adds them: cli/options.py)
     given = {key: [plain(v) for v in values] for key, values in ctx.meta[SETTINGS].items() if values}
     slurm = SlurmOptions(partition, gpus_per_job, max_parallel, timeout_min)
-    with user_errors():
+    with user_errors(last=False):  # the sweep itself comes after
         plan = plan_sweep(given, config, plain(mode), name, out, preset)
         check_executor(plan, plain(executor), jobs, slurm)
         if dry_run_:

@@ -60,7 +60,7 @@ def train_and_print(
     from vitcli.cli.progress import TrainProgress
     from vitcli.training.run import resume_run, train_run
 
-    with user_errors():
+    with user_errors(interrupted="stopped at once; the state of the last finished epoch is kept"):
         if nproc is not None:
             check_nproc(nproc)
         if resume is not None:

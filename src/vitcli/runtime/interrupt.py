@@ -11,7 +11,9 @@ state of the last finished epoch stays on disk.
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 import time
 
@@ -28,14 +30,55 @@ class StoppedAtOnce(KeyboardInterrupt):  # noqa: N818 - a Ctrl-C, as the rest of
     is left alone."""
 
 
+# What a Ctrl-C that stops a command at once says: every file is written to a temporary name and renamed.
+STOPPED = "stopped at once; no file was half-written (each is written whole or not at all)"
+_stopping = False  # a StoppedAtOnce is on its way up
+
+
 def stop_at_once(signum=None, frame=None) -> None:
+    """Raise StoppedAtOnce, once. Further Ctrl-C are ignored from then on: a second one 0.1 s later would
+    land in the first one's cleanup (removing a temporary file, printing its line) or, once Python shuts
+    down and puts the default handler back, kill the process with no word (exit -2, not 130)."""
+    global _stopping
+    _ignore_ctrl_c()
+    _stopping = True
     raise StoppedAtOnce
 
 
 def ctrl_c_stops_at_once() -> None:
     """Python's own SIGINT handler raises a bare KeyboardInterrupt; the command line uses this one, which
     GracefulStop also puts back when a run ends."""
+    global _stopping
+    _stopping = False
     signal.signal(signal.SIGINT, stop_at_once)
+    sys.unraisablehook = _redeliver
+
+
+def command_ending() -> None:
+    """The command's work is done, or stopped, and what is left is saying so: a Ctrl-C now would cut that
+    line, or kill the process as Python shuts down (exit -2), and stops nothing. A complete export, say,
+    then ends with exit 0 and "wrote", not exit 130 after it."""
+    if signal.getsignal(signal.SIGINT) is stop_at_once:  # the command line's, not a test runner's
+        _ignore_ctrl_c()
+
+
+def _ignore_ctrl_c() -> None:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _redeliver(unraisable) -> None:
+    """A Ctrl-C that lands in a destructor or a finaliser cannot stop anything there: Python prints it as
+    "Exception ignored" and carries on. Deliver it again, to the code the destructor interrupted."""
+    global _stopping
+    if isinstance(unraisable.exc_value, StoppedAtOnce):
+        if _stopping and not sys.is_finalizing():  # not while Python shuts down: stopping anyway
+            _stopping = False
+            signal.signal(signal.SIGINT, stop_at_once)
+            # From a thread, a moment later: raised now, it would land in this hook, which cannot raise.
+            threading.Timer(0.01, os.kill, (os.getpid(), signal.SIGINT)).start()
+        return
+    sys.__unraisablehook__(unraisable)
 
 
 class GracefulStop:
@@ -61,6 +104,8 @@ class GracefulStop:
             stop_at_once()  # the second signal: stop now (atomic writes keep every file whole)
 
     def __enter__(self) -> GracefulStop:
+        global _stopping
+        _stopping = False
         # Python lets only the main thread set handlers; elsewhere a run keeps the default behaviour.
         if threading.current_thread() is threading.main_thread():
             for sig in self.SIGNALS:
@@ -69,4 +114,6 @@ class GracefulStop:
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self.previous.items():
+            if _stopping and handler is stop_at_once:  # the command line's, and the run stopped at once:
+                continue  # Ctrl-C stays ignored while the command ends (stop_at_once)
             signal.signal(sig, handler)

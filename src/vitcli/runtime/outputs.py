@@ -62,8 +62,10 @@ def write_output(
     with writing(path, what, option):
         try:
             atomic_write(path, write, replace=overwrite)
-        except FileExistsError:  # written by another process since the check: theirs stays
-            raise exists(path, option) from None
+        except FileExistsError:
+            if path.exists():  # written by another process since the check: theirs stays
+                raise exists(path, option) from None
+            raise  # a file where the folder should be: `writing` says so
     return path
 
 

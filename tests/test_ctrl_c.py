@@ -1,0 +1,114 @@
+"""Ctrl-C of the commands that are not trainings, as a user's hands give it: twice, 0.1 s apart, at any
+moment. Each ends with one line that fits what it did and an exit code that matches what was written: 130
+and no file (or a whole one it did not get to announce), or 0 after "wrote"; never a traceback, an
+"Exception ignored", a message about epochs, or death by SIGINT (exit -2)."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from cli_helpers import train
+
+REPO = Path(__file__).resolve().parents[1]
+STOPPED = "interrupted: stopped at once; no file was half-written (each is written whole or not at all)"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from fakedata import write_mnist
+
+    root = tmp_path_factory.mktemp("ctrl-c")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VITCLI_CACHE_DIR", str(root / "cache"))
+        data = write_mnist(root / "data", train=96, test=16)
+        done = train(root, data, "--embed-dim", 8, "--depth", 1, "--val-size", 16, "--name", "v")
+        assert done.exit_code == 0, done.output
+    return root
+
+
+def twice(command: list[str], after: float, env: dict) -> subprocess.Popen:
+    """Start `vitcli COMMAND`; a thread sends SIGINT `after` s later and again 0.1 s after that."""
+    import threading
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vitcli", *map(str, command)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+    def press():
+        time.sleep(after)
+        for _ in range(2):
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+            time.sleep(0.1)
+
+    threading.Thread(target=press, daemon=True).start()
+    return process
+
+
+def test_two_ctrl_c_at_any_moment_of_export_and_inspect_end_in_one_fitting_line(trained, tmp_path):
+    env = {**os.environ, "VITCLI_CACHE_DIR": str(trained / "cache"), "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    run_dir = trained / "runs" / "v"
+    tries = []  # (the output, the process): while Python starts, while torch loads, while the work runs
+    for i, after in enumerate((0.05, 0.8, 2.5, 4.0)):
+        out = tmp_path / f"e{i}.onnx"
+        tries.append((out, twice(["export", run_dir, "--format", "onnx", "--out", out], after, env)))
+    for i, after in enumerate((0.8, 3.0)):
+        out = tmp_path / f"i{i}"
+        command = ["inspect", run_dir, "--data-dir", trained / "data", "--images", 8, "--out", out]
+        tries.append((out, twice(command, after, env)))
+    for out, process in tries:
+        stdout, stderr = process.communicate(timeout=240)
+        said = (process.returncode, stdout[-300:], stderr)
+        assert process.returncode in (0, 130), said
+        assert "Traceback" not in stderr and "Exception ignored" not in stderr and "epoch" not in stderr, said
+        if process.returncode == 130:
+            assert stderr.strip() == STOPPED and "wrote" not in stdout, said
+        else:
+            assert stderr == "" and out.exists(), said
+        if out.suffix == ".onnx" and out.exists():
+            import onnx
+
+            assert onnx.load(str(out)).metadata_props  # whole
+    assert not list(tmp_path.rglob(".*.tmp"))
+
+
+DESTRUCTOR = textwrap.dedent(
+    """
+    import os, sys, threading, time
+    from vitcli.runtime.interrupt import StoppedAtOnce, ctrl_c_stops_at_once
+
+    class Slow:
+        def __del__(self):  # Ctrl-C arrives in here, where Python cannot raise it
+            threading.Timer(0.05, os.kill, (os.getpid(), 2)).start()
+            time.sleep(0.3)
+
+    ctrl_c_stops_at_once()
+    try:
+        Slow()  # gone at once: its __del__ runs now
+        time.sleep(5)
+    except StoppedAtOnce:
+        print("stopped after the destructor")
+        sys.exit(130)
+    print("ran on")
+    """
+)
+
+
+def test_a_ctrl_c_that_lands_in_a_destructor_still_stops_the_command():
+    """Python cannot raise out of __del__: it prints "Exception ignored" and runs on, so the Ctrl-C would be
+    lost (and the command end with 0 after the user stopped it). It is delivered again, to the code after."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    done = subprocess.run(
+        [sys.executable, "-c", DESTRUCTOR], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 130 and done.stdout == "stopped after the destructor\n", done
+    assert "Exception ignored" not in done.stderr and done.stderr == ""
