@@ -132,3 +132,42 @@ def test_a_second_ctrl_c_between_two_writes_leaves_no_state_ahead_of_the_weights
     result = run(*three_epochs(mnist_dir, tmp_path, "k"))
     assert result.exit_code == 130 and "Traceback" not in result.output
     assert not (tmp_path / "k" / "state.safetensors").exists() and not list((tmp_path / "k").glob(".*.tmp"))
+
+
+def test_eval_of_a_run_still_training_says_these_are_its_best_weights_so_far(tmp_path, mnist_dir):
+    """A real training in a second process: eval scores its model.safetensors, and says that the run is
+    not finished; once the run has stopped, it says nothing of the kind."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run_dir = tmp_path / "live"
+    options = f"--epochs 200 --embed-dim 8 --depth 1 --val-size 20 --device cpu --out {tmp_path} --name live"
+    command = [sys.executable, "-m", "vitcli", "train", "--data-dir", mnist_dir, *options.split()]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    training = subprocess.Popen(
+        list(map(str, command)), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (run_dir / "model.safetensors").is_file() and time.monotonic() < deadline:
+            assert training.poll() is None, training.stderr.read()
+            time.sleep(0.2)
+        scored = run("eval", run_dir, "--json")
+        assert scored.exit_code == 0, scored.output
+        assert json.loads(scored.stdout)["in_progress"] is True
+        said = " ".join(scored.stderr.split())
+        assert f"note: {run_dir} is still training (process {training.pid} on" in said
+        assert (
+            "these are the weights of its best epoch so far (" in said
+            and "of 200), not its final model" in said
+        )
+    finally:
+        training.send_signal(signal.SIGTERM)
+        assert training.wait(timeout=120) == 130
+    after = run("eval", run_dir, "--json")
+    assert after.exit_code == 0 and json.loads(after.stdout)["in_progress"] is False
+    assert "still training" not in after.stderr

@@ -15,8 +15,10 @@ from vitcli.data.datasets import Split
 from vitcli.errors import ConfigError
 from vitcli.lab.class_matching import fit_data
 from vitcli.runtime.devices import resolve_device
-from vitcli.training.checkpoint import load_checkpoint
+from vitcli.runtime.lock import held_by
+from vitcli.training.checkpoint import Checkpoint, checkpoint_file, load_checkpoint
 from vitcli.training.evaluation import EvalResult, evaluate
+from vitcli.training.run_dir import MODEL
 
 
 @dataclass
@@ -29,6 +31,7 @@ class EvalReport:
     data_classes: list[str] | None = None  # the data's name for each of them (as `classes` when None)
     matched_by: str = "name"  # how the data's classes were paired with the model's: "name" or "position"
     notes: list[str] = field(default_factory=list)  # lines for the user (a pairing worth knowing)
+    in_progress: bool = False  # the run was still training: the weights are its best so far
 
     def to_dict(self) -> dict:
         return {
@@ -43,6 +46,7 @@ class EvalReport:
             "classes": self.classes,
             "data_classes": self.data_classes or self.classes,
             "matched_by": self.matched_by,
+            "in_progress": self.in_progress,
         }
 
 
@@ -65,6 +69,7 @@ def eval_checkpoint(
         raise ConfigError(f"--batch-size must be a positive whole number, got {batch_size}")
     torch_device = resolve_device(device)
     checkpoint = load_checkpoint(path, torch_device)
+    in_progress = training_note(checkpoint_file(path), checkpoint)
     data_cfg = checkpoint.config.data.for_evaluation(dataset, data_dir)
     splits = load_splits(data_cfg)
     classes = fit_data(checkpoint.info, splits.info, data_cfg.dataset, match_by_position)
@@ -85,5 +90,22 @@ def eval_checkpoint(
         result,
         list(classes.data_classes),
         classes.by,
-        [classes.note] if classes.note else [],
+        [note for note in (in_progress, classes.note) if note],
+        in_progress is not None,
+    )
+
+
+def training_note(file: Path, checkpoint: Checkpoint) -> str | None:
+    """What to know about scoring the model.safetensors of a run that is still training (its directory is
+    held: runtime/lock.py): these are the best weights so far, not the run's result. None otherwise."""
+    if file.name != MODEL:
+        return None
+    holder = held_by(file.parent)
+    if holder is None:
+        return None
+    epoch, epochs = checkpoint.metrics.get("epoch"), checkpoint.config.train.epochs
+    so_far = f"its best epoch so far ({epoch} of {epochs})" if epoch else "its best epoch so far"
+    return (
+        f"{file.parent} is still training ({holder}): these are the weights of {so_far}, not its final "
+        "model; evaluate it again when it has finished"
     )

@@ -63,10 +63,32 @@ class DirectoryLock:
             self.file.close()  # closing releases the lock; the file stays, empty of meaning once unlocked
 
     def _holder(self) -> str:
-        try:
-            self.file.seek(0)
-            info = json.loads(self.file.read() or "{}")
-        except (OSError, ValueError):
-            info = {}
-        command = " ".join(["vitcli", *info.get("command", [])])[:80]
-        return f"process {info.get('pid', '?')} on {info.get('host', '?')} ({command})"
+        return _describe(self.file)
+
+
+def _describe(file) -> str:
+    """The holder the lock file names: its process, host and command."""
+    try:
+        file.seek(0)
+        info = json.loads(file.read() or "{}")
+    except (OSError, ValueError):
+        info = {}
+    command = " ".join(["vitcli", *info.get("command", [])])[:80]
+    return f"process {info.get('pid', '?')} on {info.get('host', '?')} ({command})"
+
+
+def held_by(directory: Path) -> str | None:
+    """Who holds `directory` now (a run still training, say), or None. Only looks: opens an existing
+    lock file for reading (a read-only run directory is fine) and lets go at once."""
+    path = Path(directory) / LOCK_FILE
+    if fcntl is None or not path.is_file():
+        return None
+    try:
+        with path.open("r", encoding="utf-8") as file:
+            try:
+                fcntl.flock(file, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return _describe(file)
+            return None  # free: closing the file lets go of the shared lock
+    except OSError:  # unreadable: nobody we can name
+        return None
