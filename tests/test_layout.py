@@ -24,7 +24,6 @@ LAZY_ALLOWED = {
     "onnx": "extra vitcli[onnx]",
     "onnxruntime": "extra vitcli[onnx]",
     "tensorboard": "extra vitcli[tensorboard]",
-    "torch.utils.tensorboard": "extra vitcli[tensorboard]",
     "torchvision.transforms": "v2's import takes seconds; only runs with mixup or cutmix use it",
     "torch.distributed": "torchrun's launcher, for --nproc only",
     "resource": "not on Windows",
