@@ -166,3 +166,25 @@ def test_help_paragraphs_are_wrapped_to_the_terminal_not_cut_at_the_docstrings_l
     text = help_text("eval")  # 80 columns: the docstring's second paragraph breaks after "the command"
     assert "differ, the command says which and stops" in " ".join(text.split("\n")[6:9])
     assert not any(line.rstrip().endswith("the command") for line in text.splitlines())
+
+
+def every_command() -> list[tuple[str, ...]]:
+    """`vitcli`, each of its commands, and each command of a group (`cache clear`), as the app lists them."""
+    group = get_command(app)
+    commands: list[tuple[str, ...]] = [()]
+    for name in group.list_commands(None):
+        commands.append((name,))
+        command = group.get_command(None, name)
+        commands += [(name, sub) for sub in getattr(command, "commands", {})]
+    return commands
+
+
+@pytest.mark.parametrize("command", every_command(), ids=lambda c: " ".join(c) or "vitcli")
+def test_no_help_cell_is_cut_at_80_columns(command):
+    """rich cuts a word longer than its cell with '…' (a metavar, a default, a long tag or path in a
+    narrow help column): at 80 columns every cell of every command's help is whole."""
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert not [line for line in lines if "…" in line], "\n".join(lines)
+    assert max(len(line) for line in lines) <= 80

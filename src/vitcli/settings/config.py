@@ -152,8 +152,8 @@ class TrainConfig:
     clip_grad: float = option(0.0, "Clip the gradients' global norm to this (e.g. 1.0).", LEVERS_PANEL)
     snapshot_attention: int = option(
         0,
-        "Keep the attention of K fixed validation images after every epoch (a few KB an epoch, in "
-        "RUN/attention-snapshots/); vitcli inspect RUN --evolution draws it.",
+        "Keep the attention of K fixed validation images after every epoch, a few KB an epoch in the run "
+        "directory's attention-snapshots/; vitcli inspect RUN --evolution draws it.",
         OUTPUT_PANEL,
         metavar="K",
     )

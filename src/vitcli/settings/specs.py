@@ -201,8 +201,8 @@ class TimmSpec(ModelSpec):
     )
     pretrained: str = option(
         "imagenet",
-        "none, imagenet (timm tag vit_small_patch16_224.augreg_in21k_ft_in1k: ImageNet-21k, fine-tuned on "
-        "ImageNet-1k), dino (vit_small_patch16_224.dino, self-supervised) or a local .safetensors/.pth/.bin "
+        "none, imagenet (for vit_small_patch16_224 the timm tag augreg_in21k_ft_in1k: ImageNet-21k, "
+        "fine-tuned on ImageNet-1k), dino (the tag dino, self-supervised) or a local .safetensors/.pth/.bin "
         "state dict in timm's key names. imagenet and dino come through timm from the Hugging Face hub or "
         "its cache (HF_HUB_OFFLINE=1 works with a filled cache).",
         TIMM_PANEL,
