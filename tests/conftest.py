@@ -52,3 +52,33 @@ def small_disk(tmp_path):
 
 def remount_read_only(mount: Path) -> None:
     subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+
+
+@pytest.fixture
+def mnist_run(tmp_path, mnist_dir):
+    """A one-epoch ViT of 2 blocks and 2 heads on fake MNIST: runs/vit (attention's tests)."""
+    from cli_helpers import run
+
+    result = run(
+        "train",
+        "--data-dir",
+        mnist_dir,
+        "--epochs",
+        1,
+        "--batch-size",
+        64,
+        "--device",
+        "cpu",
+        "--heads",
+        2,
+        "--depth",
+        2,
+        "--embed-dim",
+        16,
+        "--out",
+        tmp_path / "runs",
+        "--name",
+        "vit",
+    )
+    assert result.exit_code == 0, result.output
+    return tmp_path / "runs" / "vit"

@@ -156,33 +156,6 @@ def test_several_values_after_one_flag_become_repeated_flags():
 # --- the command -------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def mnist_run(tmp_path, mnist_dir):
-    result = run(
-        "train",
-        "--data-dir",
-        mnist_dir,
-        "--epochs",
-        1,
-        "--batch-size",
-        64,
-        "--device",
-        "cpu",
-        "--heads",
-        2,
-        "--depth",
-        2,
-        "--embed-dim",
-        16,
-        "--out",
-        tmp_path / "runs",
-        "--name",
-        "vit",
-    )
-    assert result.exit_code == 0, result.output
-    return tmp_path / "runs" / "vit"
-
-
 def test_attention_writes_one_picture_per_image_with_the_promised_size(tmp_path, mnist_run):
     out = tmp_path / "pictures"
     result = run("attention", mnist_run, "--index", 0, 5, 17, "--out", out, "--preview")
@@ -238,26 +211,6 @@ def test_attention_on_image_files(tmp_path, mnist_run):
 def test_attention_default_folder_is_the_run_directory(mnist_run):
     assert run("attention", mnist_run).exit_code == 0
     assert (mnist_run / "attention" / "test-0.png").is_file()
-
-
-def test_pictures_are_replaced_only_with_overwrite_and_only_those_attention_drew(tmp_path, mnist_run):
-    out = tmp_path / "p"
-    assert run("attention", mnist_run, "--index", 3, 4, "--out", out).exit_code == 0
-    drawn = (out / "test-3.png").read_bytes()
-    again = run("attention", mnist_run, "--index", 4, 3, "--out", out)
-    assert again.exit_code == 1 and " ".join(again.stderr.split()) == (
-        f"error: {out / 'test-4.png'} already exists; pass --overwrite to replace it, or choose another --out"
-    )
-    assert (out / "test-3.png").read_bytes() == drawn  # all refused before any was drawn
-    assert run("attention", mnist_run, "--index", 3, "--out", out, "--overwrite").exit_code == 0
-    Image.new("RGB", (4, 4)).save(out / "test-4.png")  # the user's own picture, of the same name
-    refused = run("attention", mnist_run, "--index", 4, "--out", out, "--overwrite")
-    said = " ".join(refused.stderr.split())
-    assert (
-        refused.exit_code == 1 and "was not made by vitcli attention, so --overwrite leaves it alone" in said
-    )
-    with Image.open(out / "test-4.png") as png:
-        assert png.size == (4, 4)
 
 
 @pytest.mark.parametrize(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -84,7 +86,8 @@ def attention(
     preview: Optional[bool] = typer.Option(
         None,
         "--preview/--no-preview",
-        help="Show the input and the rollout as block-character pictures. \\[default: in a terminal only]",
+        help="Show the input and the rollout as block-character pictures, in colour (asked for, also into "
+        "a pipe). \\[default: in a colour terminal only]",
         rich_help_panel="Output",
     ),
 ) -> None:
@@ -116,9 +119,32 @@ def attention(
     if as_json:
         typer.echo(json.dumps(report.to_dict()))
         return
-    pictures = console.is_terminal if preview is None else preview  # no block art in a pipe or a file
-    for table in previews(report, pictures):
-        console.print(table)
+    coloured = preview_console(preview)
+    for shown in previews(report, coloured is not None):
+        # Only the pictures (a Table) in forced colour: the lines around them stay plain text for grep.
+        (coloured if isinstance(shown, Table) else console).print(shown)
+
+
+def preview_console(asked: bool | None) -> Console | None:
+    """Where the half-block pictures go, or None for none: they are nothing but colour. By default, only
+    to a terminal that shows colour. Asked for with --preview, also into a pipe or a file, in ANSI colour
+    all the same (`| less -R` shows them); under NO_COLOR (or in a terminal without colour) a note says
+    why they are left out rather than print colourless blocks."""
+    if asked is False:
+        return None
+    no_color = console.no_color or os.environ.get("NO_COLOR", "") != ""  # as now, not at the import
+    if console.is_terminal and console.color_system is not None and not no_color:
+        return console
+    if asked is None:  # no block art in a pipe or a file, or without colour
+        return None
+    if no_color:
+        print_note("--preview draws its pictures in colour only, and NO_COLOR is set: left out")
+        return None
+    if console.is_terminal:  # a terminal without colour (TERM=dumb)
+        print_note("--preview draws its pictures in colour only, and this terminal shows none: left out")
+        return None
+    truecolor = os.environ.get("COLORTERM", "") in ("truecolor", "24bit")
+    return Console(force_terminal=True, color_system="truecolor" if truecolor else "256", width=console.width)
 
 
 def previews(report: AttentionReport, pictures: bool = True) -> list:
