@@ -9,8 +9,10 @@ from safetensors.torch import save_file
 from vitcli.data.datasets import DatasetInfo
 from vitcli.errors import ConfigError
 from vitcli.lab.inspection.against import mcnemar_p
+from vitcli.lab.inspection.analysis import InspectReport
 from vitcli.lab.inspection.distance import grid_distances, mean_attention_distance, uniform_distance
-from vitcli.lab.inspection.figures import evolution_epochs
+from vitcli.lab.inspection.evolution import Evolution
+from vitcli.lab.inspection.figures import CMAP, draw_report, evolution_epochs
 from vitcli.lab.inspection.filters import patch_components, principal_components
 from vitcli.lab.inspection.per_class import class_average
 from vitcli.lab.inspection.positions import (
@@ -22,6 +24,7 @@ from vitcli.lab.inspection.positions import (
 from vitcli.models import CNN
 from vitcli.models.build import build_module
 from vitcli.models.vit import sinusoidal_embedding
+from vitcli.runtime import png
 from vitcli.settings.specs import ViTSpec
 from vitcli.training.snapshots import epoch_bytes, spaced_indices
 
@@ -138,3 +141,47 @@ def test_evolution_keeps_at_most_twelve_epochs_first_and_last_included():
     assert evolution_epochs(list(range(1, 6))) == [0, 1, 2, 3, 4]
     rows = evolution_epochs(list(range(1, 31)))
     assert len(rows) == 12 and rows[0] == 0 and rows[-1] == 29 and rows == sorted(set(rows))
+
+
+def test_evolution_maps_are_opaque_on_one_scale_covering_them_with_a_colour_bar_that_says_so(
+    tmp_path, monkeypatch
+):
+    """One peaked map (0.9) among maps below 0.2, as a block that locks on a patch early gives: every map
+    shares one scale from 0 to the peak, drawn opaque (no blend to wash it out), and a labelled colour
+    bar gives that scale."""
+    epochs, blocks = 3, 2
+    maps = torch.rand(epochs, 1, blocks, 4, 4) * 0.2
+    maps[0, 0, 1, 2, 1] = 0.9
+    image = torch.zeros(1, 1, 28, 28, dtype=torch.uint8)
+    image[0, 0, 4:24, 12:16] = 255  # a stroke, outlined on the maps
+    evolution = Evolution(tmp_path, image, [1], [17], "[CLS]", list(range(1, epochs + 1)), maps)
+    report = InspectReport(tmp_path / "model.safetensors", MNIST.classes, "ViT", (4, 4), "[CLS]")
+    report.evolution = evolution
+    drawn, pyplot = [], png.pyplot
+
+    def spying():  # the figure _save draws on, kept for a look after it is written
+        plt = pyplot()
+
+        class Spy:
+            close = staticmethod(plt.close)
+
+            def figure(self, **kwargs):
+                drawn.append(plt.figure(**kwargs))
+                return drawn[-1]
+
+        return Spy()
+
+    monkeypatch.setattr(png, "pyplot", spying)
+    written = draw_report(report, tmp_path / "out").pictures["evolution"]
+    assert [p.name for p in written] == ["evolution-val-17.png"] and written[0].is_file()
+    [fig] = drawn
+    [bar] = [ax for ax in fig.axes if "attention weight" in ax.get_ylabel()]
+    assert bar.get_ylabel() == "[CLS] attention weight (one square-root scale for all maps)"
+    shown = [im for ax in fig.axes if ax is not bar for im in ax.get_images() if im.get_cmap().name == CMAP]
+    assert len(shown) == epochs * blocks
+    for im in shown:
+        assert im.norm.vmin == 0 and im.norm.vmax == pytest.approx(float(maps.max()))  # covers the data
+        assert im.get_alpha() is None and im.get_interpolation() == "nearest"  # opaque, a patch a square
+    assert all(im.norm.gamma == 0.5 for im in shown)  # square-root spaced, as the bar says
+    assert bar.get_ylim() == (0, pytest.approx(0.9)) and bar.get_yscale() == "function"  # the maps' scale
+    assert all(ax.collections for ax in fig.axes if ax.get_images() and ax.get_images()[0] in shown)

@@ -273,29 +273,36 @@ def evolution_epochs(epochs: list[int], limit: int = MAX_EPOCHS) -> list[int]:
 
 
 def _evolution(fig, report: InspectReport, index: int) -> None:
-    """Row 0: the input; then a row per epoch (at most MAX_EPOCHS), a column per block."""
+    """Row 0: the input; then a row per epoch (at most MAX_EPOCHS), a column per block, and the colour bar.
+
+    The maps are drawn opaque, not laid over the image at partial opacity as in classes.png, whose blend
+    washed their colours out; a gray image's strokes are outlined on them instead (row 0 has the input).
+    Every map of the figure shares one colour scale, from 0 to the largest weight drawn, so blocks and
+    epochs compare; it is square-root spaced, since one peaked map (0.9 where the others stay below 0.3)
+    would leave every other map near black on a linear one. The colour bar says both."""
     # matplotlib is heavy and needed only to draw
-    from matplotlib.colors import Normalize
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import PowerNorm
 
     evolution = report.evolution
     rows = evolution_epochs(evolution.epochs)
     maps = evolution.maps[rows, index].numpy()  # (rows, blocks, r, c)
     blocks = maps.shape[1]
     image = displayable(evolution.images[index])
-    width, height = 1.1 * blocks + 1.0, 1.1 * (len(rows) + 1) + 0.5
+    width, height = 1.1 * blocks + 2.0, 1.1 * (len(rows) + 1) + 0.5
     fig.set_size_inches(width, height)
     grid = fig.add_gridspec(
         len(rows) + 1,
-        blocks + 1,
-        width_ratios=[0.6] + [1] * blocks,
+        blocks + 2,
+        width_ratios=[0.6] + [1] * blocks + [0.12],
         wspace=0.06,
         hspace=0.25,
         left=0.01,
-        right=0.99,
+        right=1 - 0.85 / width,  # room for the colour bar's ticks and label
         bottom=0.01,
         top=1 - 0.45 / height,
     )
-    norm = Normalize(0, max(float(maps.max()), 1e-12))
+    norm = PowerNorm(0.5, 0, max(float(maps.max()), 1e-12))
     label = evolution.labels[index]
     truth = report.classes[label] if 0 <= label < len(report.classes) else str(label)
     ax = fig.add_subplot(grid[0, 1])
@@ -303,19 +310,33 @@ def _evolution(fig, report: InspectReport, index: int) -> None:
     _bare(ax, f"input: {_short(truth, 14)}", 7)
     for col in range(2, blocks + 1):
         fig.add_subplot(grid[0, col]).axis("off")
+    extent = (0, image.shape[1], image.shape[0], 0)  # each map on the image's frame, a patch a square
     for r, e in enumerate(rows, start=1):
         ax = fig.add_subplot(grid[r, 0])
         ax.axis("off")
         ax.text(0.95, 0.5, f"epoch {evolution.epochs[e]}", fontsize=7, ha="right", va="center")
         for b in range(blocks):
             ax = fig.add_subplot(grid[r, b + 1])
-            _overlay(ax, image, maps[r - 1, b], norm)
+            ax.imshow(maps[r - 1, b], cmap=CMAP, norm=norm, extent=extent, interpolation="nearest")
+            _outline(ax, image, extent)
             _bare(ax, f"block {b + 1}" if r == 1 else "", 7)
+    bar = fig.colorbar(ScalarMappable(norm=norm, cmap=CMAP), cax=fig.add_subplot(grid[1:, blocks + 1]))
+    bar.set_label(f"{evolution.query} attention weight (one square-root scale for all maps)", fontsize=7)
+    bar.ax.tick_params(labelsize=6)
     fig.suptitle(
         f"{evolution.sources[index]}: {evolution.query} attention per block after each epoch",
         fontsize=9,
         y=1 - 0.12 / height,
     )
+
+
+def _outline(ax, image: np.ndarray, extent) -> None:
+    """A gray image's strokes (where it crosses mid-gray) as a thin cyan line, a colour inferno lacks;
+    nothing for a colour image, or a gray one all on one side of mid-gray."""
+    if image.ndim == 2 and image.min() < 127.5 < image.max():
+        ax.contour(
+            image, levels=[127.5], colors="cyan", linewidths=0.5, alpha=0.7, extent=extent, origin="upper"
+        )
 
 
 # --- two models -----------------------------------------------------------------------------------------
