@@ -57,8 +57,10 @@ def twice(command: list[str], after: float, env: dict) -> subprocess.Popen:
 def test_two_ctrl_c_at_any_moment_of_export_and_inspect_end_in_one_fitting_line(trained, tmp_path):
     env = {**os.environ, "VITCLI_CACHE_DIR": str(trained / "cache"), "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
     run_dir = trained / "runs" / "v"
-    tries = []  # (the output, the process): while Python starts, while torch loads, while the work runs
-    for i, after in enumerate((0.05, 0.8, 2.5, 4.0)):
+    # (the output, the process): while Typer and rich load, while torch loads, while the work runs. Not
+    # earlier: in the first tenths of a second Python itself starts, and no code of vitcli runs yet.
+    tries = []
+    for i, after in enumerate((0.5, 1.2, 2.5, 4.0)):
         out = tmp_path / f"e{i}.onnx"
         tries.append((out, twice(["export", run_dir, "--format", "onnx", "--out", out], after, env)))
     for i, after in enumerate((0.8, 3.0)):
@@ -112,3 +114,31 @@ def test_a_ctrl_c_that_lands_in_a_destructor_still_stops_the_command():
     )
     assert done.returncode == 130 and done.stdout == "stopped after the destructor\n", done
     assert "Exception ignored" not in done.stderr and done.stderr == ""
+
+
+IMPORT = textwrap.dedent(
+    """
+    import os, sys, time
+    from vitcli.runtime.interrupt import StoppedAtOnce, ctrl_c_stops_at_once
+
+    ctrl_c_stops_at_once()
+    try:
+        import slow_module  # sends itself a Ctrl-C half-way through its import
+        time.sleep(5)
+    except StoppedAtOnce:
+        whole = sys.modules.get("slow_module")
+        print("stopped after the import" if getattr(whole, "DONE", False) else "stopped inside the import")
+        sys.exit(130)
+    """
+)
+
+
+def test_a_ctrl_c_that_lands_in_an_import_waits_for_the_import_to_end(tmp_path):
+    """Raised inside an import, a Ctrl-C can leave a C extension half-initialised (numpy then refuses to
+    load again: "cannot load module more than once per process", seen under `vitcli report`)."""
+    (tmp_path / "slow_module.py").write_text(
+        "import os, time\nos.kill(os.getpid(), 2)\ntime.sleep(0.3)\nDONE = True\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO / "src")])}
+    done = subprocess.run([sys.executable, "-c", IMPORT], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 130 and done.stdout == "stopped after the import\n", done

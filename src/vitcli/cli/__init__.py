@@ -28,6 +28,12 @@ def main() -> None:
     except KeyboardInterrupt:  # outside any command's own handling (user_errors, the command class)
         print(f"interrupted: {STOPPED}", file=sys.stderr)
         sys.exit(EXIT_STOPPED)
+    except SystemExit as e:
+        # Typer ends a Ctrl-C that reaches it (while it resolves a command, or parses) with exit 130 and
+        # not a word: its Exit(130) raised from the KeyboardInterrupt. vitcli's own 130s say what stopped.
+        if isinstance(getattr(e.__context__, "__cause__", None), KeyboardInterrupt):
+            print(f"interrupted: {STOPPED}", file=sys.stderr)
+        raise
 
 
 def __getattr__(name: str):

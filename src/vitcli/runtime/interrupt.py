@@ -33,6 +33,7 @@ class StoppedAtOnce(KeyboardInterrupt):  # noqa: N818 - a Ctrl-C, as the rest of
 # What a Ctrl-C that stops a command at once says: every file is written to a temporary name and renamed.
 STOPPED = "stopped at once; no file was half-written (each is written whole or not at all)"
 _stopping = False  # a StoppedAtOnce is on its way up
+IMPORT_RETRY_S = 0.05  # a Ctrl-C that lands in an import is delivered again this much later
 
 
 def stop_at_once(signum=None, frame=None) -> None:
@@ -40,9 +41,23 @@ def stop_at_once(signum=None, frame=None) -> None:
     land in the first one's cleanup (removing a temporary file, printing its line) or, once Python shuts
     down and puts the default handler back, kill the process with no word (exit -2, not 130)."""
     global _stopping
+    if signum is not None and _importing(frame):
+        # Raised inside an import, it can leave a C extension half-initialised (numpy: "cannot load module
+        # more than once per process" at the next import of it): delivered again once the import is done.
+        threading.Timer(IMPORT_RETRY_S, os.kill, (os.getpid(), signal.SIGINT)).start()
+        return
     _ignore_ctrl_c()
     _stopping = True
     raise StoppedAtOnce
+
+
+def _importing(frame) -> bool:
+    """Whether `frame` (where a signal landed) is inside Python's import machinery."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def ctrl_c_stops_at_once() -> None:
