@@ -195,6 +195,9 @@ def test_the_launcher_names_the_rank_that_failed_first_and_says_what_only_it_kno
     (tmp_path / "rank-1").write_text("cannot read the data set")
     with pytest.raises(VitcliError, match="^rank 1 of 2: cannot read the data set$"):
         failed({0: EXIT_RANK_LOST, 1: 1}, 2, tmp_path)
+    # its error written, then the agent's SIGTERM while it was still ending (a loaded machine): not lost
+    with pytest.raises(VitcliError, match="^rank 1 of 2: cannot read the data set$"):
+        failed({0: EXIT_RANK_LOST, 1: -15}, 2, tmp_path)
     assert failed({0: 1, 1: 1}, 2, tmp_path) == 1  # rank 0 printed its own line (the same error)
     assert failed({0: 130, 1: 130}, 2, tmp_path) == 130  # a stop: rank 0 said how to resume
     (tmp_path / "rank-1").unlink()

@@ -20,7 +20,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from vitcli.errors import EXIT_RANK_LOST, EXIT_STOPPED, ConfigError, RankLost, VitcliError
+from vitcli.errors import EXIT_ERROR, EXIT_RANK_LOST, EXIT_STOPPED, ConfigError, RankLost, VitcliError
 from vitcli.runtime.ranks import launched
 
 NPROC = "--nproc"
@@ -142,15 +142,17 @@ def failed(exit_codes: dict[int, int], nproc: int, notes: Path) -> int:
     if not causes:  # only ranks that lost another: the lost one ended without an error (exit 0)
         raise RankLost(f"a process of this run ended before the others; {_after_loss(notes)}")
     rank, code = causes[0]
-    if code < 0:
+    line = _read(notes / f"rank-{rank}")
+    # A rank that left its error line failed by that error, even if the agent's SIGTERM then reached it
+    # while it was still ending (a loaded machine): only one that left none was lost.
+    if code < 0 and line is None:
         raise RankLost(f"rank {rank} of {nproc} was lost (killed by {_signal(-code)}); {_after_loss(notes)}")
     # Rank 0 printed its own line (an error, a stop, a traceback) when it ended by itself with an error;
     # else only the failed rank, quiet, knows what went wrong.
     zero = exit_codes.get(0, 0)
-    line = _read(notes / f"rank-{rank}")
     if rank != 0 and (zero <= 0 or zero == EXIT_RANK_LOST) and line:
         raise VitcliError(f"rank {rank} of {nproc}: {line}")
-    return code
+    return code if code > 0 else EXIT_ERROR
 
 
 def _signal(number: int) -> str:
