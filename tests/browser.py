@@ -88,7 +88,7 @@ def _inside(url: str, page: str) -> bool:
     return url.split("#")[0] == page or url.startswith(IN_PAGE)
 
 
-def _shorten(url: str, keep: int = 80) -> str:
+def shorten(url: str, keep: int = 80) -> str:
     return url if len(url) <= keep else url[: keep - 1] + "…"
 
 
@@ -256,9 +256,9 @@ class Chromium:
         self._call("Target.disposeBrowserContext", browserContextId=context)
         return Rendered(
             images=pictures["count"],
-            broken_images=[_shorten(src) for src in pictures["broken"]],
-            requests=[_shorten(r, 200) for r in requests],
-            outside_requests=[_shorten(r, 200) for r in requests if not _inside(r, url)],
+            broken_images=[shorten(src) for src in pictures["broken"]],
+            requests=[shorten(r, 200) for r in requests],
+            outside_requests=[shorten(r, 200) for r in requests if not _inside(r, url)],
             pdf_pages=pdf_pages,
             png=png,
             pdf=pdf,
@@ -357,7 +357,7 @@ class Chromium:
             self._requests.append(params["request"]["url"])
         elif method == "Network.loadingFailed":
             url = self._ids.get(params["requestId"], "?")
-            self._failed.append(f"{_shorten(url, 200)}: {params.get('errorText', '')}")
+            self._failed.append(f"{shorten(url, 200)}: {params.get('errorText', '')}")
         elif method == "Fetch.requestPaused":
             # Fetch sees requests before they go; only what stays in the file may go on.
             url = params["request"]["url"]

@@ -10,6 +10,13 @@ from fakedata import write_cifar10, write_mnist
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
+# Under pytest-xdist (`-n N`: pyproject.toml's addopts), each worker gets its share of the cores, and the
+# processes its tests start inherit it: N workers that each use every core slow each other down many times.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    _threads = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    torch.set_num_threads(_threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(_threads))
+
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path_factory, monkeypatch):

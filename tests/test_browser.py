@@ -4,7 +4,7 @@ import os
 import struct
 
 import pytest
-from browser import Chromium, ChromiumError, Rendered, needs_chromium, render
+from browser import Chromium, ChromiumError, Rendered, needs_chromium, render, shorten
 from print_layout import tables_cut
 
 # A 1x1 PNG, whole; and the start of one, which no browser can draw.
@@ -66,7 +66,8 @@ def test_requests_that_leave_the_file_are_caught_and_go_nowhere(tmp_path, browse
     got = browser.render(html)
     beside = (tmp_path / "beside.png").as_uri()
     assert got.outside_requests == ["https://example.invalid/a.css", "http://127.0.0.1:9/x.png", beside]
-    assert got.images == 4 and got.broken_images == ["http://127.0.0.1:9/x.png", beside, TORN]
+    # the messages shorten long addresses (a deep tmp_path)
+    assert got.images == 4 and got.broken_images == ["http://127.0.0.1:9/x.png", shorten(beside), TORN]
     assert all("BLOCKED_BY_CLIENT" in f for f in got.failed_requests) and len(got.failed_requests) == 3
 
 

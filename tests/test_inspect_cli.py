@@ -50,11 +50,10 @@ def test_every_figure_that_applies_from_the_checkpoint_alone(tmp_path, mnist_dir
         assert got[name]["picture"][0] == str(run_dir / "inspect" / f"{name}.png")
 
 
-def test_the_table_fits_80_columns_and_names_the_pictures(tmp_path, mnist_dir):
+def test_the_table_fits_80_columns_and_names_the_pictures(tmp_path, mnist_dir, monkeypatch):
     run_dir = vit_run(tmp_path, mnist_dir)
-    result = run(
-        "inspect", run_dir, "--figure", "distance", "positions", "--images", 20, "--out", tmp_path / "p"
-    )
+    monkeypatch.chdir(tmp_path)  # the pictures' folder as a user names it, not a deep tmp_path
+    result = run("inspect", run_dir, "--figure", "distance", "positions", "--images", 20, "--out", "p")
     assert result.exit_code == 0, result.output
     assert "distance.png" in result.stdout and "positions.png" in result.stdout
     assert "uniform" in result.stdout and not (tmp_path / "p" / "filters.png").exists()

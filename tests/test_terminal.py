@@ -154,7 +154,16 @@ def test_train_eval_and_attention_output_fits_80_columns(tmp_path, mnist_dir):
     plain = run("attention", tmp_path / "runs" / "vit", "--index", 0, "--data-dir", mnist_dir)
     assert plain.exit_code == 0, plain.output
     assert "test[0]: predicted" in plain.stdout and "top classes" in plain.stdout and "▀" not in plain.stdout
-    shown = run("attention", tmp_path / "runs" / "vit", "--index", 0, "--data-dir", mnist_dir, "--preview")
+    shown = run(
+        "attention",
+        tmp_path / "runs" / "vit",
+        "--index",
+        0,
+        "--data-dir",
+        mnist_dir,
+        "--preview",
+        "--overwrite",
+    )
     assert shown.exit_code == 0 and "▀" in shown.stdout
 
 
