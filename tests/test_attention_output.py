@@ -1,47 +1,35 @@
 """What `vitcli attention` writes and prints: pictures that are never written over unasked, and previews
 that keep their colour in a pipe."""
 
-import os
 import re
-import subprocess
-import sys
 
 from cli_helpers import run
 from PIL import Image
 
-
-def attention_in_a_pipe(run_dir, out, **env):
-    """`vitcli attention RUN --index 0 --preview` as a shell runs it, its stdout a pipe."""
-    kept = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE")}
-    return subprocess.run(
-        [sys.executable, "-m", "vitcli", "attention", str(run_dir), "--index", "0", "--preview"]
-        + ["--out", str(out)],
-        env={**kept, "OMP_NUM_THREADS": "1", "COLUMNS": "80", **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 COLOUR = re.compile(r"\x1b\[[0-9;]*[34]8;[25];")  # a 256-colour or 24-bit foreground or background
 
 
-def test_preview_asked_for_in_a_pipe_is_in_colour_or_said_to_need_it(tmp_path, mnist_run):
+def test_preview_asked_for_in_a_pipe_is_in_colour_or_said_to_need_it(tmp_path, mnist_run, monkeypatch):
     """Half-block pictures are nothing but colour: --preview into a pipe keeps the colour (`| less -R`);
-    under NO_COLOR one note says why they are left out, instead of blank blocks."""
-    coloured = attention_in_a_pipe(mnist_run, tmp_path / "a")
-    assert coloured.returncode == 0, coloured.stderr
+    under NO_COLOR one note says why they are left out, instead of blank blocks. (CliRunner's output is
+    no terminal, as a pipe is not.)"""
+    for name in ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
+        monkeypatch.delenv(name, raising=False)
+    coloured = run("attention", mnist_run, "--index", 0, "--preview", "--out", tmp_path / "a")
+    assert coloured.exit_code == 0, coloured.output
     pictures = [line for line in coloured.stdout.splitlines() if "▀" in line]
     assert len(pictures) >= 14 and all(COLOUR.search(line) for line in pictures)  # 28 rows, two a line
     assert "test[0]: predicted" in coloured.stdout  # the lines around the pictures stay plain text
 
-    plain = attention_in_a_pipe(mnist_run, tmp_path / "b", NO_COLOR="1")
-    assert plain.returncode == 0, plain.stderr
+    monkeypatch.setenv("NO_COLOR", "1")
+    plain = run("attention", mnist_run, "--index", 0, "--preview", "--out", tmp_path / "b")
+    assert plain.exit_code == 0, plain.output
     assert "▀" not in plain.stdout and "\x1b[" not in plain.stdout
     assert "test[0]: predicted" in plain.stdout and "top classes" in plain.stdout
     [note] = [line for line in plain.stderr.splitlines() if "NO_COLOR" in line]
     assert note.startswith("note: --preview draws its pictures in colour only")
 
+    monkeypatch.delenv("NO_COLOR")
     unasked = run("attention", mnist_run, "--index", 0, "--out", tmp_path / "c")  # not a terminal: none
     assert unasked.exit_code == 0 and "▀" not in unasked.stdout and "\x1b[" not in unasked.stdout
 

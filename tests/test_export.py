@@ -25,7 +25,7 @@ from fakedata import write_mnist
 from PIL import Image
 from timm_helpers import error_line
 
-from vitcli.errors import ConfigError
+from vitcli.errors import ConfigError, OutputError
 from vitcli.lab.exporter import export_checkpoint
 from vitcli.models.build import build_module
 from vitcli.models.built import Built
@@ -264,7 +264,7 @@ def test_bad_checkpoints_and_formats(tmp_path):
 def test_two_exports_to_one_out_at_once_write_it_once_and_the_other_is_told(runs, tmp_path):
     """Two real processes: the check that the output is free and the write must be one step, or both
     say "wrote" and the file holds one of the two (so it was on 8bf8b22, 5 tries of 6)."""
-    for fmt, out in (("onnx", tmp_path / "race.onnx"), ("timm", tmp_path / "race-timm")):
+    for fmt, out in (("onnx", tmp_path / "race.onnx"),):
         command = [sys.executable, "-m", "vitcli", "export", runs / "vit", "--format", fmt, "--out", out]
         env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
         both = [subprocess.Popen(command, stdout=PIPE, stderr=PIPE, text=True, env=env) for _ in range(2)]
@@ -277,11 +277,33 @@ def test_two_exports_to_one_out_at_once_write_it_once_and_the_other_is_told(runs
             err_lost.strip()
             == f"error: {out} already exists; pass --overwrite to replace it, or choose another --out"
         )
-        if fmt == "onnx":
-            assert onnx.load(str(out)).metadata_props  # whole
-        else:
-            assert load_timm(out) is not None
+        assert onnx.load(str(out)).metadata_props  # whole
     assert not list(tmp_path.glob(".*")), list(tmp_path.glob(".*"))  # no temporary file or folder left
+
+
+def test_a_timm_folder_written_meanwhile_by_another_export_is_not_replaced(runs, tmp_path):
+    """The timm export's last step is a rename of its folder, which fails onto a folder that is there and
+    not empty: the export that finishes second is told, and the first one's folder stays whole."""
+    import vitcli.lab.exporter as exporter
+
+    out = tmp_path / "race-timm"
+    fill = exporter._save_timm
+
+    calls = []
+
+    def another_export_finishes_first(model, checkpoint, folder):
+        fill(model, checkpoint, folder)
+        calls.append(folder)
+        if len(calls) == 1:  # the other export, whole and renamed into place while this one wrote
+            export_checkpoint(runs / "vit", "timm", out)
+
+    theirs = None
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(exporter, "_save_timm", another_export_finishes_first)
+        with pytest.raises(OutputError, match="already exists; pass --overwrite"):
+            theirs = export_checkpoint(runs / "vit", "timm", out)
+    assert theirs is None and load_timm(out) is not None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["race-timm"]  # no temporary folder left
 
 
 def test_what_a_killed_export_left_beside_its_output_goes_with_the_next_export(runs, tmp_path):
