@@ -142,3 +142,34 @@ def test_a_ctrl_c_that_lands_in_an_import_waits_for_the_import_to_end(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO / "src")])}
     done = subprocess.run([sys.executable, "-c", IMPORT], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 130 and done.stdout == "stopped after the import\n", done
+
+
+MANGLED = textwrap.dedent(
+    """
+    import os, sys, time
+    import typer
+    from vitcli.cli.common import user_errors
+    from vitcli.runtime.interrupt import ctrl_c_stops_at_once
+
+    ctrl_c_stops_at_once()
+    try:
+        with user_errors():
+            try:
+                os.kill(os.getpid(), 2)
+                time.sleep(5)
+            except KeyboardInterrupt:  # what pybind11 makes of a Ctrl-C inside matplotlib's transform
+                raise TypeError("affine_transform(): incompatible function arguments") from None
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    """
+)
+
+
+def test_a_ctrl_c_that_a_c_extension_turns_into_another_error_still_ends_as_a_ctrl_c():
+    """Seen under a loaded `vitcli report`: the Ctrl-C reached matplotlib's C++ mid-call and came out as a
+    TypeError with a traceback and exit 1."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "COLUMNS": "200"}
+    done = subprocess.run(
+        [sys.executable, "-c", MANGLED], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 130 and done.stderr.strip() == STOPPED, done

@@ -14,7 +14,7 @@ from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from vitcli.cli.options import SETTINGS, click_params
 from vitcli.errors import EXIT_ERROR, EXIT_STOPPED, ConfigError, RankLost, VitcliError
-from vitcli.runtime.interrupt import STOPPED, RunStopped, command_ending
+from vitcli.runtime.interrupt import STOPPED, RunStopped, command_ending, command_starting, stopped_at_once
 from vitcli.runtime.launch import leave_error, started_by_nproc
 from vitcli.settings.suggest import closest
 
@@ -34,23 +34,37 @@ def user_errors(interrupted: str = STOPPED, last: bool = True):
     lost rank); a run stopped by Ctrl-C or SIGTERM (RunStopped, which says how to resume) or a second
     Ctrl-C (`interrupted` says what was kept) into exit 130. After the `last` block of a command, a
     Ctrl-C stops nothing: its work is written, and it only prints (runtime.interrupt.command_ending)."""
+    command_starting()
     try:
         yield
-    except VitcliError as e:
-        command_ending()
-        # Under --nproc the launcher names the lost rank itself, in the one line the terminal gets.
-        if not (isinstance(e, RankLost) and started_by_nproc()):
-            # escape: messages quote user input and TOML section names like [model], not rich markup
-            err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
-            leave_error(str(e))  # printed by --nproc's launcher if this rank, quiet, is the only one
-        raise typer.Exit(e.exit_code) from None
     except (KeyboardInterrupt, RunStopped) as e:
-        command_ending()
-        said = str(e) if isinstance(e, RunStopped) else interrupted
-        err_console.print(f"[yellow]interrupted[/]: {escape(said)}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_STOPPED) from None
+        _say_stopped(str(e) if isinstance(e, RunStopped) else interrupted)
+    except Exception as e:
+        # Raised while a Ctrl-C was on its way up: a C extension (matplotlib's, numpy's) that the Ctrl-C
+        # reached mid-call may report it as an error of its own ("incompatible function arguments").
+        if stopped_at_once():
+            _say_stopped(interrupted)
+        if isinstance(e, VitcliError):
+            _say_error(e)
+        raise
     if last:
         command_ending()
+
+
+def _say_error(e: VitcliError) -> None:
+    command_ending()
+    # Under --nproc the launcher names the lost rank itself, in the one line the terminal gets.
+    if not (isinstance(e, RankLost) and started_by_nproc()):
+        # escape: messages quote user input and TOML section names like [model], not rich markup
+        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        leave_error(str(e))  # printed by --nproc's launcher if this rank, quiet, is the only one
+    raise typer.Exit(e.exit_code) from None
+
+
+def _say_stopped(said: str) -> None:
+    command_ending()
+    err_console.print(f"[yellow]interrupted[/]: {escape(said)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_STOPPED) from None
 
 
 def spread_values(args: list[str], multi, bool_flags=()) -> list[str]:
@@ -149,10 +163,7 @@ def vitcli_command(
             try:
                 return super().invoke(ctx)
             except KeyboardInterrupt:  # outside user_errors: while the command imported torch, say
-                # Typer would end it with exit 130 and not a word.
-                said = f"[yellow]interrupted[/]: {escape(STOPPED)}"
-                err_console.print(said, highlight=False, soft_wrap=True)
-                raise typer.Exit(EXIT_STOPPED) from None
+                _say_stopped(STOPPED)  # Typer would end it with exit 130 and not a word
 
         def get_params(self, ctx):
             params = super().get_params(ctx)

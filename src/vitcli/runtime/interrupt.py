@@ -60,6 +60,19 @@ def _importing(frame) -> bool:
     return False
 
 
+def stopped_at_once() -> bool:
+    """Whether a Ctrl-C has been raised as StoppedAtOnce (and may have come out as another error)."""
+    return _stopping
+
+
+def command_starting() -> None:
+    """A command's work starts: a StoppedAtOnce that an earlier command in this process met (a test
+    runner's process) is forgotten; one on its way up in this command (Ctrl-C then ignored) is not."""
+    global _stopping
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        _stopping = False
+
+
 def ctrl_c_stops_at_once() -> None:
     """Python's own SIGINT handler raises a bare KeyboardInterrupt; the command line uses this one, which
     GracefulStop also puts back when a run ends."""
