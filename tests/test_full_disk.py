@@ -115,11 +115,9 @@ def test_tensorboard_events_on_a_full_disk_are_one_line_and_the_run_resumes_once
     events = tmpfs(run_dir / "tensorboard", "4k")  # the events of a few epochs; the checkpoints elsewhere
     settings = ("--data-dir", mnist_dir, *QUICK, "--device", "cpu", "--out", tmp_path / "runs")
     result = vitcli("train", *settings, "--name", "tb", "--epochs", 20, "--tensorboard")
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr and "Exception in thread" not in result.stderr, result.stderr
-    error = result.stderr.strip().splitlines()
-    assert len(error) == 1 and error[0].startswith(f"error: cannot write TensorBoard events {events}/"), error
-    assert error[0].endswith("No space left on device; free space there, or choose another --out")
+    assert_one_events_line(
+        result, events, "No space left on device; free space there, or choose another --out"
+    )
     kept = len((run_dir / "metrics.jsonl").read_text().splitlines())  # the epochs the state holds
     assert 1 <= kept < 20 and not list(run_dir.glob(".*.tmp"))
     # Whole records only: TensorBoard reads the file to its last epoch, which is the state's.
@@ -136,11 +134,19 @@ def test_tensorboard_events_in_a_read_only_folder_are_one_line(tmp_path, mnist_d
     remount_read_only(events)
     settings = ("--data-dir", mnist_dir, *QUICK, "--device", "cpu", "--out", tmp_path / "runs")
     result = vitcli("train", *settings, "--name", "tb", "--epochs", 1, "--tensorboard")
+    assert_one_events_line(
+        result, events, "Read-only file system; the file system is read-only: choose another --out"
+    )
+
+
+def assert_one_events_line(result, events, ending: str) -> None:
+    """Exit 1 and one line naming the events file in `events` and its cause: no traceback, from the run or
+    from a writer thread."""
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stderr and "Exception in thread" not in result.stderr, result.stderr
     error = result.stderr.strip().splitlines()
     assert len(error) == 1 and error[0].startswith(f"error: cannot write TensorBoard events {events}/"), error
-    assert error[0].endswith("Read-only file system; the file system is read-only: choose another --out")
+    assert error[0].endswith(ending)
 
 
 def test_a_chart_and_an_onnx_export_on_a_full_disk_and_a_read_only_one_are_one_line_each(
@@ -151,17 +157,16 @@ def test_a_chart_and_an_onnx_export_on_a_full_disk_and_a_read_only_one_are_one_l
     made = train(tmp_path, mnist_dir, *QUICK, "--name", "done")
     assert made.exit_code == 0, made.output
     run_dir = tmp_path / "runs" / "done"
+
+    def chart_and_export_say(cause: str) -> None:
+        chart = run("compare", run_dir, "--out", small_disk / "c.png")
+        one_line(chart, f"error: cannot write chart {small_disk / 'c.png'}: {cause}")
+        onnx = run("export", run_dir, "--format", "onnx", "--out", small_disk / "m.onnx")
+        one_line(onnx, f"error: cannot write {small_disk / 'm.onnx'}: {cause}")
+
     fill(small_disk)
-    full = "No space left on device; free space there, or choose another --out"
-    chart = run("compare", run_dir, "--out", small_disk / "c.png")
-    one_line(chart, f"error: cannot write chart {small_disk / 'c.png'}: {full}")
-    onnx = run("export", run_dir, "--format", "onnx", "--out", small_disk / "m.onnx")
-    one_line(onnx, f"error: cannot write {small_disk / 'm.onnx'}: {full}")
+    chart_and_export_say("No space left on device; free space there, or choose another --out")
     assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]  # no half file, no temporary one
     (small_disk / "filler").unlink()
     remount_read_only(small_disk)
-    read_only = "Read-only file system; the file system is read-only: choose another --out"
-    chart = run("compare", run_dir, "--out", small_disk / "c.png")
-    one_line(chart, f"error: cannot write chart {small_disk / 'c.png'}: {read_only}")
-    onnx = run("export", run_dir, "--format", "onnx", "--out", small_disk / "m.onnx")
-    one_line(onnx, f"error: cannot write {small_disk / 'm.onnx'}: {read_only}")
+    chart_and_export_say("Read-only file system; the file system is read-only: choose another --out")
