@@ -45,6 +45,7 @@ import torch
 from safetensors.torch import safe_open
 
 from vitcli.errors import OutputError
+from vitcli.runtime.files import STALE_SECONDS
 from vitcli.runtime.tensor_files import save_tensors
 
 FORMAT = "vitcli-data/2"  # /2: with "sha256" and "bytes" in the metadata, and content in the fingerprint
@@ -54,9 +55,6 @@ _CHUNK = 1 << 20
 # O_NONBLOCK: opening a FIFO left in a data folder must not hang; O_BINARY: no newline translation on Windows.
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 SUFFIX = ".safetensors"
-# A temporary file (atomic_write's .NAME.XXXX.tmp) not written to for this long is left by a killed
-# process; a younger one may be a cache file that another vitcli is writing right now.
-STALE_SECONDS = 60
 
 
 def cache_root() -> Path:

@@ -12,6 +12,10 @@ from pathlib import Path
 
 from vitcli.errors import OutputError
 
+# A temporary file of atomic_write (.NAME.XXXX.tmp) untouched for this long was left by a killed process;
+# a younger one may be another process's write in progress, and is left alone by whoever cleans up.
+STALE_SECONDS = 60
+
 
 def atomic_write(path: str | Path, write: Callable[[Path], None], replace: bool = True) -> None:
     """Call `write(tmp)` to fill a temporary file next to `path`, then rename it over `path`.

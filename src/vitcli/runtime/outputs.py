@@ -21,11 +21,8 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from vitcli.errors import OutputError
-from vitcli.runtime.files import atomic_write, writing
+from vitcli.runtime.files import STALE_SECONDS, atomic_write, writing
 
-# A temporary file (atomic_write's .NAME.XXXX.tmp) untouched for this long was left by a killed process;
-# a younger one may belong to a command that is writing the same output right now.
-STALE_SECONDS = 60
 SOFTWARE = "Software"  # the PNG text key (a standard one) that says which program made the picture
 
 
