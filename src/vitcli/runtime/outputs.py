@@ -85,15 +85,14 @@ def png_mark(command: str) -> dict[str, str]:
     return {SOFTWARE: f"vitcli {command}"}
 
 
-def png_made_by(command: str) -> Callable[[Path], bool]:
-    """Whether a file is a PNG that `vitcli COMMAND` wrote (its png_mark)."""
+def png_made_by(*commands: str) -> Callable[[Path], bool]:
+    """Whether a file is a PNG that one of `vitcli COMMAND...` wrote (its png_mark)."""
+    marks = {png_mark(command)[SOFTWARE] for command in commands}
 
     def made_by(path: Path) -> bool:
         try:  # PIL reads the text chunks without decoding the pixels
             with Image.open(path) as image:
-                return (
-                    image.format == "PNG" and getattr(image, "text", {}).get(SOFTWARE) == f"vitcli {command}"
-                )
+                return image.format == "PNG" and getattr(image, "text", {}).get(SOFTWARE) in marks
         except (OSError, UnidentifiedImageError, ValueError):
             return False
 

@@ -20,6 +20,7 @@ from vitcli.lab.reporting.study import gather
 from vitcli.runtime.outputs import check_output, png_made_by, write_output
 
 WHOSE = "vitcli report"
+REPORT_PNGS = png_made_by("report", "attention", "inspect")  # its charts, and attention's and inspect's
 
 
 def make_report(paths: list[str | Path], options: Options | None = None) -> Report:
@@ -58,7 +59,7 @@ def write_markdown(report: Report, folder: str | Path, overwrite: bool = False) 
     text, pictures = render_markdown(report.document)
     for name in pictures:  # refused before any picture is written
         # The report's own charts, and the pictures attention and inspect drew for it.
-        check_output(folder / name, "--markdown", overwrite, _vitcli_png, "vitcli")
+        check_output(folder / name, "--markdown", overwrite, REPORT_PNGS, "vitcli")
     for name, data in pictures.items():
         write_output(folder / name, lambda tmp, data=data: tmp.write_bytes(data), "--markdown", overwrite)
     # Last: a report.md is there only when all its pictures are.
@@ -72,10 +73,6 @@ def _html_made_here(path: Path) -> bool:
 
 def _markdown_made_here(path: Path) -> bool:
     return _head(path).startswith(MARK.encode())
-
-
-def _vitcli_png(path: Path) -> bool:
-    return any(png_made_by(command)(path) for command in ("report", "attention", "inspect"))
 
 
 def _head(path: Path) -> bytes:
