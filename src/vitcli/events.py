@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 @dataclass
 class Status:
     message: str
+    warning: bool = False  # a line the user should not miss (a poor but legal setting), drawn as a warning
 
 
 @dataclass

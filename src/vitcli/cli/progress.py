@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Column
 
@@ -47,7 +48,11 @@ class TrainProgress:
             self.task = None
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, Status):
+        if isinstance(event, Status) and event.warning:
+            # Not dim like the other lines: one line (soft-wrapped) the user should not miss.
+            line = f"[yellow]warning:[/] {escape(event.message)}"
+            self.progress.console.print(line, highlight=False, soft_wrap=True)
+        elif isinstance(event, Status):
             self.progress.console.print(f"[dim]{event.message}[/]")
         elif isinstance(event, EpochStart):
             self.epochs = event.epochs

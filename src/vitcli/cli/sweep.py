@@ -187,7 +187,8 @@ def _lines(shown):
 
 
 def _listener(shown, bar: TrainProgress):
-    """One line per finished run; train's progress bar (without its epoch lines) for the current run."""
+    """One line per finished run; train's progress bar (without its epoch lines) for the current run, and
+    its warnings (too few tokens) before it."""
     from vitcli.sweeps.execute import RunEnded, RunStarted
 
     def listen(event) -> None:
@@ -195,7 +196,7 @@ def _listener(shown, bar: TrainProgress):
             bar.new_run()
         elif isinstance(event, RunEnded):
             shown.print(_run_line(event), highlight=False)
-        elif isinstance(event, (EpochStart, StepDone)):
+        elif isinstance(event, (EpochStart, StepDone)) or (isinstance(event, Status) and event.warning):
             bar(event)
 
     return listen

@@ -20,6 +20,7 @@ from vitcli.data.datasets import DatasetInfo, Split
 from vitcli.errors import ConfigError, DataError
 from vitcli.lab.class_matching import fit_data
 from vitcli.models.attention_maps import cls_attention, extract, query_name, require_attention, rollout_map
+from vitcli.models.token_grid import require_tokens
 from vitcli.runtime.devices import resolve_device
 from vitcli.training.checkpoint import Checkpoint, checkpoint_file, load_checkpoint
 
@@ -213,6 +214,8 @@ def explain_checkpoint(
     file = checkpoint_file(path)
     checkpoint = load_checkpoint(file, resolve_device(device))
     require_attention(checkpoint.model)
+    # One token: every map would be one uniform cell; refused before any data is read. 2 or more are drawn.
+    require_tokens(checkpoint.model, checkpoint.config.model, checkpoint.info, str(path))
     chosen = (
         from_files(files, checkpoint.info)
         if files

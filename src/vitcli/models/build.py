@@ -15,10 +15,12 @@ from torch import nn
 from vitcli.data.datasets import ChannelStats, DatasetInfo
 from vitcli.data.preprocessing import Preprocessing
 from vitcli.errors import ConfigError
+from vitcli.events import Status
 from vitcli.models.built import Built, Emit
 from vitcli.models.cnn import CNN
 from vitcli.models.timm_build import build_finetune
 from vitcli.models.timm_vit import build_timm_vit, resolve_timm
+from vitcli.models.token_grid import few_tokens_warning
 from vitcli.models.vit import ViT
 from vitcli.settings.specs import CNNSpec, ModelSpec, TimmSpec, ViTSpec
 
@@ -47,10 +49,16 @@ def build_model(
     """Module, preprocessing and the rest for training. Models trained from scratch normalise with the
     data's own statistics and use the engine's parameter groups; a timm model is adapted to the data and
     gets its pretrained weights (`models/timm_build.py`). A distilled ViT's teacher is a trained
-    checkpoint, which the training run loads and adds (`vitcli.training.teacher`)."""
+    checkpoint, which the training run loads and adds (`vitcli.training.teacher`). A model that makes
+    fewer than 4 tokens of an image is built all the same, with a warning (`models/token_grid.py`)."""
     if isinstance(spec, TimmSpec):
-        return build_finetune(spec, info, stats, weight_decay, emit, drop_path)
-    return Built(spec, build_module(spec, info, drop_path), Preprocessing(stats.mean, stats.std))
+        built = build_finetune(spec, info, stats, weight_decay, emit, drop_path)
+    else:
+        built = Built(spec, build_module(spec, info, drop_path), Preprocessing(stats.mean, stats.std))
+    warning = few_tokens_warning(built.spec, info, built.module)  # a timm spec's sizes are resolved here
+    if warning:
+        emit(Status(warning, warning=True))
+    return built
 
 
 def _vit(spec: ViTSpec, info: DatasetInfo, drop_path: float) -> ViT:

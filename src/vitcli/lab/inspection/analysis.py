@@ -21,12 +21,14 @@ from vitcli.lab.inspection.filters import Components, first_filters, patch_compo
 from vitcli.lab.inspection.per_class import ClassAverage
 from vitcli.lab.inspection.positions import position_table, similarity_maps
 from vitcli.models.attention_maps import cls_attention, extract, has_attention, query_name
+from vitcli.models.token_grid import require_tokens
 from vitcli.runtime.devices import resolve_device
 from vitcli.settings.choices import FIGURES, INSPECT_IMAGES
 from vitcli.settings.suggest import did_you_mean
 from vitcli.training.checkpoint import Checkpoint, checkpoint_file, load_checkpoint
 
 NEEDS_IMAGES = ("distance", "classes")
+ONE_CELL = ("distance", "positions", "classes")  # a one-token model's would be one cell (models/token_grid)
 DEFAULT_IMAGES = INSPECT_IMAGES  # for the attention figures; --against takes the whole split unless told
 ATTENTION_BYTES = 256 * 2**20  # the attention weights one batch may hold: batches shrink for large models
 
@@ -229,6 +231,11 @@ def inspect_checkpoint(
     checkpoint = load_checkpoint(file, torch_device)
     other = load_other(checkpoint, against, torch_device, match_by_position) if against else None
     model = checkpoint.model
+    # A one-token model's attention and position figures would be one uniform cell each: refused before
+    # anything is drawn, the defaults too. --figure filters and --against read no attention and still work.
+    asked = figures or ([] if evolution or against else list(FIGURES))
+    if evolution or any(name in ONE_CELL for name in asked):
+        require_tokens(model, checkpoint.config.model, checkpoint.info, str(path))
     report = InspectReport(
         file,
         checkpoint.info.classes,
