@@ -94,6 +94,7 @@ def test_the_numbers_are_those_of_report_json_compare_json_and_eval_json(study, 
             assert by_label[summary["label"]][key] == summary[key], key
     evaluated = json.loads(run("eval", study / "runs" / "vit", "--json", "--device", "cpu").stdout)
     assert evaluated["accuracy"] == by_label["vit"]["test_accuracy"]
+    assert evaluated["accuracy_interval"] == by_label["vit"]["test_interval"]  # one Wilson interval
     swept = json.loads(run("report", study / "sweeps" / "depth", "--json").stdout)
     by_dir = {Path(r["run_dir"]).name: r for r in data["runs"]}
     for row in swept["runs"]:

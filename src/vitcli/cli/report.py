@@ -91,9 +91,10 @@ def report(
 
 def _results_table(paths: list[Path], baseline: str | None, as_json: bool) -> None:
     """The runs' results table (the page's), or its numbers as JSON: no figures, no data loaded."""
-    from vitcli.lab.reporting.ranking import SMALL_TEST, choose_baseline, numbers
+    from vitcli.lab.reporting.ranking import choose_baseline, numbers
     from vitcli.lab.reporting.results_section import results
     from vitcli.lab.reporting.study import gather
+    from vitcli.training.confidence import SMALL_TEST
 
     study = gather(paths)
     chosen = choose_baseline(study, baseline)

@@ -13,6 +13,7 @@ from rich.text import Text
 from vitcli.cli.fitting import FirstThatFits, keep_whole
 from vitcli.events import EpochMetrics
 from vitcli.sweeps.results import fmt_pct
+from vitcli.training.confidence import shows_interval  # torch-free
 
 if TYPE_CHECKING:  # annotations only: the core is imported when a command runs
     from vitcli.data.preprocessing import Preprocessing
@@ -35,6 +36,12 @@ def fmt_bytes(n: int | None) -> str:
 
 def fmt_loss(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4f}"
+
+
+def fmt_interval(interval: tuple[float, float]) -> str:
+    """A 95% interval in percent to one decimal (its bounds are not known finer): "95.0-98.5%"."""
+    low, high = interval
+    return f"{100 * low:.1f}-{100 * high:.1f}%"
 
 
 EPOCH_WIDTH = 80  # an epoch line longer than this is split into two aligned lines
@@ -78,6 +85,9 @@ def run_table(r: RunResult) -> Table:
     table.add_row(
         Text("test", style="bold"), Text(fmt_pct(r.test.accuracy), style="bold"), fmt_loss(r.test.loss)
     )
+    if shows_interval(r.test.count):  # a small test set: how far its accuracy can be trusted
+        label = Text(f"  95% CI (Wilson), {r.test.count:,} images", style="dim")
+        table.add_row(label, fmt_interval(r.test.interval), "")
     for split, (count, total) in r.capped.items():  # --subset capped evaluation too
         table.add_row(Text(f"{split} on {count:,} of {total:,} images (--subset)", style="dim"), "", "")
     table.add_section()
@@ -185,13 +195,15 @@ class _AdaptationWords:
 def eval_tables(report: EvalReport) -> list[Table]:
     r = report.result
     summary = Table(title=str(report.checkpoint), title_justify="left")
-    for column in ("data set", "split", "images", "accuracy", "loss"):
+    interval = shows_interval(r.count)  # a small split: how far its accuracy can be trusted
+    for column in ("data set", "split", "images", "accuracy", *(["95% CI"] if interval else []), "loss"):
         summary.add_column(column, justify="left" if column in ("data set", "split") else "right")
     summary.add_row(
         report.dataset,
         report.split,
         f"{r.count:,}",
         Text(fmt_pct(r.accuracy), style="bold"),
+        *([fmt_interval(r.interval)] if interval else []),
         fmt_loss(r.loss),
     )
 

@@ -40,6 +40,9 @@ class EvalReport:
             "split": self.split,
             "count": self.result.count,
             "accuracy": self.result.accuracy,
+            # its 95% Wilson interval over the `count` images, whatever their number (the tables show it
+            # under training/confidence.py's SMALL_TEST only); null for an empty split
+            "accuracy_interval": list(self.result.interval) if self.result.interval else None,
             "loss": self.result.loss,
             "per_class_accuracy": dict(zip(self.classes, self.result.per_class_accuracy)),
             "confusion": self.result.confusion,

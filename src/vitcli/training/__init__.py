@@ -5,6 +5,7 @@
     optim.py          AdamW, parameter groups, warmup and cosine decay
     averaging.py      the weights' moving average (--ema)
     evaluation.py     accuracy, loss and confusion on a split
+    confidence.py     an accuracy's 95% (Wilson) interval, and which splits are small enough to show it
     teacher.py        a distilled ViT's teacher, loaded from its checkpoint
     run_dir.py        the run directory: its files and how they are written
     provenance.py     provenance.json: command, versions, device, threads, commit, data checksum

@@ -13,6 +13,7 @@ from vitcli.data.datasets import Split
 from vitcli.data.preprocessing import Preprocessor
 from vitcli.runtime.devices import AUTO, autocast
 from vitcli.runtime.distributed import all_sum
+from vitcli.training.confidence import wilson_interval
 
 
 @dataclass
@@ -25,6 +26,12 @@ class EvalResult:
     @property
     def per_class_accuracy(self) -> list[float | None]:
         return [row[i] / sum(row) if sum(row) else None for i, row in enumerate(self.confusion)]
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """The accuracy's 95% Wilson interval (confidence.py) over the `count` images; None for none."""
+        # accuracy * count is the number right up to float rounding: round it back to that integer.
+        return wilson_interval(round(self.accuracy * self.count), self.count) if self.count else None
 
 
 @torch.inference_mode()

@@ -11,8 +11,7 @@ from vitcli.errors import ConfigError
 from vitcli.lab.reporting import stats
 from vitcli.lab.reporting.study import ReportRun, Study
 from vitcli.settings.specs import CNNSpec
-
-SMALL_TEST = 10_000  # a test set under this many images gets its accuracy's 95% interval
+from vitcli.training.confidence import shows_interval  # the run table's and eval's rule too
 
 
 def fmt_int(x: int | None) -> str:
@@ -54,7 +53,7 @@ def ranked(runs: list[ReportRun]) -> list[ReportRun]:
 
 def interval(run: ReportRun) -> tuple[float, float] | None:
     accuracy, count = run.summary.test_accuracy, run.test_count
-    if accuracy is None or not count or count >= SMALL_TEST:
+    if accuracy is None or not count or not shows_interval(count):
         return None
     return stats.accuracy_interval(accuracy, count)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from vitcli.lab.reporting import plots, stats
 from vitcli.lab.reporting.document import Figure, Note, Section, Table
 from vitcli.lab.reporting.ranking import (
-    SMALL_TEST,
     by_seed,
     delta_to_baseline,
     fmt_int,
@@ -17,6 +16,7 @@ from vitcli.lab.reporting.ranking import (
 )
 from vitcli.lab.reporting.study import ReportRun, Study
 from vitcli.sweeps.results import fmt_pct
+from vitcli.training.confidence import SMALL_TEST
 
 HEADER = [
     "", "run", "model", "data", "seed", "epochs", "val", "test", "test 95% interval", "test loss", "params",

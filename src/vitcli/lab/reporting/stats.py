@@ -1,7 +1,8 @@
 """The numbers behind a `vitcli report` page: how far an accuracy can be trusted, how much seeds spread a
 curve, which runs are the best accuracy for what they cost, and which swept option mattered.
 
-    wilson_interval, accuracy_interval   the 95% interval of a test accuracy measured on n images
+    wilson_interval, accuracy_interval   the 95% interval of a test accuracy measured on n images (the
+                                         first is training/confidence.py's, which eval's tables use too)
     seed_bands                           per epoch, the mean and min-max of runs that differ only in seed
     mean_std                             a table cell's mean and, only over two or more values, its spread
     pareto_front                         the runs no other run beats on both cost and accuracy
@@ -19,9 +20,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
-# z of a two-sided 95% interval. Six digits, not 1.96: Wilson bounds printed to four decimals then match
-# the published tables (and statsmodels' proportion_confint) to the last digit.
-Z_95 = 1.959964
+from vitcli.training.confidence import wilson_interval  # torch-free; the run table and eval use it too
 
 VARIANCE_METHOD = (
     "η² of a one-way ANOVA per option: the between-value sum of squares over the total, runs grouped by "
@@ -29,30 +28,6 @@ VARIANCE_METHOD = (
     "interactions and noise); simpler than the random forest behind W&B's parameter importance, and "
     "exactly reproducible."
 )
-
-
-def wilson_interval(correct: int, total: int, z: float = Z_95) -> tuple[float, float]:
-    """The Wilson score interval of `correct` right out of `total`, as fractions in [0, 1].
-
-    Wilson rather than the textbook p ± z·sqrt(p(1-p)/n): that one collapses to a zero-width interval at
-    0% or 100% and runs past [0, 1] near them, which is exactly where small test sets and tiny runs land.
-    """
-    if total < 1:
-        raise ValueError(f"an interval needs at least one test example, got total={total}")
-    if not 0 <= correct <= total:
-        raise ValueError(f"correct must be between 0 and total={total}, got {correct}")
-    p = correct / total
-    z2n = z * z / total
-    centre = (p + z2n / 2) / (1 + z2n)
-    half = z / (1 + z2n) * math.sqrt(p * (1 - p) / total + z2n / (4 * total))
-    low, high = centre - half, centre + half
-    # At 0 or all correct one bound is exactly 0 or 1 in exact arithmetic; set it so, since float rounding
-    # lands a hair off (0.9999999999999999 for 10/10), and clamp so no bound can print outside [0, 1].
-    if correct == 0:
-        low = 0.0
-    if correct == total:
-        high = 1.0
-    return max(0.0, low), min(1.0, high)
 
 
 def accuracy_interval(accuracy: float, total: int) -> tuple[float, float]:
