@@ -10,7 +10,9 @@ source's labels are checked when it is loaded, before any training. A plain fold
 as the test split.
 
 With `--subset N` the validation and test splits are capped too (`eval_cap`), so that a quick try stays
-quick; `Splits.capped` says which were and how large they were.
+quick; `Splits.capped` says which were and how large they were. `--classes` keeps some classes of every
+split (relabelled in the order given) and `--per-class N` trains on N images of each, its validation
+capped as a subset's and its test split whole, for studies of how accuracy grows with the data.
 """
 
 from __future__ import annotations
@@ -115,6 +117,8 @@ def load_splits(
     data_dir = Path(cfg.data_dir).expanduser() if cfg.data_dir else None
     info, stats, train, val, test = _load_source(cfg.dataset, data_dir, download, on_note)
     check_labels(info, {"train": train, "val": val, "test": test}, _damaged(cfg.dataset, data_dir))
+    if cfg.classes is not None:
+        info, train, val, test = select_classes(info, cfg.classes, train, val, test)
     if val is None:
         val_size = default_val_size(len(train)) if cfg.val_size is None else cfg.val_size
         if val_size >= len(train):
@@ -129,6 +133,11 @@ def load_splits(
             keep = order[val_size:].sort().values
             train = Split(train.images[keep], train.labels[keep])
     capped: dict[str, tuple[int, int]] = {}
+    if cfg.per_class is not None:
+        train = _per_class(train, cfg.per_class, info)
+        cap = eval_cap(len(train))
+        if val is not None and cfg.val_size is None and len(val) > cap:
+            capped["val"], val = (cap, len(val)), _drawn(val, cap, seed=2)
     if cfg.subset is not None:
         if cfg.subset > len(train):
             raise DataError(f"--subset {cfg.subset} is more than the {len(train)} training images there are")
@@ -141,6 +150,57 @@ def load_splits(
         if len(test) > cap:
             capped["test"], test = (cap, len(test)), _drawn(test, cap, seed=3)
     return Splits(info, stats, train, val, test, capped)
+
+
+def select_classes(
+    info: DatasetInfo, classes: str, *splits: Split | None
+) -> tuple[DatasetInfo, Split, Split | None, Split]:
+    """`info` and the splits cut to the classes named in `classes` (comma-separated names, or numbers
+    where no class has that name: MNIST's classes are named "0 - zero", ...), relabelled 0.. in the
+    order given, so that a model trained on them has one output per chosen class."""
+    chosen = []
+    for name in (part.strip() for part in classes.split(",")):
+        if name in info.classes:
+            chosen.append(info.classes.index(name))
+        elif name.isdigit() and int(name) < len(info.classes):
+            chosen.append(int(name))
+        else:
+            raise DataError(
+                f"--classes: {info.name} has no class {name!r}; {did_you_mean(name, info.classes)}"
+                f"its classes are {', '.join(info.classes)} (or their numbers, 0 to {len(info.classes) - 1})"
+            )
+    if len(set(chosen)) != len(chosen):
+        raise DataError(f"--classes {classes!r} names one class of {info.name} twice; give each once")
+    relabel = torch.full((len(info.classes),), -1, dtype=torch.int64)
+    relabel[torch.tensor(chosen)] = torch.arange(len(chosen))
+
+    def cut(split: Split | None) -> Split | None:
+        if split is None:
+            return None
+        keep = (relabel[split.labels] >= 0).nonzero().squeeze(1)
+        return Split(split.images[keep], relabel[split.labels[keep]])
+
+    names = [info.classes[i] for i in chosen]
+    train, val, test = (cut(split) for split in splits)
+    cut_info = DatasetInfo(info.name, info.channels, info.height, info.width, names, info.family)
+    return cut_info, train, val, test
+
+
+def _per_class(train: Split, count: int, info: DatasetInfo) -> Split:
+    """`count` training images of each class: the first of a seeded shuffle (seed 1, as --subset's), so
+    that runs differing only in --seed train on the same images, and a larger count holds a smaller."""
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(1))
+    keep = []
+    for label, name in enumerate(info.classes):
+        members = order[train.labels[order] == label]
+        if len(members) < count:
+            raise DataError(
+                f"--per-class {count}: class {name!r} of {info.name} has only {len(members)} training "
+                f"images (after validation is held out); use --per-class {len(members)} or fewer"
+            )
+        keep.append(members[:count])
+    chosen = torch.cat(keep).sort().values
+    return Split(train.images[chosen], train.labels[chosen])
 
 
 def _drawn(split: Split, count: int, seed: int) -> Split:

@@ -5,7 +5,8 @@ same names are used everywhere: `embed_dim` here, `--embed-dim` on the command l
 `config.toml` and in checkpoint metadata.
 
     [model]  kind = "vit" | "cnn" | "timm", then that kind's own fields (`settings/specs.py`)
-    [data]   dataset, data_dir, val_size, subset, augment, and the small-data augmentations:
+    [data]   dataset, data_dir, val_size, subset, classes, per_class, augment, and the small-data
+             augmentations:
              randaugment, erase, mixup, cutmix, mix_off_epochs
     [train]  epochs, batch_size, lr, weight_decay, warmup, label_smoothing, seed, device, compile,
              and the regularisers: drop_path, ema, clip_grad
@@ -64,6 +65,21 @@ class DataConfig:
         DATA_PANEL,
         unset="every training image",
     )
+    classes: str | None = option(
+        None,
+        "Train and test on these classes only, comma-separated names or numbers (e.g. "
+        "airplane,automobile,ship,truck or 0,1,2,3,4), relabelled in the order given.",
+        DATA_PANEL,
+        unset="every class",
+        metavar="A,B,...",
+    )
+    per_class: int | None = option(
+        None,
+        "Train on N images of each class (a seeded draw, the same for every --seed); validation is then "
+        "capped at max(total, 500) images, and the test split stays whole.",
+        DATA_PANEL,
+        unset="every training image",
+    )
     augment: bool = option(
         True, "Shifts for digits; crops with padding and flips for natural images.", DATA_PANEL
     )
@@ -91,7 +107,21 @@ class DataConfig:
             raise ConfigError("--dataset folder: needs a path, e.g. folder:./my-images")
         if self.val_size is not None and self.val_size < 0:
             raise ConfigError(f"--val-size must be 0 or more, got {self.val_size}")
-        fields.positive(self, "subset")
+        fields.positive(self, "subset", "per_class")
+        if self.subset is not None and self.per_class is not None:
+            raise ConfigError("--subset and --per-class both choose the training images; give one of them")
+        if self.classes is not None:
+            names = [name.strip() for name in self.classes.split(",")]
+            if not all(names):
+                raise ConfigError(
+                    f"--classes {self.classes!r} has an empty name; give comma-separated class names or "
+                    "numbers, e.g. --classes cat,dog or --classes 0,1"
+                )
+            if len(set(names)) != len(names):
+                twice = next(n for n in names if names.count(n) > 1)
+                raise ConfigError(f"--classes names {twice!r} twice; give each class once")
+            if len(names) < 2:
+                raise ConfigError(f"--classes {self.classes!r} is one class; a classifier needs two or more")
         if not 0 <= self.randaugment <= MAX_MAGNITUDE:
             raise ConfigError(
                 f"--randaugment must be a magnitude from 0 (off) to {MAX_MAGNITUDE}, got {self.randaugment}; "
@@ -113,12 +143,13 @@ class DataConfig:
 
     def for_evaluation(self, dataset: str | None = None, data_dir: str | None = None) -> DataConfig:
         """The data a checkpoint trained on these settings is evaluated on: the same held-out validation
-        images, no augmentation, and every training image (a subset only shrinks training). `dataset`
-        and `data_dir` replace the trained ones when given."""
+        images of the same classes, no augmentation, and every training image (a subset only shrinks
+        training). `dataset` and `data_dir` replace the trained ones when given."""
         return DataConfig(
             dataset=dataset or self.dataset,
             data_dir=self.data_dir if data_dir is None else data_dir,
             val_size=self.val_size,
+            classes=self.classes,
             augment=False,
         )
 
@@ -126,7 +157,13 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     epochs: int = option(5, "Passes over the training images.", TRAINING_PANEL)
-    batch_size: int = option(128, "Images per step.", TRAINING_PANEL)
+    batch_size: int | None = option(
+        None,
+        "Images per step.",
+        TRAINING_PANEL,
+        unset="128; on a training set under 5,120 images, fewer, lr and warmup scaled to match "
+        "(docs/small-data.md)",
+    )
     lr: float = option(
         1e-2,
         "Peak AdamW learning rate: ~1e-2 for small ViTs like train's default, ~1e-3 at width 256, ~1e-4 "

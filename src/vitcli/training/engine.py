@@ -41,6 +41,7 @@ from vitcli.settings.config import TrainConfig
 from vitcli.training.averaging import EMA, RAW, BestWeights, copy_state, moving_average
 from vitcli.training.evaluation import evaluate
 from vitcli.training.optim import make_optimizer, warmup_cosine
+from vitcli.training.small_sets import for_training_set
 
 # --- training ----------------------------------------------------------------------------------------
 
@@ -344,6 +345,9 @@ def fit(
     """
     emit, stop = on_event or (lambda event: None), stop or (lambda: False)
     classes, ranks = len(splits.info.classes), current()
+    # train_run resolves an unset batch size before the run's config is written; this is for callers of
+    # fit itself, which get the same choice (training/small_sets.py).
+    cfg, _ = for_training_set(cfg, len(splits.train), ranks.world)
     batches = Batches(
         splits.train,
         cfg.batch_size,

@@ -63,6 +63,7 @@ from vitcli.training.run_dir import (
     new_run_dir,
     remove_temporaries,
 )
+from vitcli.training.small_sets import for_training_set
 from vitcli.training.snapshots import AttentionSnapshots, check_snapshots
 from vitcli.training.teacher import with_teacher
 from vitcli.training.tensorboard_log import TENSORBOARD, TensorBoardLog, check_tensorboard
@@ -112,6 +113,8 @@ class RunResult:
             "device": self.device,
             "weights": self.weights,
             "test_count": self.test.count,
+            # Whatever the test set's size, so that readers need not check one (training/confidence.py).
+            "test_accuracy_interval": list(self.test.interval) if self.test.interval else None,
             **({"capped": self.capped} if self.capped else {}),
             **({"teacher": dataclasses.asdict(self.teacher)} if self.teacher else {}),
         }
@@ -134,6 +137,10 @@ def train_run(
     with process_group(resolve_device(config.train.device)) as device:
         splits, built = _prepare(config, emit)
         check_snapshots(config.train.snapshot_attention, built.module, splits.val)
+        train, chosen = for_training_set(config.train, len(splits.train), current().world)
+        config = dataclasses.replace(config, train=train)
+        if chosen:
+            emit(Status(chosen))
         size, images = config.train.batch_size, len(splits.train)
         check_batch(size, current(), images)
         if size > images:
