@@ -13,7 +13,7 @@ from typer.main import get_command
 
 from vitcli.cli import app
 
-COMMANDS = ("train", "eval", "finetune", "sweep", "report", "presets", "attention", "inspect")
+COMMANDS = ("train", "eval", "finetune", "sweep", "report", "presets", "models", "attention", "inspect")
 
 
 def help_text(*command: str) -> str:

@@ -22,7 +22,9 @@ if TYPE_CHECKING:  # annotations only: the core is imported when a command runs
 
 def attention(
     checkpoint: Path = typer.Argument(
-        ..., help="A ViT model.safetensors written by vitcli (or its run directory)."
+        ...,
+        help="A ViT model.safetensors written by vitcli, its run directory, or a shipped model "
+        "(vitcli models).",
     ),
     index: Optional[list[int]] = typer.Option(
         None,
@@ -67,7 +69,8 @@ def attention(
     ),
     out: Optional[Path] = typer.Option(
         None,
-        help="Folder for the PNGs. \\[default: the run directory's attention/]",
+        help="Folder for the PNGs. \\[default: the run directory's attention/; a shipped model's "
+        "NAME-outputs/attention/]",
         rich_help_panel="Output",
     ),
     overwrite: bool = typer.Option(

@@ -30,6 +30,7 @@ COMMANDS = {
     "report": ("report", "report", lambda module: Plain),
     "compare": ("compare", "compare", lambda module: Plain),
     "presets": ("preset_list", "presets", lambda module: Plain),
+    "models": ("model_list", "models", lambda module: Plain),
     "attention": ("attention", "attention", lambda module: multi_value_command(["index", "image"])),
     "inspect": ("inspect", "inspect", lambda module: multi_value_command(["figure"])),
     "predict": ("predict", "predict_", lambda module: Plain),

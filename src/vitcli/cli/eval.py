@@ -15,7 +15,8 @@ from vitcli.cli.tables import eval_tables
 
 def eval_(
     checkpoint: Path = typer.Argument(
-        ..., help="A model.safetensors written by vitcli (or its run directory)."
+        ...,
+        help="A model.safetensors written by vitcli, its run directory, or a shipped model (vitcli models).",
     ),
     dataset: Optional[str] = typer.Option(
         None, help="Data set to evaluate on. \\[default: the one it was trained on]"

@@ -20,7 +20,8 @@ ExportFormat = Enum("ExportFormat", {value: value for value in EXPORT_FORMATS}, 
 
 def export(
     checkpoint: Path = typer.Argument(
-        ..., help="A model.safetensors written by vitcli (or its run directory)."
+        ...,
+        help="A model.safetensors written by vitcli, its run directory, or a shipped model (vitcli models).",
     ),
     format: ExportFormat = typer.Option(
         ...,
@@ -29,7 +30,9 @@ def export(
         "can express); onnx: one .onnx file taking [0, 1] images (every model).",
     ),
     out: Optional[Path] = typer.Option(
-        None, help="Where to write. \\[default: beside the checkpoint, RUN/export-timm or RUN/model.onnx]"
+        None,
+        help="Where to write. \\[default: beside the checkpoint, RUN/export-timm or RUN/model.onnx; a "
+        "shipped model's in NAME-outputs/]",
     ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace an existing export at the same place."

@@ -23,7 +23,8 @@ _FIGURES, _IMAGES, _OUTPUT = "Figures", "Images (distance, classes, --against)",
 
 def inspect(
     checkpoint: Path = typer.Argument(
-        ..., help="A model.safetensors written by vitcli (or its run directory)."
+        ...,
+        help="A model.safetensors written by vitcli, its run directory, or a shipped model (vitcli models).",
     ),
     figure: Optional[list[Figure]] = typer.Option(
         None,
@@ -74,7 +75,10 @@ def inspect(
         rich_help_panel=_IMAGES,
     ),
     out: Optional[Path] = typer.Option(
-        None, help="Folder for the PNGs. \\[default: the run directory's inspect/]", rich_help_panel=_OUTPUT
+        None,
+        help="Folder for the PNGs. \\[default: the run directory's inspect/; a shipped model's "
+        "NAME-outputs/inspect/]",
+        rich_help_panel=_OUTPUT,
     ),
     overwrite: bool = typer.Option(
         False,

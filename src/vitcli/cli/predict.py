@@ -18,7 +18,8 @@ if TYPE_CHECKING:  # annotations only: the core is imported when a command runs
 
 def predict_(
     checkpoint: Path = typer.Argument(
-        ..., help="A model.safetensors written by vitcli (or its run directory)."
+        ...,
+        help="A model.safetensors written by vitcli, its run directory, or a shipped model (vitcli models).",
     ),
     images: list[Path] = typer.Argument(..., help="Image files (PNG, JPEG, ...) to classify."),
     top_k: int = typer.Option(5, "--top-k", help="Classes to show per image (at most all of them)."),

@@ -21,6 +21,7 @@ import numpy as np
 from vitcli.lab.explain import AttentionReport, ImageAttention
 from vitcli.runtime import png  # png.save looked up per call: tests watch what is drawn
 from vitcli.runtime.outputs import check_output, png_made_by, png_mark, write_output
+from vitcli.training.checkpoint import outputs_home
 
 CELL_PX = 160  # one map
 COLORBAR_PX = 90
@@ -33,10 +34,10 @@ COMMAND = "attention"  # the PNGs' mark (runtime.outputs.png_mark): what --overw
 def draw_report(
     report: AttentionReport, out: str | Path | None = None, overwrite: bool = False
 ) -> AttentionReport:
-    """One PNG per image of `report` in `out` (default: the run directory's attention/); the report
-    with their paths. A picture already there is replaced only with `overwrite`, and only if `vitcli
-    attention` drew it."""
-    out_dir = Path(out) if out is not None else report.checkpoint.parent / "attention"
+    """One PNG per image of `report` in `out` (default: the run directory's attention/, or a shipped
+    model's NAME-outputs/attention/: `training.checkpoint.outputs_home`); the report with their paths. A
+    picture already there is replaced only with `overwrite`, and only if `vitcli attention` drew it."""
+    out_dir = Path(out) if out is not None else outputs_home(report.checkpoint) / "attention"
     pictures = picture_paths([r.source for r in report.images], out_dir)
     for picture in pictures:  # all refused before any is drawn
         check_output(picture, "--out", overwrite, png_made_by(COMMAND), f"vitcli {COMMAND}")

@@ -38,7 +38,7 @@ from vitcli.runtime.files import writing
 from vitcli.runtime.outputs import exists, remove_stale_temporaries, write_output
 from vitcli.runtime.version import __version__
 from vitcli.settings.choices import EXPORT_FORMATS
-from vitcli.training.checkpoint import Checkpoint, checkpoint_file, load_checkpoint
+from vitcli.training.checkpoint import Checkpoint, checkpoint_file, load_checkpoint, outputs_home
 
 FORMATS = EXPORT_FORMATS
 DEFAULT_NAMES = {"timm": "export-timm", "onnx": "model.onnx"}
@@ -58,7 +58,7 @@ def export_checkpoint(
     if format not in FORMATS:
         raise ConfigError(f"--format {format!r} is not one of {', '.join(FORMATS)}; choose one of them")
     source = checkpoint_file(path)
-    target = Path(out) if out is not None else source.parent / DEFAULT_NAMES[format]
+    target = Path(out) if out is not None else outputs_home(source) / DEFAULT_NAMES[format]
     _check_target(target, format, overwrite)
     checkpoint = load_checkpoint(source)
     remove_stale_temporaries(target)  # what an export killed half-way left here

@@ -8,7 +8,9 @@ that a checkpoint can rebuild it.
     cnn.py            the baseline CNN
     timm_vit.py, pretrained.py, timm_build.py        timm's ViTs, their weights and their adaptation
     attention_maps.py reading attention out of a model: [CLS] maps and rollout
+    token_grid.py     how many tokens a model makes of an image; the warning and refusal when too few
     build.py, built.py  a spec and the data's shape in, a module (and what training needs) out
+    shipped/          trained models inside the package, by name (`vitcli models`, docs/models.md)
 
 May import: vitcli.data, vitcli.settings, vitcli.runtime, vitcli.errors, vitcli.events.
 """

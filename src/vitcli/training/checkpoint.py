@@ -11,11 +11,13 @@ The tensors are the model's state dict; the safetensors header's metadata (strin
     adaptation      (timm models) the pretrained weights and what was changed to fit them, as JSON data
 
 so `load_checkpoint` rebuilds the model from the file alone. Checkpoints of vitcli 0.1.0 ("vitcli/1")
-load too (`compat`). Writes are atomic.
+load too (`compat`). Writes are atomic. Wherever a checkpoint is asked for, the name of a model shipped
+with vitcli (`models/shipped/`) that is not an existing path stands for its file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +34,13 @@ from vitcli.errors import CheckpointError, VitcliError
 from vitcli.models.build import build_module
 from vitcli.models.built import Built
 from vitcli.models.pretrained import Adaptation
+from vitcli.models.shipped import shipped_checkpoint, shipped_model_of, shipped_names
 from vitcli.runtime.files import writing
 from vitcli.runtime.tensor_files import save_tensors
 from vitcli.runtime.version import __version__
 from vitcli.settings import compat
 from vitcli.settings.config import Config
+from vitcli.settings.suggest import did_you_mean
 
 FORMAT = "vitcli/2"
 READS = ("vitcli/1", FORMAT)  # 0.1.0 wrote vitcli/1
@@ -82,19 +86,36 @@ def save_checkpoint(
 
 
 def checkpoint_file(path: str | Path) -> Path:
-    """The checkpoint file for `path`: the file itself, or a run directory's model.safetensors."""
+    """The checkpoint file for `path`: the file itself, a run directory's model.safetensors, or the file of
+    the shipped model of that name (`vitcli models`). A path that exists wins over a name."""
     path = Path(path)
     if not path.exists():
+        shipped = shipped_checkpoint(str(path))
+        if shipped is not None:
+            return shipped
+        known = shipped_names()
         raise CheckpointError(
-            f"checkpoint {path} does not exist; pass a model.safetensors from a run directory"
+            f"checkpoint {path} does not exist: no such file or run directory, nor a shipped model; "
+            f"{did_you_mean(path, known)}pass a model.safetensors, its run directory or the name of a "
+            f"shipped model ({', '.join(known)}; vitcli models)"
         )
     if path.is_dir():
         if not (path / "model.safetensors").is_file():
+            shipped = shipped_checkpoint(str(path))
             raise CheckpointError(
                 f"{path} is a directory without model.safetensors; pass the checkpoint file"
+                + ("" if shipped is None else f" (the shipped model {path} is {shipped})")
             )
         path = path / "model.safetensors"
     return path
+
+
+def outputs_home(file: Path) -> Path:
+    """Where the commands that read checkpoint `file` write by default (attention/, inspect/, an export):
+    its run directory, or for a shipped model, whose folder is inside the installed package, NAME-outputs
+    in the current directory (not NAME, which would then be a path that wins over the name)."""
+    shipped = shipped_model_of(file)
+    return file.parent if shipped is None else Path(f"{shipped.name}-outputs")
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
@@ -131,7 +152,7 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Che
             preprocessing = compat.upgrade_preprocessing(settings, dataset)
         else:
             preprocessing = json.loads(metadata["preprocessing"])
-        config = Config.from_dict(settings, source=f"{path} metadata").validate()
+        config = for_its_data(path, Config.from_dict(settings, source=f"{path} metadata").validate())
         info = _checked(DatasetInfo(**dataset))
         adaptation = (
             Adaptation.from_dict(json.loads(metadata["adaptation"]))
@@ -156,6 +177,17 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Che
     checkpoint.model.load_state_dict(state)
     checkpoint.model.to(device).eval()
     return checkpoint
+
+
+def for_its_data(file: Path, config: Config) -> Config:
+    """A shipped model's config names the data set it is for, not the trainer's own copy of it (a
+    folder:/tmp/cifar, a data dir users do not have): its images come from --dataset and --data-dir, or
+    the defaults. The rest of the data settings (a classes selection) stay. Other configs are as written."""
+    shipped = shipped_model_of(file)
+    if shipped is None:
+        return config
+    data = dataclasses.replace(config.data, dataset=shipped.dataset, data_dir=None)
+    return dataclasses.replace(config, data=data)
 
 
 def _checked(info: DatasetInfo) -> DatasetInfo:

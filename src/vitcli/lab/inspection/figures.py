@@ -21,6 +21,7 @@ from vitcli.lab.attention_figure import displayable, picture_paths
 from vitcli.lab.inspection.analysis import InspectReport
 from vitcli.runtime import png  # png.save looked up per call: tests watch what is drawn
 from vitcli.runtime.outputs import check_output, png_made_by, png_mark, write_output
+from vitcli.training.checkpoint import outputs_home
 from vitcli.training.snapshots import spaced_indices
 
 DPI = 100
@@ -37,7 +38,7 @@ def draw_report(
     """The PNGs of every figure in `report`, in `out` (default: the run directory's inspect/); the
     report with their paths. A picture already there is replaced only with `overwrite`, and only if
     `vitcli inspect` drew it."""
-    out_dir = Path(out) if out is not None else report.checkpoint.parent / "inspect"
+    out_dir = Path(out) if out is not None else outputs_home(report.checkpoint) / "inspect"
     planned: dict[str, list[tuple[Path, object]]] = {}  # figure -> its (path, draw) pairs
     drawers = {
         "distance": (report.distance, _distance),
