@@ -71,7 +71,6 @@ class DataConfig:
         "airplane,automobile,ship,truck or 0,1,2,3,4), relabelled in the order given.",
         DATA_PANEL,
         unset="every class",
-        metavar="A,B,...",
     )
     per_class: int | None = option(
         None,
