@@ -25,7 +25,8 @@ def main() -> None:
     try:
         from sklearn.datasets import load_digits
     except ImportError:
-        raise SystemExit("error: this script reads the digits bundled with scikit-learn: pip install scikit-learn")
+        message = "error: this script reads the digits bundled with scikit-learn: pip install scikit-learn"
+        raise SystemExit(message) from None
     if args.out.exists():
         raise SystemExit(f"error: {args.out} already exists; choose a new folder")
     digits = load_digits()

@@ -44,9 +44,10 @@ def presets(
     table.add_column("on", max_width=7)  # "2 CPU cores" in two lines: the table fits 80 columns
     table.add_column("in", no_wrap=True)
     for p in found:
-        table.add_row(f"[bold]{p.name}[/]", p.dataset, p.model, p.reaches, p.on, p.time)
+        table.add_row(f"[bold]{p.name}[/]", p.dataset or "any", p.model, p.reaches, p.on, p.time)
     console.print(table)
-    console.print("model: kind dim/patch/blocks (convN: a conv tokenizer of N stages)")
+    console.print("model: kind dim/patch/blocks (convN: N conv stages; conv0: N by image size)")
+    console.print("data: any is the --dataset given")
     console.print("reaches: test accuracy; in: the command's whole time")
     for p in found:
         console.print(f"[bold]{p.name}[/]: {p.description}", highlight=False)

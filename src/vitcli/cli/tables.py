@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # annotations only: the core is imported when a command runs
     from vitcli.lab.evaluate import EvalReport
     from vitcli.models.pretrained import Adaptation
     from vitcli.training.run import RunResult
+    from vitcli.training.transfer import Transfer
 
 
 def fmt_bytes(n: int | None) -> str:
@@ -89,7 +90,9 @@ def run_table(r: RunResult) -> Table:
         label = Text(f"  95% CI (Wilson), {r.test.count:,} images", style="dim")
         table.add_row(label, fmt_interval(r.test.interval), "")
     for split, (count, total) in r.capped.items():  # --subset capped evaluation too
-        table.add_row(Text(f"{split} on {count:,} of {total:,} images (--subset)", style="dim"), "", "")
+        option = "--per-class" if r.config.data.per_class else "--subset"
+        cut = f"{split} on {count:,} of {total:,} images ({option})"
+        table.add_row(Text(cut, style="dim"), "", "")
     table.add_section()
     table.add_row("parameters", f"{r.parameters:,}", "")
     table.add_row("tokens per image", "n/a (CNN)" if r.tokens is None else f"{r.tokens}", "")
@@ -109,7 +112,29 @@ def run_table(r: RunResult) -> Table:
         table.add_section()
         for part, change in adaptation_rows(r.adaptation, r.preprocessing, r.info.name):
             table.add_row(part, Text(change, justify="left"), "")
+    if r.transfer:  # --init: the checkpoint it started from and what was changed to fit the data
+        table.add_section()
+        for part, change in transfer_rows(r.transfer):
+            table.add_row(part, Text(change, justify="left"), "")
     return table
+
+
+def transfer_rows(t: Transfer) -> list[tuple[str, str]]:
+    """(part, change) in words for a run started with --init (training/transfer.py)."""
+    rows = [
+        ("init", f"{t.source}: {t.model} on {t.data}"),
+        ("loaded", f"{t.loaded} of {t.tensors} tensors as they were"),
+        *(("changed", change) for change in t.changes),
+    ]
+    if t.freeze != "none":
+        unit = "conv stages" if t.model == "cnn" else "blocks, the tokenizer and positions"
+        what = "all but the head" if t.freeze == "backbone" else f"the first {t.freeze} {unit}"
+        rows.append(("frozen", f"{what}: {t.trainable:,} of {t.total:,} parameters train"))
+    if t.layer_decay is not None:
+        rows.append(
+            ("layer decay", f"{t.layer_decay:g} a layer: lr x1 at the head down to x{t.lowest_lr_scale:.3g}")
+        )
+    return rows
 
 
 def adaptation_rows(a: Adaptation, preprocessing: Preprocessing, dataset: str) -> list[tuple[str, str]]:

@@ -73,6 +73,12 @@ def train_and_print(
             with TrainProgress(console) as listen:
                 result = resume_run(resume, overrides, on_event=listen)
             return print_result(result)
+        init = overrides.get("model", {}).get("init")
+        if init is not None and defaults is None:
+            # Model settings not given are the --init checkpoint's own (a preset's or --config's still win).
+            from vitcli.training.transfer import model_of
+
+            defaults = Config(model=model_of(init))
         cfg = load_config(config, overrides, defaults=defaults, preset=preset)
         if print_config:
             for note in cfg.notes:  # on stderr, so that stdout stays a TOML file

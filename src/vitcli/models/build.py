@@ -18,6 +18,7 @@ from vitcli.errors import ConfigError
 from vitcli.events import Status
 from vitcli.models.built import Built, Emit
 from vitcli.models.cnn import CNN
+from vitcli.models.conv_tokenizer import resolve_conv
 from vitcli.models.timm_build import build_finetune
 from vitcli.models.timm_vit import build_timm_vit, resolve_timm
 from vitcli.models.token_grid import few_tokens_warning
@@ -29,7 +30,7 @@ def build_module(spec: ModelSpec, info: DatasetInfo, drop_path: float = 0.0) -> 
     """The module for images shaped like `info`, with fresh weights; a ConfigError if they do not fit.
     `drop_path` (stochastic depth) acts in training only, so a checkpoint is rebuilt without it."""
     if isinstance(spec, ViTSpec):
-        return _vit(spec, info, drop_path)
+        return _vit(resolve_conv(spec, info), info, drop_path)
     if isinstance(spec, CNNSpec):
         return _cnn(spec, info)
     if isinstance(spec, TimmSpec):
@@ -54,7 +55,12 @@ def build_model(
     if isinstance(spec, TimmSpec):
         built = build_finetune(spec, info, stats, weight_decay, emit, drop_path)
     else:
-        built = Built(spec, build_module(spec, info, drop_path), Preprocessing(stats.mean, stats.std))
+        exact = resolve_conv(spec, info)  # --conv-layers 0: the stages these images get, in the spec
+        built = Built(exact, build_module(exact, info, drop_path), Preprocessing(stats.mean, stats.std))
+        if exact is not spec:  # say what 0 chose
+            rows, cols = built.module.grid_size
+            chose = f"--conv-layers 0 chose {exact.conv_layers} for {info.height}x{info.width} images"
+            emit(Status(f"{chose}: a {rows}x{cols} grid of tokens"))
     warning = few_tokens_warning(built.spec, info, built.module)  # a timm spec's sizes are resolved here
     if warning:
         emit(Status(warning, warning=True))

@@ -28,3 +28,4 @@ class Built:
     adaptation: Adaptation | None = None  # what was changed to fit pretrained weights to the data
     criterion: Callable | None = None  # the training loss (engine.Criterion); None: cross-entropy
     teacher: Teacher | None = None  # the model a distilled ViT learns from (its cost goes in the report)
+    transfer: Any = None  # --init: where the first weights came from (training/transfer.py's Transfer)

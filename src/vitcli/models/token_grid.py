@@ -21,7 +21,7 @@ from torch import nn
 
 from vitcli.data.datasets import DatasetInfo
 from vitcli.errors import CheckpointError
-from vitcli.models.conv_tokenizer import pooled_size
+from vitcli.models.conv_tokenizer import auto_layers, pooled_size
 from vitcli.settings.specs import MAX_CONV_LAYERS, ModelSpec, TimmSpec, ViTSpec
 
 FEW_TOKENS = 4  # fewer image tokens than this (a 2x2 grid) get a warning before training
@@ -49,7 +49,9 @@ def lever(spec: ModelSpec, info: DatasetInfo) -> Lever | None:
     height, width = info.height, info.width
     if isinstance(spec, ViTSpec) and spec.tokenizer == "conv":
         tokens = {n: pooled_size(height, n) * pooled_size(width, n) for n in range(1, MAX_CONV_LAYERS + 1)}
-        return Lever(f"--tokenizer conv --conv-layers {spec.conv_layers}", "--conv-layers", tokens)
+        # A spec not yet built may say 0: the stages are then the ones the image size gives.
+        layers = spec.conv_layers or f"0 (that is {auto_layers(height, width)})"
+        return Lever(f"--tokenizer conv --conv-layers {layers}", "--conv-layers", tokens)
     if isinstance(spec, ViTSpec):
         setting = ("--tokenizer spt " if spec.tokenizer == "spt" else "") + f"--patch-size {spec.patch_size}"
     elif isinstance(spec, TimmSpec) and spec.img_size and spec.patch_size:

@@ -65,6 +65,9 @@ class DataConfig:
         DATA_PANEL,
         unset="every training image",
     )
+    augment: bool = option(
+        True, "Shifts for digits; crops with padding and flips for natural images.", DATA_PANEL
+    )
     classes: str | None = option(
         None,
         "Train and test on these classes only, comma-separated names or numbers (e.g. "
@@ -78,9 +81,6 @@ class DataConfig:
         "capped at max(total, 500) images, and the test split stays whole.",
         DATA_PANEL,
         unset="every training image",
-    )
-    augment: bool = option(
-        True, "Shifts for digits; crops with padding and flips for natural images.", DATA_PANEL
     )
     # The small-data levers (docs/small-data.md); 0 turns each off.
     randaugment: int = option(

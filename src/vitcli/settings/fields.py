@@ -102,6 +102,7 @@ def folder_name(key: str, value: str) -> None:
 MODEL_PANEL, VARIANTS_PANEL, TIMM_PANEL = "Model", "ViTs for small data (docs/small-data.md)", "Model (timm)"
 DATA_PANEL, TRAINING_PANEL = "Data", "Training"
 LEVERS_PANEL, OUTPUT_PANEL = "Small-data levers (0 is off)", "Output"
+TRANSFER_PANEL = "Transfer (docs/small-data.md)"
 
 
 def option(

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 from vitcli.errors import ConfigError
 from vitcli.settings import fields
 from vitcli.settings.choices import CHANNELS, POOLS, POS_EMBEDS, PRETRAINED, TOKENIZERS
-from vitcli.settings.fields import MODEL_PANEL, TIMM_PANEL, VARIANTS_PANEL, option
+from vitcli.settings.fields import MODEL_PANEL, TIMM_PANEL, TRANSFER_PANEL, VARIANTS_PANEL, option
 
 MAX_DEPTH = 1024  # the deepest published ViTs have under 100 blocks
 MAX_CONV_LAYERS = 8  # each stage halves the grid: 8 take a 256-pixel image down to one token
@@ -69,6 +69,55 @@ class ModelSpec:
         )
 
 
+INIT_HELP = (
+    "Start from the weights of an in-house ViT or CNN: a run directory, a model.safetensors or a shipped "
+    "model's name (vitcli models). A new head when the classes differ, positions resampled when the token "
+    "grid does, the first layer adapted when the channels do; model settings not given are its own."
+)
+FREEZE_HELP = (
+    "With --init: none, backbone (only the head trains) or N (the tokenizer, positions and the first N "
+    "blocks stay as loaded; the CNN's first N conv stages)."
+)
+LAYER_DECAY_HELP = (
+    "With --init, layer-wise lr decay, e.g. 0.75: each block (CNN: stage) learns at 0.75 x the rate of "
+    "the one above."
+)
+
+
+def _init_option():
+    return option(None, INIT_HELP, TRANSFER_PANEL, unset="new random weights", metavar="<run>")
+
+
+def _freeze_option():
+    return option("none", FREEZE_HELP, TRANSFER_PANEL)
+
+
+def _layer_decay_option():
+    return option(None, LAYER_DECAY_HELP, TRANSFER_PANEL, unset="off, one learning rate for all layers")
+
+
+def check_transfer(spec: ModelSpec) -> None:
+    """--init, --freeze and --layer-decay of an in-house model: each value on its own."""
+    if spec.init is not None and not str(spec.init).strip():
+        raise ConfigError("--init must name a run directory, a model.safetensors or a shipped model")
+    if spec.freeze not in ("none", "backbone") and not spec.freeze.isdigit():
+        raise ConfigError(f"--freeze must be none, backbone or a number of blocks, got {spec.freeze!r}")
+    if spec.layer_decay is not None and not 0 < spec.layer_decay <= 1:
+        raise ConfigError(f"--layer-decay must be in (0, 1], e.g. 0.75, got {spec.layer_decay}")
+
+
+def validate_transfer(spec: ModelSpec) -> None:
+    """Freezing or decaying weights that were not loaded trains part of a random model slower or not at
+    all: refused without --init."""
+    if spec.init is None:
+        for key, off in (("freeze", "none"), ("layer_decay", None)):
+            if getattr(spec, key) != off:
+                raise ConfigError(
+                    f"{fields.flag(key)} acts on loaded weights, and this run starts from random ones; give "
+                    f"--init RUN (or a shipped model) to start from, or leave {fields.flag(key)} out"
+                )
+
+
 @dataclass
 class ViTSpec(ModelSpec):
     """The in-house ViT of `models/vit.py`, and its variants for small data (docs/small-data.md)."""
@@ -96,7 +145,10 @@ class ViTSpec(ModelSpec):
         choices=TOKENIZERS,
     )
     conv_layers: int = option(
-        2, "Conv, ReLU, max-pool stages of --tokenizer conv; each halves the token grid.", VARIANTS_PANEL
+        2,
+        "Conv, ReLU, max-pool stages of --tokenizer conv; each halves the token grid. 0: chosen from the "
+        "image size, the most that keep a 4x4 grid (8x8 images: 1, 32x32: 3).",
+        VARIANTS_PANEL,
     )
     lsa: bool = option(
         False,
@@ -116,11 +168,18 @@ class ViTSpec(ModelSpec):
         VARIANTS_PANEL,
         path=True,
     )
+    init: str | None = _init_option()
+    freeze: str = _freeze_option()
+    layer_decay: float | None = _layer_decay_option()
 
     def check_values(self) -> None:
-        fields.positive(self, "embed_dim", "patch_size", "depth", "heads", "mlp_dim", "conv_layers")
-        if self.conv_layers > MAX_CONV_LAYERS:
-            raise ConfigError(f"--conv-layers {self.conv_layers} is too many: at most {MAX_CONV_LAYERS}")
+        check_transfer(self)
+        fields.positive(self, "embed_dim", "patch_size", "depth", "heads", "mlp_dim")
+        if not 0 <= self.conv_layers <= MAX_CONV_LAYERS:  # 0: from the image size (models/conv_tokenizer.py)
+            raise ConfigError(
+                f"--conv-layers must be 0 (chosen from the image size) or 1 to {MAX_CONV_LAYERS} stages, "
+                f"got {self.conv_layers}"
+            )
         fields.one_of("tokenizer", self.tokenizer, TOKENIZERS)
         fields.one_of("pool", self.pool, POOLS)
         if self.teacher is not None and not str(self.teacher).strip():
@@ -133,6 +192,7 @@ class ViTSpec(ModelSpec):
         fields.fraction("dropout", self.dropout)
 
     def validate(self) -> ViTSpec:
+        validate_transfer(self)
         if self.embed_dim % self.heads:
             divisors = [h for h in range(1, min(self.embed_dim, 16) + 1) if self.embed_dim % h == 0]
             raise ConfigError(
@@ -151,7 +211,8 @@ class ViTSpec(ModelSpec):
         return self.pos_embed != "none"
 
     def describe(self) -> str:
-        tokens = f"conv{self.conv_layers}" if self.tokenizer == "conv" else f"p{self.patch_size}"
+        stages = self.conv_layers or "-auto"  # 0: chosen from the image size when the model is built
+        tokens = f"conv{stages}" if self.tokenizer == "conv" else f"p{self.patch_size}"
         parts = ["vit", f"d{self.embed_dim}", *(["spt"] if self.tokenizer == "spt" else []), tokens]
         return " ".join([*parts, f"x{self.depth}", *(["distilled"] if self.teacher else [])])
 
@@ -182,9 +243,17 @@ class CNNSpec(ModelSpec):
     residual: ClassVar[bool] = False
     has_attention: ClassVar[bool] = False
     dropout: float = option(0.0, DROPOUT_HELP, MODEL_PANEL)
+    init: str | None = _init_option()
+    freeze: str = _freeze_option()
+    layer_decay: float | None = _layer_decay_option()
 
     def check_values(self) -> None:
+        check_transfer(self)
         fields.fraction("dropout", self.dropout)
+
+    def validate(self) -> CNNSpec:
+        validate_transfer(self)
+        return self
 
 
 @dataclass

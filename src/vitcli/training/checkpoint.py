@@ -9,6 +9,7 @@ The tensors are the model's state dict; the safetensors header's metadata (strin
     preprocessing   how images become its input, as JSON: normalisation, resize, channels
     metrics         final metrics as JSON
     adaptation      (timm models) the pretrained weights and what was changed to fit them, as JSON data
+    transfer        (--init) the checkpoint its first weights came from and what was changed, as JSON
 
 so `load_checkpoint` rebuilds the model from the file alone. Checkpoints of vitcli 0.1.0 ("vitcli/1")
 load too (`compat`). Writes are atomic. Wherever a checkpoint is asked for, the name of a model shipped
@@ -81,6 +82,8 @@ def save_checkpoint(
     }
     if built.adaptation is not None:
         metadata["adaptation"] = json.dumps(built.adaptation.to_dict())
+    if built.transfer is not None:  # --init: where its first weights came from (training/transfer.py)
+        metadata["transfer"] = built.transfer.to_json()
     with writing(path):
         save_tensors(path, tensors, metadata)
 

@@ -29,6 +29,7 @@ from vitcli.events import EpochMetrics, Listener, Status
 from vitcli.models import count_parameters, num_tokens
 from vitcli.models.build import build_model
 from vitcli.models.built import Built
+from vitcli.models.conv_tokenizer import resolve_conv
 from vitcli.models.distillation import TeacherCost
 from vitcli.models.pretrained import Adaptation
 from vitcli.runtime.devices import resolve_device
@@ -67,6 +68,7 @@ from vitcli.training.small_sets import for_training_set
 from vitcli.training.snapshots import AttentionSnapshots, check_snapshots
 from vitcli.training.teacher import with_teacher
 from vitcli.training.tensorboard_log import TENSORBOARD, TensorBoardLog, check_tensorboard
+from vitcli.training.transfer import Transfer, apply_init
 
 
 @dataclass
@@ -87,6 +89,7 @@ class RunResult:
     images_per_s: float
     peak_memory: int | None
     adaptation: Adaptation | None = None  # a timm model: its weights and what was changed to fit them
+    transfer: Transfer | None = None  # --init: the checkpoint it started from and what was changed
     weights: str = "raw"  # the kept weights: "raw", or "ema" when their moving average validated better
     teacher: TeacherCost | None = None  # a distilled ViT: its teacher and the time spent in it
     capped: dict[str, tuple[int, int]] = field(default_factory=dict)  # --subset: split -> (evaluated, of)
@@ -138,7 +141,10 @@ def train_run(
         splits, built = _prepare(config, emit)
         check_snapshots(config.train.snapshot_attention, built.module, splits.val)
         train, chosen = for_training_set(config.train, len(splits.train), current().world)
-        config = dataclasses.replace(config, train=train)
+        # What the data decided is written into config.toml as decided, as a small set's batch is: the
+        # stages --conv-layers 0 chose too, so that config.toml and the checkpoint hold one model and a
+        # resume rebuilds it, whatever a later vitcli's rule would choose.
+        config = dataclasses.replace(config, model=resolve_conv(config.model, splits.info), train=train)
         if chosen:
             emit(Status(chosen))
         size, images = config.train.batch_size, len(splits.train)
@@ -164,7 +170,7 @@ def resume_run(
         check_tensorboard()
     started -= sum(m.seconds for m in snapshot.history) + snapshot.totals.seconds  # the training done before
     with process_group(resolve_device(config.train.device)) as device:
-        splits, built = _prepare(config, emit)
+        splits, built = _prepare(config, emit, resumed=True)
         check_batch(config.train.batch_size, current(), len(splits.train))
         steps = snapshot.totals.steps
         where = f"epoch {snapshot.epoch}" + (f", step {steps}" if steps else "")
@@ -179,7 +185,7 @@ def _main_only(on_event: Listener | None) -> Listener:
     return on_event
 
 
-def _prepare(config: Config, emit: Listener):
+def _prepare(config: Config, emit: Listener, resumed: bool = False):
     emit(Status(f"loading {config.data.dataset}"))
     with local_main_first():  # one download and one cache write per machine
         splits = load_splits(config.data, on_note=lambda note: emit(Status(note)))
@@ -193,6 +199,8 @@ def _prepare(config: Config, emit: Listener):
             emit=emit,
             drop_path=config.train.drop_path,
         )
+        # --init: a resumed run's weights all come from its own state; what trains is set again.
+        built = apply_init(built, splits.info, config.train.weight_decay, emit, load=not resumed)
         built = with_teacher(built, splits.info)
     return splits, built
 
@@ -302,6 +310,7 @@ def _train(
             images_per_s=fitted.images_per_s,
             peak_memory=fitted.peak_memory,
             adaptation=built.adaptation,
+            transfer=built.transfer,
             weights=fitted.weights,
             capped=splits.capped,
         )

@@ -35,8 +35,10 @@ class Preset:
     settings: dict[str, dict[str, Any]]  # [model], [data], [train]
 
     @property
-    def dataset(self) -> str:
-        return self.settings.get("data", {}).get("dataset", "mnist")
+    def dataset(self) -> str | None:
+        """The data set the recipe is for; None for one made for any (`small`): it trains on the --dataset
+        given, else the default, as a run without a preset does."""
+        return self.settings.get("data", {}).get("dataset")
 
     @property
     def model(self) -> str:
@@ -44,7 +46,8 @@ class Preset:
         m = self.settings.get("model", {})
         if m.get("kind", "vit") != "vit":
             return m["kind"]
-        # the tokens' source: a patch size, or a convolutional tokenizer's stages ("conv3")
+        # the tokens' source: a patch size, or a convolutional tokenizer's stages ("conv3"; "conv0": chosen
+        # from the image size, as --conv-layers 0 says)
         tokens = f"conv{m.get('conv_layers', 2)}" if m.get("tokenizer") == "conv" else m.get("patch_size", 7)
         return f"vit {m.get('embed_dim', 32)}/{tokens}/{m.get('depth', 2)}"
 
