@@ -194,7 +194,7 @@ def test_config_knows_the_same_data_sets_as_the_registry():
 
 
 def test_channel_stats_match_the_direct_computation():
-    from vitcli.data.datasets import channel_stats
+    from vitcli.data.folders import channel_stats
 
     images = torch.randint(
         0, 256, (50, 3, 5, 7), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)

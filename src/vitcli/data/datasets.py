@@ -10,13 +10,13 @@ source's labels are checked when it is loaded, before any training. A plain fold
 as the test split.
 
 With `--subset N` the validation and test splits are capped too (`eval_cap`), so that a quick try stays
-quick; `Splits.capped` says which were and how large they were. `--classes` keeps some classes of every
-split (relabelled in the order given) and `--per-class N` trains on N images of each, its validation
-capped as a subset's and its test split whole, for studies of how accuracy grows with the data.
+quick; `Splits.capped` says which were and how large they were. `--classes` and `--per-class` choose
+classes and images per class (`selection.py`): validation is then capped as a subset's, test stays whole.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -28,6 +28,7 @@ from torch import Tensor
 from torchvision import datasets as tvd
 
 from vitcli.data import cache, folders
+from vitcli.data.selection import chosen_classes, per_class, relabelled
 from vitcli.data.stratified import draw, eval_cap
 from vitcli.errors import DataError, one_line
 from vitcli.settings.choices import SPLITS
@@ -72,7 +73,9 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
-
+    def take(self, index: Tensor) -> Split:
+        """The images (and their labels) at `index`."""
+        return Split(self.images[index], self.labels[index])
 
 
 @dataclass
@@ -107,18 +110,18 @@ def default_data_dir() -> Path:
 def load_splits(
     cfg: DataConfig, download: bool = True, on_note: Callable[[str], None] | None = None
 ) -> Splits:
-    """The train / val / test splits for a data config: validation held out of train (seeded, the same
-    for every run with the same val_size), then the training subset if one is asked for, with the
-    validation (unless val_size is given) and test splits capped at `eval_cap` images, drawn with fixed
-    seeds so that they cover every class.
-
-    `on_note` gets a line for the user when something was put right on the way, such as a damaged cache
-    file decoded again."""
+    """The train / val / test splits for a data config: the classes chosen, validation held out of train
+    (seeded, the same for every run with the same val_size), then the training images chosen (per class
+    or a subset), validation (unless val_size is given) and a subset's test split capped at `eval_cap`
+    images, drawn with fixed seeds that cover every class. `on_note` gets a line for the user when
+    something was put right on the way (a damaged cache file decoded again)."""
     data_dir = Path(cfg.data_dir).expanduser() if cfg.data_dir else None
     info, stats, train, val, test = _load_source(cfg.dataset, data_dir, download, on_note)
     check_labels(info, {"train": train, "val": val, "test": test}, _damaged(cfg.dataset, data_dir))
     if cfg.classes is not None:
-        info, train, val, test = select_classes(info, cfg.classes, train, val, test)
+        chosen = chosen_classes(cfg.classes, info.classes, info.name)
+        train, val, test = (_of_classes(split, chosen, len(info.classes)) for split in (train, val, test))
+        info = dataclasses.replace(info, classes=[info.classes[i] for i in chosen])
     if val is None:
         val_size = default_val_size(len(train)) if cfg.val_size is None else cfg.val_size
         if val_size >= len(train):
@@ -129,21 +132,19 @@ def load_splits(
         if val_size > 0:
             # A fixed seed, not the training seed: runs that differ only in --seed see the same split.
             order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
-            val = Split(train.images[order[:val_size]], train.labels[order[:val_size]])
-            keep = order[val_size:].sort().values
-            train = Split(train.images[keep], train.labels[keep])
+            val, train = train.take(order[:val_size]), train.take(order[val_size:].sort().values)
     capped: dict[str, tuple[int, int]] = {}
     if cfg.per_class is not None:
-        train = _per_class(train, cfg.per_class, info)
+        train = train.take(per_class(train.labels, cfg.per_class, info.classes, info.name))
         cap = eval_cap(len(train))
-        if val is not None and cfg.val_size is None and len(val) > cap:
+        if val is not None and cfg.val_size is None and len(val) > cap:  # as a subset's (below)
             capped["val"], val = (cap, len(val)), _drawn(val, cap, seed=2)
     if cfg.subset is not None:
         if cfg.subset > len(train):
             raise DataError(f"--subset {cfg.subset} is more than the {len(train)} training images there are")
         # The first N of a seeded shuffle, so a subset covers every class.
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(1))[: cfg.subset]
-        train = Split(train.images[order], train.labels[order])
+        train = train.take(order)
         cap = eval_cap(cfg.subset)
         if val is not None and cfg.val_size is None and len(val) > cap:
             capped["val"], val = (cap, len(val)), _drawn(val, cap, seed=2)
@@ -152,60 +153,15 @@ def load_splits(
     return Splits(info, stats, train, val, test, capped)
 
 
-def select_classes(
-    info: DatasetInfo, classes: str, *splits: Split | None
-) -> tuple[DatasetInfo, Split, Split | None, Split]:
-    """`info` and the splits cut to the classes named in `classes` (comma-separated names, or numbers
-    where no class has that name: MNIST's classes are named "0 - zero", ...), relabelled 0.. in the
-    order given, so that a model trained on them has one output per chosen class."""
-    chosen = []
-    for name in (part.strip() for part in classes.split(",")):
-        if name in info.classes:
-            chosen.append(info.classes.index(name))
-        elif name.isdigit() and int(name) < len(info.classes):
-            chosen.append(int(name))
-        else:
-            raise DataError(
-                f"--classes: {info.name} has no class {name!r}; {did_you_mean(name, info.classes)}"
-                f"its classes are {', '.join(info.classes)} (or their numbers, 0 to {len(info.classes) - 1})"
-            )
-    if len(set(chosen)) != len(chosen):
-        raise DataError(f"--classes {classes!r} names one class of {info.name} twice; give each once")
-    relabel = torch.full((len(info.classes),), -1, dtype=torch.int64)
-    relabel[torch.tensor(chosen)] = torch.arange(len(chosen))
-
-    def cut(split: Split | None) -> Split | None:
-        if split is None:
-            return None
-        keep = (relabel[split.labels] >= 0).nonzero().squeeze(1)
-        return Split(split.images[keep], relabel[split.labels[keep]])
-
-    names = [info.classes[i] for i in chosen]
-    train, val, test = (cut(split) for split in splits)
-    cut_info = DatasetInfo(info.name, info.channels, info.height, info.width, names, info.family)
-    return cut_info, train, val, test
-
-
-def _per_class(train: Split, count: int, info: DatasetInfo) -> Split:
-    """`count` training images of each class: the first of a seeded shuffle (seed 1, as --subset's), so
-    that runs differing only in --seed train on the same images, and a larger count holds a smaller."""
-    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(1))
-    keep = []
-    for label, name in enumerate(info.classes):
-        members = order[train.labels[order] == label]
-        if len(members) < count:
-            raise DataError(
-                f"--per-class {count}: class {name!r} of {info.name} has only {len(members)} training "
-                f"images (after validation is held out); use --per-class {len(members)} or fewer"
-            )
-        keep.append(members[:count])
-    chosen = torch.cat(keep).sort().values
-    return Split(train.images[chosen], train.labels[chosen])
+def _of_classes(split: Split | None, chosen: list[int], classes: int) -> Split | None:
+    if split is None:
+        return None
+    keep, labels = relabelled(split.labels, chosen, classes)
+    return Split(split.images[keep], labels)
 
 
 def _drawn(split: Split, count: int, seed: int) -> Split:
-    keep = draw(split.labels, count, seed)
-    return Split(split.images[keep], split.labels[keep])
+    return split.take(draw(split.labels, count, seed))
 
 
 def check_labels(info: DatasetInfo, splits: dict[str, Split | None], damaged: str) -> None:
@@ -420,7 +376,7 @@ def _load_folder(path: Path, on_note: Callable[[str], None] | None = None) -> So
         # No published constants for a user's folder: normalise with its own training pixels, computed
         # once here and cached with the images.
         tensors["train_mean"], tensors["train_std"] = map(
-            torch.tensor, channel_stats(tensors["train_images"])
+            torch.tensor, folders.channel_stats(tensors["train_images"])
         )
         return {"tensors": tensors, "classes": classes}
 
@@ -442,18 +398,3 @@ def _load_folder(path: Path, on_note: Callable[[str], None] | None = None) -> So
     info = DatasetInfo(f"folder:{path}", channels, height, width, classes, family)
     val = Split(t["val_images"], t["val_labels"]) if "val" in names else None
     return info, stats, train, val, Split(t["test_images"], t["test_labels"])
-
-
-def channel_stats(images: Tensor, chunk: int = 4096) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of uint8 images scaled to [0, 1], a chunk at a time: a float copy of a
-    CIFAR-sized set at once would take 600 MB."""
-    total = torch.zeros(images.shape[1], dtype=torch.float64)
-    squares = torch.zeros_like(total)
-    for part in images.split(chunk):
-        x = part.to(torch.float64).div_(255)
-        total += x.sum(dim=(0, 2, 3))
-        squares += x.square().sum(dim=(0, 2, 3))
-    n = images.numel() // images.shape[1]
-    mean = total / n
-    std = (squares / n - mean.square()).clamp_min(0).sqrt().clamp_min(1e-3)
-    return mean.tolist(), std.tolist()

@@ -343,3 +343,18 @@ def _stack(arrays: list[np.ndarray], channels: int) -> torch.Tensor:
     for i, array in enumerate(arrays):
         out[i] = array.transpose(2, 0, 1) if array.ndim == 3 else array
     return torch.from_numpy(out)
+
+
+def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of uint8 images scaled to [0, 1], a chunk at a time: a float copy of a
+    CIFAR-sized set at once would take 600 MB."""
+    total = torch.zeros(images.shape[1], dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    for part in images.split(chunk):
+        x = part.to(torch.float64).div_(255)
+        total += x.sum(dim=(0, 2, 3))
+        squares += x.square().sum(dim=(0, 2, 3))
+    n = images.numel() // images.shape[1]
+    mean = total / n
+    std = (squares / n - mean.square()).clamp_min(0).sqrt().clamp_min(1e-3)
+    return mean.tolist(), std.tolist()

@@ -110,17 +110,7 @@ class DataConfig:
         if self.subset is not None and self.per_class is not None:
             raise ConfigError("--subset and --per-class both choose the training images; give one of them")
         if self.classes is not None:
-            names = [name.strip() for name in self.classes.split(",")]
-            if not all(names):
-                raise ConfigError(
-                    f"--classes {self.classes!r} has an empty name; give comma-separated class names or "
-                    "numbers, e.g. --classes cat,dog or --classes 0,1"
-                )
-            if len(set(names)) != len(names):
-                twice = next(n for n in names if names.count(n) > 1)
-                raise ConfigError(f"--classes names {twice!r} twice; give each class once")
-            if len(names) < 2:
-                raise ConfigError(f"--classes {self.classes!r} is one class; a classifier needs two or more")
+            fields.class_list("classes", self.classes)
         if not 0 <= self.randaugment <= MAX_MAGNITUDE:
             raise ConfigError(
                 f"--randaugment must be a magnitude from 0 (off) to {MAX_MAGNITUDE}, got {self.randaugment}; "

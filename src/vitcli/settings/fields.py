@@ -72,6 +72,21 @@ def positive(section: Any, *keys: str) -> None:
             raise ConfigError(f"{flag(key)} must be a positive whole number, got {value}")
 
 
+def class_list(key: str, value: str) -> None:
+    """`value` is two or more comma-separated class names or numbers, none empty and none twice."""
+    names = [name.strip() for name in value.split(",")]
+    if not all(names):
+        raise ConfigError(
+            f"{flag(key)} {value!r} has an empty name; give comma-separated class names or numbers, "
+            f"e.g. {flag(key)} cat,dog or {flag(key)} 0,1"
+        )
+    twice = [name for name in names if names.count(name) > 1]
+    if twice:
+        raise ConfigError(f"{flag(key)} names {twice[0]!r} twice; give each class once")
+    if len(names) < 2:
+        raise ConfigError(f"{flag(key)} {value!r} is one class; a classifier needs two or more")
+
+
 def fraction(key: str, value: float) -> None:
     """A rate in [0, 1), such as dropout or label smoothing."""
     if not 0 <= value < 1:  # NaN fails this too

@@ -7,6 +7,8 @@
     evaluation.py     accuracy, loss and confusion on a split
     confidence.py     an accuracy's 95% (Wilson) interval, and which splits are small enough to show it
     teacher.py        a distilled ViT's teacher, loaded from its checkpoint
+    transfer.py       --init: a run started from another run's weights, fitted to the data; --freeze
+    small_sets.py     the batch size, learning rate and warmup of a small training set
     run_dir.py        the run directory: its files and how they are written
     provenance.py     provenance.json: command, versions, device, threads, commit, data checksum
     checkpoint.py     model.safetensors: weights with everything needed to rebuild them
