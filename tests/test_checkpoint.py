@@ -188,6 +188,9 @@ def _prepared(checkpoint):
     return resized.expand(-1, 3, -1, -1)
 
 
+FROM_SCRATCH = {"init": None, "freeze": "none", "layer_decay": None}  # no --init: as 0.1.0 trained
+
+
 @pytest.mark.parametrize(
     "name, model",
     [
@@ -208,9 +211,10 @@ def _prepared(checkpoint):
                 "lsa": False,
                 "pool": "cls",
                 "teacher": None,
+                **FROM_SCRATCH,
             },
         ),
-        ("cnn", {"kind": "cnn", "dropout": 0.0}),  # 0.1.0 wrote the ViT's settings for the CNN too
+        ("cnn", {"kind": "cnn", "dropout": 0.0, **FROM_SCRATCH}),  # 0.1.0 wrote the ViT's settings too
         (
             "timm",
             {

@@ -200,7 +200,7 @@ def test_help_shows_finetunes_own_defaults_and_the_options_shared_with_train():
         "--no-compile",
         "--print-config",
         "[default: 0.0001]",
-        "[default: 128]",
+        "[default: 128; on a training set under 5,120 images, fewer",
         "[default: runs]",
         "[default: timm-DATASET-DATE-TIME]",
     ):
