@@ -8,11 +8,12 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 from cli_helpers import plain_text, run
-from conftest import shared_mnist
+from conftest import SHARED_DATA, shared_mnist
 from fakedata import write_cifar10, write_mnist
 from PIL import Image
 from run_helpers import REPO
@@ -179,3 +180,24 @@ def test_mnist_vit_scores_exactly_its_listed_accuracy_on_the_real_mnist():
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert (report["accuracy"], report["count"]) == (model.test_accuracy, model.test_images)
+
+
+def shared_cifar_jpg() -> Path | None:
+    """The JPEG copy of CIFAR-10 the CIFAR-10 models were trained and measured on, as a tar.xz."""
+    root = Path(os.environ.get("VITCLI_SHARED_DATA", SHARED_DATA))
+    archive = root / "cifar10-jpg.tar.xz"
+    return archive if archive.is_file() else None
+
+
+@pytest.mark.slow  # about a minute: the archive unpacked (10 s), then 16,000 test images on one core
+@pytest.mark.skipif(shared_cifar_jpg() is None, reason="the CIFAR-10 JPEG copy is not in ../shared/data")
+def test_the_cifar10_models_score_exactly_their_listed_accuracy_on_the_jpeg_copy(tmp_path):
+    subprocess.run(["tar", "-xJf", str(shared_cifar_jpg()), "-C", str(tmp_path)], check=True)
+    folder = tmp_path  # the archive holds train/<class>/ and test/<class>/
+    for model in shipped_models():
+        if model.dataset != "cifar10":
+            continue
+        result = run("eval", model.name, "--dataset", f"folder:{folder}", "--device", "cpu", "--json")
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout)
+        assert (report["accuracy"], report["count"]) == (model.test_accuracy, model.test_images), model.name
