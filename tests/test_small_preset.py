@@ -83,7 +83,7 @@ def test_the_preset_is_a_conv_vit_for_the_data_set_given():
     assert (spec.tokenizer, spec.conv_layers, spec.pool, spec.pos_embed) == ("conv", 0, "seq", "none")
     assert (spec.embed_dim, spec.depth, spec.heads, spec.mlp_dim) == (64, 2, 2, 128)
     assert config.data.dataset == "cifar10"  # the --dataset given, not a preset's
-    assert (config.train.lr, config.train.epochs, config.train.clip_grad) == (2e-3, 30, 1.0)
+    assert (config.train.lr, config.train.epochs, config.train.clip_grad) == (1e-2, 30, 1.0)
     listed = {p["name"]: p for p in json.loads(run("presets", "--json").output)}
     assert listed["small"]["dataset"] is None
 
