@@ -53,10 +53,10 @@ STUDIES = {
             "cct": ["--preset", "mnist-cct"],
             "cnn": ["--model", "cnn", "--lr", "1e-3"],
         },
-        "pretrain_epochs": {"vit": 4, "cct": 2, "cnn": 1},
+        "pretrain_epochs": {"vit": 3, "cct": 2, "cnn": 1},
     },
 }
-EPOCHS = {50: 60, 200: 30, 1000: 10}  # per size (images per class): the same for every model and start
+EPOCHS = {50: 40, 200: 20, 1000: 10}  # per size (images per class): the same for every model and start
 NAMES = {"vit": "plain ViT", "cct": "conv-tokenizer ViT", "cnn": "CNN"}
 
 
@@ -66,24 +66,28 @@ class Run:
     args: tuple[str, ...]
 
 
-def runs(study: dict, data: list[str], sizes: list[int], seeds: list[int]) -> tuple[list[Run], list[Run]]:
-    """(pretraining runs, the study's runs), each a `vitcli train` command."""
-    epochs = {model: str(n) for model, n in study["pretrain_epochs"].items()}
+def runs(
+    study: dict, data: list[str], sizes: list[int], seeds: list[int], models: list[str], epochs: int | None
+) -> tuple[list[Run], list[Run]]:
+    """(pretraining runs, the study's runs), each a `vitcli train` command; `epochs` replaces every run's
+    (a quick try)."""
+    first_epochs = {model: str(epochs or n) for model, n in study["pretrain_epochs"].items()}
+    chosen = {model: options for model, options in study["models"].items() if model in models}
     first = [
         Run(
             f"pretrain-{model}",
-            (*data, *options, "--classes", study["pretrain"], "--epochs", epochs[model]),
+            (*data, *options, "--classes", study["pretrain"], "--epochs", first_epochs[model]),
         )
-        for model, options in study["models"].items()
+        for model, options in chosen.items()
     ]
     then = []
     for size in sizes:
         for seed in seeds:
-            for model, options in study["models"].items():
+            for model, options in chosen.items():
                 for start in ("scratch", "pretrained"):
                     init = ["--init", f"RUNS/pretrain-{model}"] if start == "pretrained" else []
                     args = (*data, *options, *init, "--classes", study["target"], "--per-class", str(size))
-                    args += ("--epochs", str(EPOCHS[size]), "--seed", str(seed))
+                    args += ("--epochs", str(epochs or EPOCHS[size]), "--seed", str(seed))
                     then.append(Run(f"{model}-{start}-{size}-s{seed}", args))
     return first, then
 
@@ -128,15 +132,17 @@ def summary(values: list[float]) -> str:
     return f"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}%"
 
 
-def table(out: Path, study: dict, sizes: list[int], seeds: list[int]) -> tuple[list[list[str]], list[dict]]:
+def table(
+    out: Path, study: dict, sizes: list[int], seeds: list[int], models: list[str]
+) -> tuple[list[list[str]], list[dict]]:
     rows, records = [], []
     for size in sizes:
         accuracy: dict[tuple[str, str], list[float]] = {}
-        for model in study["models"]:
+        for model in models:
             for start in ("scratch", "pretrained"):
                 found = [finished(out, Run(f"{model}-{start}-{size}-s{seed}", ())) for seed in seeds]
                 accuracy[model, start] = [m["test_accuracy"] for m in found if m]
-        for model in study["models"]:
+        for model in models:
             scratch, pretrained = accuracy[model, "scratch"], accuracy[model, "pretrained"]
             gain = (
                 f"{100 * (statistics.mean(pretrained) - statistics.mean(scratch)):+.2f}"
@@ -151,7 +157,7 @@ def table(out: Path, study: dict, sizes: list[int], seeds: list[int]) -> tuple[l
     return rows, records
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argument_parser(__doc__)
     parser.add_argument("--data", choices=STUDIES, required=True)
     parser.add_argument("--dataset", help="vitcli's --dataset (default: --data; folder:PATH: the JPEG copy)")
@@ -159,25 +165,28 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, required=True, help="the folder the runs go to")
     parser.add_argument("--sizes", type=int, nargs="+", default=list(EPOCHS), choices=list(EPOCHS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--models", nargs="+", default=list(NAMES), choices=list(NAMES))
+    parser.add_argument("--epochs", type=int, help="every run's epochs instead of the study's (a quick try)")
     parser.add_argument("--jobs", type=int, default=1, help="trainings at once, one thread each when > 1")
     parser.add_argument("--table-only", action="store_true", help="print the table of the runs there are")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     study = STUDIES[args.data]
     data = ["--dataset", args.dataset or args.data, *(["--data-dir", args.data_dir] if args.data_dir else [])]
-    first, then = runs(study, data, args.sizes, args.seeds)
+    first, then = runs(study, data, args.sizes, args.seeds, args.models, args.epochs)
     if not args.table_only:
         threads = 1 if args.jobs > 1 else int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))
         with ThreadPoolExecutor(args.jobs) as pool:
             list(pool.map(lambda r: train(r, args.runs, threads), first))
             list(pool.map(lambda r: train(r, args.runs, threads), then))
-    rows, records = table(args.runs, study, args.sizes, args.seeds)
+    rows, records = table(args.runs, study, args.sizes, args.seeds, args.models)
     shown = Table(title=f"{args.data}: pretrained on {study['pretrain']}, trained on {study['target']}")
     for header in ("per class", "model", "from scratch", "pretrained", "gain (points)", "seeds"):
         shown.add_column(header, justify="left" if header == "model" else "right")
     for row in rows:
         shown.add_row(*row)
     console().print(shown)
-    emit({"data": args.data, "epochs": EPOCHS, "rows": records}, args.json)
+    epochs = {size: args.epochs or EPOCHS[size] for size in args.sizes}
+    return emit({"data": args.data, "epochs": epochs, "rows": records}, args.json)
 
 
 if __name__ == "__main__":

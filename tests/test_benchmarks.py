@@ -337,3 +337,34 @@ def test_report_speed_trains_a_sweep_and_times_its_report(mnist_dir, tmp_path):
     )
     assert result["runs"] == 2 and result["wall_median_s"] > 0 and 10_000 < result["html_bytes"] < 5_000_000
     assert json.loads((tmp_path / "r.json").read_text())["benchmark"] == "report_speed"
+
+
+def test_pretraining_study_differs_only_in_init_between_its_starts():
+    study = load("pretraining_study")
+    data = ["--dataset", "mnist"]
+    first, then = study.runs(study.STUDIES["mnist"], data, [50, 200], [0, 1], ["vit", "cnn"], None)
+    assert [r.name for r in first] == ["pretrain-vit", "pretrain-cnn"]
+    assert all("0,1,2,3,4" in r.args for r in first)
+    assert len(then) == 2 * 2 * 2 * 2  # sizes, seeds, models, starts
+    by_name = {r.name: r.args for r in then}
+    scratch, pretrained = by_name["vit-scratch-200-s1"], by_name["vit-pretrained-200-s1"]
+    assert [a for a in pretrained if a not in scratch] == ["--init", "RUNS/pretrain-vit"]
+    assert "5,6,7,8,9" in scratch and scratch[scratch.index("--epochs") + 1] == str(study.EPOCHS[200])
+
+
+@pytest.mark.slow  # a smoke test of a benchmark script that trains (about 20 s): outside CI
+def test_pretraining_study_pretrains_then_trains_from_scratch_and_from_it(tmp_path):
+    from fakedata import write_mnist
+
+    data = write_mnist(tmp_path / "data", train=1200, test=200)
+    result = load("pretraining_study").main(
+        ["--data", "mnist", "--data-dir", str(data), "--runs", str(tmp_path / "runs"), "--sizes", "50",
+         "--models", "vit", "--epochs", "1", "--json", str(tmp_path / "study.json")]
+    )
+    (row,) = result["rows"]
+    assert (row["model"], row["per_class"], len(row["scratch"]), len(row["pretrained"])) == ("vit", 50, 1, 1)
+    assert json.loads((tmp_path / "study.json").read_text()) == json.loads(json.dumps(result))
+    from safetensors import safe_open
+
+    with safe_open(tmp_path / "runs" / "vit-pretrained-50-s0" / "model.safetensors", "pt") as f:
+        assert json.loads(f.metadata()["transfer"])["source"].endswith("pretrain-vit")
