@@ -1,5 +1,8 @@
 """What tests/test_resume.py and tests/test_run_dir.py share: the command line, settings and tensor checks."""
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -47,3 +50,22 @@ def assert_same_tensors(a: dict, b: dict):
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def installed_wheel(tmp_path: Path) -> tuple[Path, Path]:
+    """(vitcli's wheel, the folder it is installed in): built from a copy of the source (setuptools writes
+    build files beside it) and installed with `pip --target` into a folder of its own, for the tests that
+    read what the package carries from an installed copy."""
+    source = tmp_path / "source"
+    shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(source)],
+        check=True,
+    )
+    wheel = next((tmp_path / "dist").glob("vitcli-*.whl"))
+    target = tmp_path / "installed"
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)], check=True)
+    return wheel, target

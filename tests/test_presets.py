@@ -2,14 +2,13 @@
 in the wheel."""
 
 import json
-import shutil
 import subprocess
 import sys
 import zipfile
 
 import pytest
 from cli_helpers import plain_text, run
-from run_helpers import REPO
+from run_helpers import installed_wheel
 
 from vitcli.errors import ConfigError
 from vitcli.settings.config import Config, load_config
@@ -90,20 +89,9 @@ def test_a_resumed_run_takes_no_preset(tmp_path):
 def test_the_presets_reach_the_wheel(tmp_path):
     """Build the wheel from a copy of the source (setuptools writes build files beside it), install it into
     a folder of its own and read the presets from there, away from the source tree."""
-    source = tmp_path / "source"
-    shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(REPO / name, source / name)
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run(
-        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(source)],
-        check=True,
-    )
-    wheel = next((tmp_path / "dist").glob("vitcli-*.whl"))
+    wheel, target = installed_wheel(tmp_path)
     shipped = {n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("vitcli/settings/presets/")}
     assert {f"vitcli/settings/presets/{name}.toml" for name in REQUIRED} <= shipped
-    target = tmp_path / "installed"
-    subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)], check=True)
     out = subprocess.run(
         [
             sys.executable,

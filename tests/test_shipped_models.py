@@ -16,7 +16,7 @@ from cli_helpers import plain_text, run
 from conftest import SHARED_DATA, shared_mnist
 from fakedata import write_cifar10, write_mnist
 from PIL import Image
-from run_helpers import REPO
+from run_helpers import installed_wheel
 from safetensors import safe_open
 
 import vitcli
@@ -126,21 +126,10 @@ def test_an_unknown_name_is_one_line_listing_the_shipped_names(in_tmp):
 def test_the_shipped_models_load_from_an_installed_wheel(tmp_path):
     """Build the wheel from a copy of the source (setuptools writes build files beside it), install it into
     a folder of its own, and from there evaluate each model on fake data of its shape, away from src/."""
-    source = tmp_path / "source"
-    shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(REPO / name, source / name)
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run(
-        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(source)],
-        check=True,
-    )
-    wheel = next((tmp_path / "dist").glob("vitcli-*.whl"))
+    wheel, target = installed_wheel(tmp_path)
     packed = set(zipfile.ZipFile(wheel).namelist())
     files = {f"vitcli/models/shipped/{m.file.name}" for m in shipped_models()}
     assert files | {"vitcli/models/shipped/listing.toml"} <= packed
-    target = tmp_path / "installed"
-    subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)], check=True)
     # fake data of each model's shape, by the data set it is for (a model for another one: add its writer)
     fake = {"mnist": write_mnist, "cifar10": write_cifar10}
     env = {**os.environ, "PYTHONPATH": str(target), "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
