@@ -178,3 +178,14 @@ def test_bad_inits_are_one_line(data, sources, tmp_path, extra, words):
     assert words in " ".join(result.output.split())
     assert "Traceback" not in result.output
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_shipped_model_is_an_init_by_name(data, tmp_path):
+    """The study's animal ViT (vitcli models) starts a vehicle classifier: its settings, a new head."""
+    out = tmp_path / "runs"
+    args = ("--data-dir", data, "--dataset", "cifar10", "--epochs", 1, "--device", "cpu", "--out", out)
+    result = run("train", *args, "--name", "cars", "--init", "cifar10-animals-vit", "--classes", "1,9")
+    assert result.exit_code == 0, result.output
+    assert "new head for 2 classes (it had 6: bird, cat" in " ".join(result.output.split())
+    saved = (out / "cars" / "config.toml").read_text()
+    assert 'init = "cifar10-animals-vit"' in saved and "embed_dim = 64" in saved and "depth = 4" in saved
