@@ -199,8 +199,7 @@ def _prepare(config: Config, emit: Listener, resumed: bool = False):
             emit=emit,
             drop_path=config.train.drop_path,
         )
-        # --init: a resumed run's weights all come from its own state; what trains is set again.
-        built = apply_init(built, splits.info, config.train.weight_decay, emit, load=not resumed)
+        built = apply_init(built, splits.info, config.train.weight_decay, emit, resumed=resumed)
         built = with_teacher(built, splits.info)
     return splits, built
 

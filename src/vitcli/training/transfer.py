@@ -65,11 +65,6 @@ class Transfer:
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
-    @classmethod
-    def from_json(cls, text: str) -> Transfer:
-        values = json.loads(text)
-        return cls(**{**values, "changes": tuple(values["changes"])})
-
 
 def source_of(init: str) -> Checkpoint:
     """The checkpoint `--init` names, loaded on the CPU; ConfigError in one line if it is not one vitcli
@@ -98,10 +93,12 @@ def _no_teacher(spec: ModelSpec) -> dict:
     return {"teacher": None} if isinstance(spec, ViTSpec) else {}
 
 
-def apply_init(built: Built, info: DatasetInfo, weight_decay: float, emit: Emit, load: bool = True) -> Built:
-    """`built` started from its spec's --init (nothing to do without one): the weights loaded and fitted
-    (unless `load` is False: a resumed run takes all of them from its own state), then --freeze and
-    --layer-decay applied. The record goes in `built.transfer`."""
+def apply_init(
+    built: Built, info: DatasetInfo, weight_decay: float, emit: Emit, resumed: bool = False
+) -> Built:
+    """`built` started from its spec's --init (nothing to do without one): the weights loaded and fitted,
+    then --freeze and --layer-decay applied; the record goes in `built.transfer`. A `resumed` run fits them
+    too, quietly: the record needs what changed, and the run's own state then replaces every weight."""
     spec = built.spec
     if getattr(spec, "init", None) is None:
         return built
@@ -113,7 +110,7 @@ def apply_init(built: Built, info: DatasetInfo, weight_decay: float, emit: Emit,
             f"out --model (its kind is then the checkpoint's) or start from a {spec.kind}"
         )
     loaded, changes = fit_weights(model, source, spec, info)
-    if load:
+    if not resumed:
         emit_line = f"starting from {spec.init}: {loaded} of {len(model.state_dict())} tensors as they were"
         emit(Status(emit_line + (f"; {'; '.join(changes)}" if changes else "")))
     total = sum(p.numel() for p in model.parameters())
