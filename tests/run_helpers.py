@@ -1,5 +1,6 @@
 """What tests/test_resume.py and tests/test_run_dir.py share: the command line, settings and tensor checks."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -13,11 +14,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 def single_thread():
     """Runs compared tensor for tensor must use the same number of threads (a sum over two threads is
-    rounded differently from one over one); the subprocesses here run with OMP_NUM_THREADS=1."""
-    threads = torch.get_num_threads()
+    rounded differently from one over one); the subprocesses here run with OMP_NUM_THREADS=1, and so does
+    this process's vitcli, which takes it as the most threads it may choose (runtime/threads.py)."""
+    threads, given = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
     torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
     yield
     torch.set_num_threads(threads)
+    if given is None:
+        del os.environ["OMP_NUM_THREADS"]
+    else:
+        os.environ["OMP_NUM_THREADS"] = given
 
 
 def settings(data_dir, out, **train):
@@ -25,7 +32,8 @@ def settings(data_dir, out, **train):
     return {
         "model": {"embed_dim": 16, "heads": 2, "dropout": 0.1},
         "data": {"data_dir": str(data_dir), "val_size": 100},
-        "train": {"epochs": 3, "batch_size": 32, "device": "cpu", **train},
+        # One thread, fixed: runs compared bit for bit must not follow the load.
+        "train": {"epochs": 3, "batch_size": 32, "device": "cpu", "threads": 1, **train},
         "run": {"out": str(out)},
     }
 

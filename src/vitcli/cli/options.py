@@ -216,7 +216,7 @@ Resume = Annotated[
     typer.Option(
         "--resume",
         help="Go on with the run in this directory from its last state (after Ctrl-C, kill -9, a full disk); "
-        "only --epochs (more), --device, --compile, --tensorboard and --data-dir may change.",
+        "only --epochs (more), --device, --threads, --compile, --tensorboard and --data-dir may change.",
         rich_help_panel=OUTPUT_PANEL,
     ),
 ]

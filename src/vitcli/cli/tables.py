@@ -102,6 +102,9 @@ def run_table(r: RunResult) -> Table:
     memory = "peak GPU memory" if r.device.startswith("cuda") else "peak process memory"
     table.add_row(memory, fmt_bytes(r.peak_memory), "")
     table.add_row("device", r.device, "")
+    if r.device.startswith("cpu") and r.threads:
+        table.add_row("threads", r.threads.describe(), "")
+    table.add_row("precision", "bf16 (autocast)" if r.precision == "bf16" else r.precision, "")
     if r.teacher:  # distilled: the teacher ran on every training batch
         t = r.teacher
         table.add_row(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import sys
+from pathlib import Path
 
 import torch
 
@@ -42,6 +44,40 @@ def autocast(device: torch.device, dtype: torch.dtype | str | None = AUTO):
 def precision(device: torch.device) -> str:
     """The precision `autocast(device)` trains at, as a run records it."""
     return "fp32" if auto_dtype(device) is None else "bf16-mixed"
+
+
+# Model kinds whose CPU training step bfloat16 autocast makes faster on a CPU with native bf16: the CNN's
+# step ran 1.98x faster on an AVX512-BF16 CPU, the small ViTs' 0.32-1.01x (their casts cost more than
+# their small matrix products save); docs/performance.md, "Precision on the CPU".
+BF16_ON_CPU = ("cnn",)
+
+
+@functools.cache
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX, from Linux's /proc/cpuinfo);
+    without it PyTorch emulates bfloat16 and autocast only slows training down."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: unknown, so not assumed
+        return False
+    lines = (line for line in text.splitlines() if line.startswith("flags"))
+    flags = next(lines, ":").split(":", 1)[1].split()
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(name: str, device: torch.device, kind: str) -> str:
+    """--precision auto|fp32|bf16 for a model of `kind` on `device`: "fp32" or "bf16". auto is bf16 on
+    CUDA, and on a CPU with native bf16 for the kinds in BF16_ON_CPU."""
+    if name != AUTO:
+        return name
+    if device.type == "cuda" or (device.type == "cpu" and native_bf16() and kind in BF16_ON_CPU):
+        return "bf16"
+    return "fp32"
+
+
+def precision_dtype(name: str) -> torch.dtype | None:
+    """The autocast dtype of a resolved precision ("fp32": no autocast)."""
+    return torch.bfloat16 if name == "bf16" else None
 
 
 def peak_memory_bytes(device: torch.device) -> int | None:

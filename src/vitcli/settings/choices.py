@@ -3,6 +3,7 @@ on them share one list, and so that the command line can offer them without impo
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "cifar100")  # and folder:PATH
 DEVICES = ("auto", "cpu", "cuda")  # and cuda:N
+PRECISIONS = ("auto", "fp32", "bf16")  # --precision: auto is bf16 on CUDA, and on the CPU where it pays
 MODEL_KINDS = ("vit", "cnn", "timm")  # timm models are vitcli finetune's
 TRAIN_KINDS = ("vit", "cnn")  # the kinds `vitcli train --model` offers
 POS_EMBEDS = ("learned", "sinusoidal", "none")

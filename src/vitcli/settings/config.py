@@ -8,7 +8,8 @@ same names are used everywhere: `embed_dim` here, `--embed-dim` on the command l
     [data]   dataset, data_dir, val_size, subset, classes, per_class, augment, and the small-data
              augmentations:
              randaugment, erase, mixup, cutmix, mix_off_epochs
-    [train]  epochs, batch_size, lr, weight_decay, warmup, label_smoothing, seed, device, compile,
+    [train]  epochs, batch_size, lr, weight_decay, warmup, label_smoothing, seed, device, threads,
+             precision, compile,
              and the regularisers: drop_path, ema, clip_grad
     [run]    out, name
 
@@ -27,7 +28,7 @@ from typing import Any
 
 from vitcli.errors import ConfigError
 from vitcli.settings import compat, fields
-from vitcli.settings.choices import DATASETS, DEVICES
+from vitcli.settings.choices import DATASETS, DEVICES, PRECISIONS
 from vitcli.settings.fields import DATA_PANEL, LEVERS_PANEL, OUTPUT_PANEL, TRAINING_PANEL, option
 from vitcli.settings.presets import load_preset
 from vitcli.settings.specs import SPECS, ModelSpec, TimmSpec, ViTSpec
@@ -164,6 +165,20 @@ class TrainConfig:
     label_smoothing: float = option(0.0, "Label smoothing of the loss.", TRAINING_PANEL)
     seed: int = option(0, "Seed for the new weights, order and augmentation.", TRAINING_PANEL)
     device: str = option("auto", "auto, cpu, cuda or cuda:N.", TRAINING_PANEL)
+    threads: int | None = option(
+        None,
+        "CPU threads for the whole run, never changed (a rerun on any load is bit-identical); 0 is "
+        "PyTorch's default, a thread per core, whatever the load.",
+        TRAINING_PANEL,
+        unset="one per core that other programs leave free, followed as their load changes "
+        "(at most OMP_NUM_THREADS)",
+    )
+    precision: str = option(
+        "auto",
+        "auto, fp32 or bf16 (bfloat16 autocast). auto: bf16 on CUDA, and on a CPU with native bf16 "
+        "(AVX512-BF16 or AMX) for the models it speeds up (the CNN); fp32 otherwise.",
+        TRAINING_PANEL,
+    )
     compile: bool = option(False, "torch.compile the model (faster steps, slower start).", TRAINING_PANEL)
     drop_path: float = option(
         0.0,
@@ -209,6 +224,11 @@ class TrainConfig:
             raise ConfigError(
                 f"--snapshot-attention must be 0 (off) or a number of images, got {self.snapshot_attention}"
             )
+        if self.threads is not None and self.threads < 0:
+            raise ConfigError(
+                f"--threads must be a number of threads, or 0 for PyTorch's default, got {self.threads}"
+            )
+        fields.one_of("precision", self.precision, PRECISIONS)
         if not (self.device in DEVICES or self.device.startswith("cuda:")):
             raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 

@@ -38,6 +38,7 @@ from vitcli.errors import ConfigError, VitcliError
 from vitcli.runtime.devices import resolve_device
 from vitcli.runtime.interrupt import RunStopped
 from vitcli.runtime.orphans import die_with_parent, working
+from vitcli.runtime.threads import cores
 from vitcli.sweeps.attempt import attempt
 from vitcli.sweeps.plan import PlannedRun, Sweep
 
@@ -153,11 +154,6 @@ def _stopped(sweep: Sweep, reason: BaseException) -> VitcliError | RunStopped:
     )
 
 
-def cores() -> int:
-    """The CPU cores this process may use (its affinity: a Slurm or container allocation, not the machine)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 # --- in the worker processes -------------------------------------------------------------------------
 
 
@@ -172,6 +168,7 @@ def _start_worker(threads: int, gpu_ids, started, stopping, parent: int, alive) 
     if gpu_ids is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu_ids.get()
     torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # the ceiling of the thread count its runs choose
     started.put(os.getpid())
     _stopping = stopping
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +34,11 @@ from vitcli.errors import ConfigError, OutputError
 from vitcli.events import Status
 from vitcli.runtime.files import atomic_write_text, writing
 from vitcli.runtime.interrupt import RunStopped
+from vitcli.runtime.threads import cores
 from vitcli.settings.choices import EXECUTORS
 from vitcli.sweeps.attempt import attempt, failed_row
 from vitcli.sweeps.execute import RunEnded, SweepListener, recording
-from vitcli.sweeps.jobs import cores, job_gpus, signals_ignored
+from vitcli.sweeps.jobs import job_gpus, signals_ignored
 from vitcli.sweeps.plan import PlannedRun, Sweep
 from vitcli.sweeps.results import ROW_FILE
 
@@ -243,6 +245,7 @@ def run_job(sweep: Sweep, run: PlannedRun, threads: int | None = None) -> dict[s
     row to RUN_DIR/row.json, return it. Module-level, so that submitit pickles it by name."""
     if threads is not None:
         torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # the ceiling of the thread count the run chooses
     path = sweep.dir / run.config.run.name / ROW_FILE
     with writing(path):
         path.unlink(missing_ok=True)  # an earlier attempt's row must not outlive this attempt

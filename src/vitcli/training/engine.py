@@ -167,6 +167,7 @@ class Snapshot:
     best_model: dict[str, Tensor] | None
     ema: dict[str, Tensor] | None = None  # the moving average of the weights now, with --ema
     best_source: str = RAW  # which weights best_model holds: "raw" or "ema"
+    threads: int | None = None  # the CPU threads in use: a resume goes on with as many (bit-identical)
 
     @property
     def kept(self) -> dict[str, Tensor]:
@@ -256,6 +257,7 @@ class Run:
             best.state,
             copy_state(ema.module) if ema is not None else None,
             best.source,
+            torch.get_num_threads(),
         )
 
     def end_epoch(self, totals: EpochTotals, measured, averaged, emit: Listener) -> bool:

@@ -37,7 +37,7 @@ PROVENANCE = "provenance.json"
 GIT_SECONDS = 2.0  # a git that hangs (a network file system, a lock) must not hold up a run
 
 
-def gather(device: torch.device) -> dict[str, Any]:
+def gather(device: torch.device, precision_used: str | None = None) -> dict[str, Any]:
     """What this process is: command line, time, versions, device, threads, precision, commit."""
     return {
         "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -49,7 +49,8 @@ def gather(device: torch.device) -> dict[str, Any]:
         "device_name": device_name(device),
         "threads": torch.get_num_threads(),
         "processes": current().world,
-        "precision": precision(device),
+        # --precision as resolved ("fp32" or "bf16"); bf16 is recorded as the mixed precision it is
+        "precision": {"bf16": "bf16-mixed", "fp32": "fp32"}.get(precision_used, precision(device)),
         "git": git_commit(Path.cwd()),
     }
 
@@ -132,10 +133,12 @@ def data_facts(splits: Splits) -> dict[str, Any]:
     }
 
 
-def record(run_dir: Path, splits: Splits, device: torch.device, resumed: bool) -> None:
+def record(
+    run_dir: Path, splits: Splits, device: torch.device, resumed: bool, precision_used: str | None = None
+) -> None:
     """Write a new run's provenance.json, or add a resume's entry to it."""
     path = run_dir / PROVENANCE
-    here = gather(device)
+    here = gather(device, precision_used)
     if resumed:
         known = read(run_dir)
         if known is None or "damaged" in known:  # a run from before this file: keep what the resume knows

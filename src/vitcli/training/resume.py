@@ -24,6 +24,7 @@ from vitcli.training.state import STATE_FILE, load_state
 MAY_CHANGE = {
     ("train", "epochs"),
     ("train", "device"),
+    ("train", "threads"),  # the speed, not the run: a pinned count is kept unless changed here
     ("train", "compile"),
     ("train", "tensorboard"),
     ("data", "data_dir"),
@@ -56,8 +57,8 @@ def resume_point(run_dir: Path, overrides: dict[str, dict[str, Any]]) -> tuple[C
             if had != value:
                 raise ConfigError(
                     f"--resume continues {run_dir} as it was set up, and {flag(key)} {value} would change it "
-                    f"(it has {had}); leave it out: only --epochs (more), --device, --compile, --tensorboard "
-                    "and --data-dir may change"
+                    f"(it has {had}); leave it out: only --epochs (more), --device, --threads, --compile, "
+                    "--tensorboard and --data-dir may change"
                 )
     config = stored.merged({**changes, "run": {"out": str(run_dir.parent), "name": run_dir.name}})
     if config.train.epochs < stored.train.epochs:

@@ -25,14 +25,14 @@ from vitcli.data.batches import Augmentation
 from vitcli.data.datasets import DatasetInfo
 from vitcli.data.preprocessing import Preprocessing
 from vitcli.errors import OutOfMemory
-from vitcli.events import EpochMetrics, Listener, Status
+from vitcli.events import EpochMetrics, Listener, Status, StepDone
 from vitcli.models import count_parameters, num_tokens
 from vitcli.models.build import build_model
 from vitcli.models.built import Built
 from vitcli.models.conv_tokenizer import resolve_conv
 from vitcli.models.distillation import TeacherCost
 from vitcli.models.pretrained import Adaptation
-from vitcli.runtime.devices import resolve_device
+from vitcli.runtime.devices import precision_dtype, resolve_device, resolve_precision
 from vitcli.runtime.distributed import (
     any_rank,
     current,
@@ -43,10 +43,11 @@ from vitcli.runtime.distributed import (
     share,
 )
 from vitcli.runtime.files import atomic_write_text, writing
-from vitcli.runtime.interrupt import GracefulStop, RunStopped
+from vitcli.runtime.interrupt import GracefulStop
 from vitcli.runtime.launch import AFTER_LOSS, leave_note
 from vitcli.runtime.lock import DirectoryLock
 from vitcli.runtime.ranks import check_batch, launched
+from vitcli.runtime.threads import Threads
 from vitcli.settings.config import Config
 from vitcli.settings.specs import ModelSpec
 from vitcli.training import provenance
@@ -93,6 +94,8 @@ class RunResult:
     weights: str = "raw"  # the kept weights: "raw", or "ema" when their moving average validated better
     teacher: TeacherCost | None = None  # a distilled ViT: its teacher and the time spent in it
     capped: dict[str, tuple[int, int]] = field(default_factory=dict)  # --subset: split -> (evaluated, of)
+    threads: Threads | None = None  # the CPU threads it trained on, and how they followed the load
+    precision: str = "fp32"  # --precision as resolved: "fp32" or "bf16"
 
     @property
     def best(self) -> EpochMetrics:
@@ -118,6 +121,8 @@ class RunResult:
             "test_count": self.test.count,
             # Whatever the test set's size, so that readers need not check one (training/confidence.py).
             "test_accuracy_interval": list(self.test.interval) if self.test.interval else None,
+            "precision": self.precision,
+            **({"threads": self.threads.counts} if self.threads else {}),
             **({"capped": self.capped} if self.capped else {}),
             **({"teacher": dataclasses.asdict(self.teacher)} if self.teacher else {}),
         }
@@ -137,6 +142,7 @@ def train_run(
         check_tensorboard()
     for note in config.notes:
         emit(Status(note))
+    threads = _threads(config.train.threads, emit)
     with process_group(resolve_device(config.train.device)) as device:
         splits, built = _prepare(config, emit)
         check_snapshots(config.train.snapshot_attention, built.module, splits.val)
@@ -152,7 +158,7 @@ def train_run(
         if size > images:
             emit(Status(f"--batch-size {size} is more than the {images} training images: one step per epoch"))
         made = on_main(lambda: new_run_dir(config, splits.info, exact_name=exact_name, overwrite=overwrite))
-        return _train(config, splits, built, device, share(made), emit, started)
+        return _train(config, splits, built, device, share(made), emit, started, threads)
 
 
 def resume_run(
@@ -160,8 +166,8 @@ def resume_run(
 ) -> RunResult:
     """Go on with the run in `run_dir` from its last state (the end of its last finished epoch, or where
     Ctrl-C stopped it), exactly as if it had not stopped. `overrides` may change only what does not
-    change the run (`resume.MAY_CHANGE`: more --epochs, --device, --compile, --data-dir). Under torchrun
-    the number of processes may differ from the run's start: the global batch is the same."""
+    change the run (`resume.MAY_CHANGE`: more --epochs, --device, --threads, --compile, --data-dir).
+    Under torchrun the number of processes may differ from the run's start: the global batch is the same."""
     emit = _main_only(on_event)
     started = time.perf_counter()
     run_dir = Path(run_dir)
@@ -169,13 +175,39 @@ def resume_run(
     if config.train.tensorboard:
         check_tensorboard()
     started -= sum(m.seconds for m in snapshot.history) + snapshot.totals.seconds  # the training done before
+    # The threads it had when it stopped, so that it goes on bit-identical; then they follow the load again.
+    threads = _threads(config.train.threads, emit, snapshot.threads)
     with process_group(resolve_device(config.train.device)) as device:
         splits, built = _prepare(config, emit, resumed=True)
         check_batch(config.train.batch_size, current(), len(splits.train))
         steps = snapshot.totals.steps
         where = f"epoch {snapshot.epoch}" + (f", step {steps}" if steps else "")
         emit(Status(f"resuming {run_dir} at {where}"))
-        return _train(config, splits, built, device, run_dir, emit, started, snapshot)
+        return _train(config, splits, built, device, run_dir, emit, started, threads, snapshot)
+
+
+def _threads(requested: int | None, emit: Listener, resumed_on: int | None = None) -> Threads:
+    """The run's CPU threads, set before its first operation; a line when the machine is busy."""
+    threads = Threads.start(requested, resumed_on=resumed_on)
+    if threads.note:
+        emit(Status(threads.note))
+    return threads
+
+
+def _following(threads: Threads, emit: Listener) -> Listener:
+    """`emit`, which also looks at the load between steps (at every progress event) and changes the thread
+    count to follow it; on every rank, not only the one that speaks."""
+    if not threads.following:
+        return emit
+
+    def listen(event) -> None:
+        if isinstance(event, StepDone):
+            note = threads.check()
+            if note:
+                emit(Status(note))
+        emit(event)
+
+    return listen
 
 
 def _main_only(on_event: Listener | None) -> Listener:
@@ -217,7 +249,15 @@ def _attention_snapshots(config: Config, built: Built, splits, run_dir: Path, em
 
 
 def _open(
-    held: contextlib.ExitStack, run_dir: Path, config: Config, built: Built, splits, device, emit, start
+    held: contextlib.ExitStack,
+    run_dir: Path,
+    config: Config,
+    built: Built,
+    splits,
+    device,
+    emit,
+    start,
+    precision: str,
 ):
     """Hold `run_dir` (for as long as `held`) and make it ready for the run's writes: its config, and the
     metrics log and snapshot writer that fit() feeds; those two are returned."""
@@ -228,7 +268,7 @@ def _open(
         remove_temporaries(run_dir)
     with writing(run_dir / CONFIG) as path:
         atomic_write_text(path, config.to_toml())
-    provenance.record(run_dir, splits, device, resumed=start is not None)
+    provenance.record(run_dir, splits, device, resumed=start is not None, precision_used=precision)
     attention = _attention_snapshots(config, built, splits, run_dir, emit)
     writer = SnapshotWriter(run_dir, built, config, splits.info, attention)
     log = held.enter_context(MetricsLog(run_dir / METRICS, emit, start.history if start else None))
@@ -258,17 +298,21 @@ def _train(
     run_dir: Path,
     emit: Listener,
     started: float,
+    threads: Threads,
     start: Snapshot | None = None,
 ) -> RunResult:
-    """Train in `run_dir`, held by this process, writing as the run goes; RunStopped after Ctrl-C. With
-    several ranks, rank 0 holds and writes the run directory and the others only train."""
+    """Train in `run_dir`, held by this process, writing as the run goes; RunStopped after a signal
+    (RunInterrupted, a KeyboardInterrupt too, after Ctrl-C). With several ranks, rank 0 holds and writes
+    the run directory and the others only train."""
     model, preprocess = built.module.to(device), built.preprocessing.on(device)
     ranks = current()
+    precision = resolve_precision(config.train.precision, device, config.model.kind)
+    dtype = precision_dtype(precision)
     repeat_window = 2.0 if ranks.distributed else 0.0  # one Ctrl-C reaches a torchrun worker twice
     resume = f"vitcli {config.model.command} --resume {run_dir}"
     after_loss = f"the state of the last finished epoch is kept: resume with {resume}"
     with lost_ranks(after_loss), contextlib.ExitStack() as held, GracefulStop(repeat_window) as stop:
-        opened = on_main(lambda: _open(held, run_dir, config, built, splits, device, emit, start))
+        opened = on_main(lambda: _open(held, run_dir, config, built, splits, device, emit, start, precision))
         if ranks.main:  # what --nproc's launcher says if a rank is lost from here on (runtime/launch.py)
             leave_note(AFTER_LOSS, after_loss)
         listen, writer = opened or (emit, None)
@@ -282,14 +326,15 @@ def _train(
                 augment=Augmentation.of(config.data, splits.info.family),
                 param_groups=built.param_groups,
                 criterion=built.criterion,
-                on_event=listen,
+                on_event=_following(threads, listen),
+                autocast_dtype=dtype,
                 start=start,
                 on_snapshot=writer,
                 stop=stop,
             )
         # Stopped before the test set too: resuming evaluates it.
         if fitted.stopped or any_rank(stop(), device):
-            raise RunStopped(f"the state of {run_dir} is saved; go on with: {resume}")
+            raise stop.stopped(f"the state of {run_dir} is saved; go on with: {resume}")
         emit(Status("evaluating the best epoch on the test set"))
         classes = len(splits.info.classes)
         result = RunResult(
@@ -303,7 +348,9 @@ def _train(
             tokens=num_tokens(model),
             history=fitted.history,
             best_epoch=fitted.best_epoch,
-            test=evaluate(model, splits.test, preprocess, device, classes, shard=ranks.shard),
+            test=evaluate(
+                model, splits.test, preprocess, device, classes, autocast_dtype=dtype, shard=ranks.shard
+            ),
             train_seconds=fitted.seconds,
             total_seconds=0.0,
             images_per_s=fitted.images_per_s,
@@ -312,6 +359,8 @@ def _train(
             transfer=built.transfer,
             weights=fitted.weights,
             capped=splits.capped,
+            threads=threads,
+            precision=precision,
         )
         if built.teacher is not None:
             before = sum(m.seconds for m in start.history) if start else 0.0  # trained by another process

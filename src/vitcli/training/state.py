@@ -54,6 +54,7 @@ def save_state(path: str | Path, snapshot: Snapshot) -> None:
         "best_source": snapshot.best_source,
         "optimizer_groups": optimizer["param_groups"],
         "schedule": snapshot.schedule,
+        "threads": snapshot.threads,
     }
     cpu = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     metadata = {"format": FORMAT, "vitcli_version": __version__, "state": json.dumps(document)}
@@ -105,4 +106,5 @@ def _snapshot(document: dict[str, Any], tensors: dict[str, Tensor]) -> Snapshot:
         best_model=best_model,
         ema=part("ema.") or None,
         best_source=document.get("best_source", "raw"),  # states written before --ema had raw weights only
+        threads=document.get("threads"),  # None in states written before vitcli chose threads
     )
