@@ -9,6 +9,13 @@ in the data pipeline and the loop:
           (vitcli.training.engine.fit)
   plain   torchvision's MNIST with ToTensor + Normalize through a DataLoader (PIL per image),
           torch.optim.AdamW, loss.item() every step: the loop of most tutorials
+  tensor  what a careful user writes: the images as normalised float tensors in memory, batches by
+          indexing a permutation, torch.optim.AdamW, no DataLoader and no per-step host sync
+  compiled  vitcli's loop with --compile (torch.compile; inductor's on-disk cache makes a second run
+          start warm), with --compiled
+
+--processes times whole processes instead, start-up included: `vitcli train` (and with --compile) for
+--epochs against the tensor loop in a process of its own (`--loops tensor`), in turn, --repeats times.
 
 Runs alternate (plain, vitcli, plain, vitcli, ...) with --repeats so that a noisy machine affects both.
 Prints a rich table and one JSON object (also written to --json).
@@ -19,12 +26,18 @@ Prints a rich table and one JSON object (also written to --json).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from common import DATA_DIR, Machine, alternate, argument_parser, console, emit  # benchmarks/common.py
+from common import DATA_DIR, Machine, alternate, argument_parser, console, emit, sync  # benchmarks/common.py
 from rich.table import Table
 
 from vitcli.data import load_splits
@@ -35,6 +48,7 @@ from vitcli.models import count_parameters
 from vitcli.models.build import build_module
 from vitcli.runtime.devices import resolve_device
 from vitcli.settings.config import load_config
+from vitcli.training.checkpoint import read_metadata
 from vitcli.training.engine import fit
 from vitcli.training.evaluation import evaluate
 from vitcli.training.optim import warmup_cosine
@@ -102,6 +116,46 @@ def vitcli_loop(cfg, model, device: torch.device) -> dict:
     }
 
 
+def tensor_loop(cfg, model, splits, device: torch.device) -> dict:
+    """The tensor-resident loop: float tensors normalised once, a permutation per epoch, plain AdamW."""
+    stats = splits.stats
+    mean = torch.tensor(stats.mean).view(1, -1, 1, 1)
+    std = torch.tensor(stats.std).view(1, -1, 1, 1)
+    images = ((splits.train.images.float() / 255 - mean) / std).to(device)
+    labels = splits.train.labels.to(device)
+    size, epochs = cfg.train.batch_size, cfg.train.epochs
+    steps = len(images) // size
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(round(cfg.train.warmup * steps), epochs * steps)
+    )
+    generator = torch.Generator().manual_seed(cfg.train.seed)
+    model.train()
+    start = time.perf_counter()
+    for _ in range(epochs):
+        order = torch.randperm(len(images), generator=generator).to(device)
+        for i in range(steps):
+            index = order[i * size : (i + 1) * size]
+            loss = F.cross_entropy(model(images[index]), labels[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    sync(device)
+    seconds = time.perf_counter() - start
+    test_images = ((splits.test.images.float() / 255 - mean) / std).to(device)
+    model.eval()
+    with torch.no_grad():
+        predicted = torch.cat([model(batch).argmax(1) for batch in test_images.split(1000)])
+    accuracy = (predicted.cpu() == splits.test.labels).float().mean().item()
+    return {
+        "seconds": seconds,
+        "images": epochs * steps * size,
+        "images_per_s": epochs * steps * size / seconds,
+        "test_accuracy": accuracy,
+    }
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argument_parser(__doc__)
     parser.add_argument("--data-dir", default=DATA_DIR)
@@ -118,6 +172,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of the plain loop")
+    parser.add_argument(
+        "--loops", nargs="+", default=["plain", "vitcli"], choices=["plain", "tensor", "vitcli", "compiled"]
+    )
+    parser.add_argument("--processes", action="store_true", help="time whole processes (see above)")
     return parser.parse_args(argv)
 
 
@@ -150,12 +208,16 @@ def run_loops(args: argparse.Namespace, cfg, splits, device: torch.device) -> di
     def fresh_model():
         return build_module(cfg.model, info).to(device)
 
+    compiled = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, compile=True))
+    loops = {
+        "plain": lambda: plain_loop(cfg, fresh_model(), stats, args.data_dir, device, args.workers),
+        "tensor": lambda: tensor_loop(cfg, fresh_model(), splits, device),
+        "vitcli": lambda: vitcli_loop(cfg, fresh_model(), device),
+        "compiled": lambda: vitcli_loop(compiled, fresh_model(), device),
+    }
     return alternate(
         args.repeats,
-        {
-            "plain": lambda: plain_loop(cfg, fresh_model(), stats, args.data_dir, device, args.workers),
-            "vitcli": lambda: vitcli_loop(cfg, fresh_model(), device),
-        },
+        {name: loops[name] for name in args.loops},
         lambda out: (
             f"{out['images_per_s']:,.0f} img/s, test {100 * out['test_accuracy']:.2f}%, "
             f"{out['seconds']:.1f} s"
@@ -176,8 +238,18 @@ def summarise(runs: dict[str, list[dict]]) -> dict[str, dict]:
     return summary
 
 
+def ratios(summary: dict[str, dict], key: str = "images_per_s_median") -> dict[str, float]:
+    """Each loop's speed over the plain loop's and over the tensor loop's, where those ran."""
+    out = {}
+    for base in ("plain", "tensor"):
+        if base in summary:
+            for name in summary:
+                if name != base:
+                    out[f"{name}/{base}"] = summary[name][key] / summary[base][key]
+    return out
+
+
 def make_result(args: argparse.Namespace, cfg, info, machine: Machine, summary: dict[str, dict]) -> dict:
-    ratio = summary["vitcli"]["images_per_s_median"] / summary["plain"]["images_per_s_median"]
     return {
         "benchmark": "train_speed",
         "config": {
@@ -188,24 +260,22 @@ def make_result(args: argparse.Namespace, cfg, info, machine: Machine, summary: 
             "plain_workers": args.workers,
         },
         "machine": machine.describe(),
-        "plain": summary["plain"],
-        "vitcli": summary["vitcli"],
-        "speedup": ratio,
+        **summary,
+        "ratios": ratios(summary),
+        # kept for the readers of earlier results: vitcli over the plain loop
+        **(
+            {"speedup": summary["vitcli"]["images_per_s_median"] / summary["plain"]["images_per_s_median"]}
+            if {"plain", "vitcli"} <= summary.keys()
+            else {}
+        ),
     }
 
 
-def print_table(
-    args: argparse.Namespace, device: torch.device, summary: dict[str, dict], ratio: float
-) -> None:
-    table = Table(
-        title=f"MNIST, ViT dim {args.embed_dim} patch {args.patch_size} depth {args.depth}, "
-        f"{args.epochs} epoch(s), batch {args.batch_size}, {device}, "
-        f"{torch.get_num_threads()} threads"
-    )
-    for column in ("loop", "images/s (median)", "test accuracy (mean)", "train seconds (median)", "runs"):
+def print_table(args: argparse.Namespace, device: torch.device, summary: dict[str, dict], title: str) -> None:
+    table = Table(title=title)
+    for column in ("loop", "images/s (median)", "test accuracy (mean)", "seconds (median)", "runs"):
         table.add_column(column, justify="right")
-    for name in ("plain", "vitcli"):
-        s = summary[name]
+    for name, s in summary.items():
         table.add_row(
             name,
             f"{s['images_per_s_median']:,.0f}",
@@ -213,8 +283,95 @@ def print_table(
             f"{s['seconds_median']:.1f}",
             str(len(s["runs"])),
         )
-    table.add_row("vitcli / plain", f"{ratio:.2f}x", "", "", "")
+    key = "seconds_median" if args.processes else "images_per_s_median"
+    for name, value in ratios(summary, key).items():
+        if args.processes:  # shorter is faster: the ratio is the other way round
+            value = 1 / value
+        table.add_row(name, f"{value:.2f}x", "", "", "")
     console().print(table)
+
+
+# --- whole processes ---------------------------------------------------------------------------------
+
+
+def process_runs(args: argparse.Namespace) -> dict[str, list[dict]]:
+    """`vitcli train` (and with --compile) and the tensor loop's own process, each timed from its start to
+    its exit, in turn; accuracy from the run's checkpoint and the loop's JSON."""
+    model = [
+        "--embed-dim",
+        args.embed_dim,
+        "--patch-size",
+        args.patch_size,
+        "--depth",
+        args.depth,
+        "--heads",
+        args.heads,
+    ]
+    common = [*model, "--epochs", args.epochs, "--batch-size", args.batch_size, "--lr", args.lr]
+    folder = Path(tempfile.mkdtemp(prefix="vitcli-train-speed-"))
+    vitcli = [
+        sys.executable,
+        "-m",
+        "vitcli",
+        "train",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        args.data_dir,
+        "--val-size",
+        0,
+        "--device",
+        args.device,
+        "--out",
+        folder,
+        "--overwrite",
+        *common,
+    ]
+    if not args.augment:
+        vitcli.append("--no-augment")
+    loop = [
+        sys.executable,
+        __file__,
+        "--loops",
+        "tensor",
+        "--repeats",
+        1,
+        "--data-dir",
+        args.data_dir,
+        "--device",
+        args.device,
+        *common,
+    ]
+
+    def timed(command: list, name: str | None) -> dict:
+        command = [str(c) for c in command] + (
+            ["--name", name] if name else ["--json", str(folder / "loop.json")]
+        )
+        start = time.perf_counter()
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        seconds = time.perf_counter() - start
+        if name:
+            metrics = json.loads(read_metadata(folder / name / "model.safetensors")["metrics"])
+            accuracy = metrics["test_accuracy"]
+        else:
+            accuracy = json.loads((folder / "loop.json").read_text())["tensor"]["test_accuracy_mean"]
+        images = args.epochs * (60000 // args.batch_size) * args.batch_size
+        return {
+            "seconds": seconds,
+            "images": images,
+            "images_per_s": images / seconds,
+            "test_accuracy": accuracy,
+        }
+
+    return alternate(
+        args.repeats,
+        {
+            "tensor": lambda: timed(loop, None),
+            "vitcli": lambda: timed(vitcli, "plain"),
+            "compiled": lambda: timed([*vitcli, "--compile"], "compiled"),
+        },
+        lambda out: f"{out['seconds']:.1f} s, test {100 * out['test_accuracy']:.2f}%",
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -223,9 +380,16 @@ def main(argv: list[str] | None = None) -> dict:
     device = resolve_device(args.device)
     machine = Machine(device)
     splits = load_splits(cfg.data, download=False)  # also fills the tensor cache before timing
-    summary = summarise(run_loops(args, cfg, splits, device))
+    runs = process_runs(args) if args.processes else run_loops(args, cfg, splits, device)
+    summary = summarise(runs)
     result = make_result(args, cfg, splits.info, machine, summary)
-    print_table(args, device, summary, result["speedup"])
+    what = "whole processes, start-up included; images/s over the process" if args.processes else "training"
+    title = (
+        f"MNIST, ViT dim {args.embed_dim} patch {args.patch_size} depth {args.depth} heads {args.heads}, "
+        f"{args.epochs} epoch(s), batch {args.batch_size}, {device}, "
+        f"{torch.get_num_threads()} threads: {what}"
+    )
+    print_table(args, device, summary, title)
     return emit(result, args.json)
 
 
