@@ -9,8 +9,17 @@ runner = CliRunner()
 
 
 def run(*args):
-    """`vitcli ARGS...` in this process; arguments may be paths and numbers."""
-    return runner.invoke(app, [str(a) for a in args])
+    """`vitcli ARGS...` in this process; arguments may be paths and numbers. A Ctrl-C that stopped it
+    (the command line says so and exits 130) is raised again as a KeyboardInterrupt, so that the user's
+    Ctrl-C stops pytest at the first press instead of failing one test and going on to the next."""
+    result = runner.invoke(app, [str(a) for a in args])
+    error = result.exc_info[1] if result.exc_info else None
+    while error is not None:
+        if isinstance(error, KeyboardInterrupt):
+            said = result.output.strip().splitlines() or ["stopped by Ctrl-C"]
+            raise KeyboardInterrupt(said[-1]) from error  # its line: "interrupted: ... go on with: ..."
+        error = error.__cause__ or error.__context__
+    return result
 
 
 def train(tmp_path, data_dir, *extra):

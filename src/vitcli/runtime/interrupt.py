@@ -19,7 +19,21 @@ import time
 
 
 class RunStopped(Exception):  # noqa: N818 - reads as what happened: the run stopped
-    """A run stopped by a signal after writing its state; `str()` says how to resume it."""
+    """A run stopped by a signal after writing its state; `str()` says how to resume it. SIGTERM and SIGHUP
+    (a scheduler's stop, a closed terminal) end a run with this one; Ctrl-C with RunInterrupted."""
+
+
+class RunInterrupted(RunStopped, KeyboardInterrupt):  # noqa: N818 - a Ctrl-C, as the rest of Python sees it
+    """A run stopped by Ctrl-C (SIGINT) after writing its state. Also a KeyboardInterrupt, so that the code
+    that called the run stops as at any other Ctrl-C: pytest ends its session at the first press (a
+    RunStopped was one failed test, and the next test started), and a script stops.
+
+    Still a RunStopped, and so an Exception, so that the handlers that took a stopped run take it as
+    before: the command line's (one line saying how to resume, exit 130), a sweep's, submitit's (which
+    saves a job's error only for an Exception); and it pickles by its message, as a sweep's worker sends
+    it. CPython accepts the two bases: their instances have the same layout. Not a bare KeyboardInterrupt,
+    for StoppedAtOnce's reason; uncaught, it therefore ends a script with its traceback and exit 1, not by
+    SIGINT as a bare one does."""
 
 
 class StoppedAtOnce(KeyboardInterrupt):  # noqa: N818 - a Ctrl-C, as the rest of Python sees it
@@ -119,6 +133,7 @@ class GracefulStop:
 
     def __init__(self, repeat_window: float = 0.0) -> None:
         self.requested, self.first = False, 0.0
+        self.signum: int | None = None  # the signal that asked for the stop
         self.repeat_window = repeat_window
         self.previous: dict = {}
 
@@ -127,9 +142,14 @@ class GracefulStop:
 
     def _handle(self, signum, frame) -> None:
         if not self.requested:
-            self.requested, self.first = True, time.monotonic()
+            self.requested, self.first, self.signum = True, time.monotonic(), signum
         elif time.monotonic() - self.first > self.repeat_window:
             stop_at_once()  # the second signal: stop now (atomic writes keep every file whole)
+
+    def stopped(self, message: str) -> RunStopped:
+        """What the run it stopped raises: RunInterrupted after a Ctrl-C, RunStopped after another signal
+        (or when another rank of a data-parallel run got the signal)."""
+        return (RunInterrupted if self.signum == signal.SIGINT else RunStopped)(message)
 
     def __enter__(self) -> GracefulStop:
         global _stopping
