@@ -12,6 +12,7 @@ Prints a rich table and one JSON object (also written to --json).
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -39,36 +40,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     args = parser.parse_args(argv)
     out = Path(tempfile.mkdtemp(prefix="vitcli-cpu-precision-"))
-    rows = []
-    for model in args.models:
-        preset, dataset, subset = MODELS[model]
-        if dataset == "cifar10":
-            cifar = Path(args.cifar or "")
-            data = ["--dataset", f"folder:{cifar}"] if (cifar / "train").is_dir() else ["--data-dir", cifar]
-        else:
-            data = ["--data-dir", args.data_dir]
-        data += ["--subset", subset] if subset else []
-        found = {}
-        for precision in PRECISIONS:
-            name = f"{preset}-{precision}"
-            command = [sys.executable, "-m", "vitcli", "train", "--preset", preset, *data, "--device", "cpu"]
-            command += ["--epochs", args.epochs, "--threads", args.threads, "--precision", precision]
-            command += ["--out", out, "--name", name, "--overwrite"]
-            subprocess.run([str(c) for c in command], check=True, stdout=subprocess.DEVNULL)
-            metrics = json.loads(read_metadata(out / name / "model.safetensors")["metrics"])
-            found[precision] = {
-                "images_per_s": metrics["images_per_s"],
-                "train_seconds": metrics["train_seconds"],
-                "test_accuracy": metrics["test_accuracy"],
-            }
-            print(f"{model} {precision}: {found[precision]}", file=sys.stderr)
-        rows.append(
-            {
-                "model": model,
-                **found,
-                "bf16_speed": found["bf16"]["images_per_s"] / found["fp32"]["images_per_s"],
-            }
-        )
+    rows = [model_row(args, model, out) for model in args.models]
     result = {
         "benchmark": "cpu_precision",
         "native_bf16": native_bf16(),
@@ -76,6 +48,36 @@ def main(argv: list[str] | None = None) -> dict:
         "threads": args.threads,
         "rows": rows,
     }
+    show(result)
+    return emit(result, args.json)
+
+
+def model_row(args, model: str, out: Path) -> dict:
+    """`vitcli train` of `model` in fp32, then in bf16: speed and test accuracy of each."""
+    preset, dataset, subset = MODELS[model]
+    if dataset == "cifar10":
+        cifar = Path(args.cifar or "")
+        data = ["--dataset", f"folder:{cifar}"] if (cifar / "train").is_dir() else ["--data-dir", cifar]
+    else:
+        data = ["--data-dir", args.data_dir]
+    data += ["--subset", subset] if subset else []
+    found = {}
+    for precision in PRECISIONS:
+        name = f"{preset}-{precision}"
+        command = [sys.executable, "-m", "vitcli", "train", "--preset", preset, *data, "--device", "cpu"]
+        command += ["--epochs", args.epochs, "--threads", args.threads, "--precision", precision]
+        command += ["--out", out, "--name", name, "--overwrite"]
+        subprocess.run([str(c) for c in command], check=True, stdout=subprocess.DEVNULL)
+        metrics = json.loads(read_metadata(out / name / "model.safetensors")["metrics"])
+        found[precision] = {key: metrics[key] for key in ("images_per_s", "train_seconds", "test_accuracy")}
+        print(f"{model} {precision}: {found[precision]}", file=sys.stderr)
+    speed = found["bf16"]["images_per_s"] / found["fp32"]["images_per_s"]
+    return {"model": model, **found, "bf16_speed": speed}
+
+
+def show(result: dict) -> None:
+    args = argparse.Namespace(epochs=result["epochs"], threads=result["threads"])
+    rows = result["rows"]
     table = Table(
         title=f"fp32 and bf16 on the CPU, {args.epochs} epoch(s), {args.threads} threads, "
         f"native bf16: {native_bf16()}"
@@ -92,7 +94,6 @@ def main(argv: list[str] | None = None) -> dict:
             f"{100 * r['bf16']['test_accuracy']:.2f}%",
         )
     console().print(table)
-    return emit(result, args.json)
 
 
 if __name__ == "__main__":

@@ -68,31 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
     optimizer = make_optimizer(model, cfg.train, None, None)
     images, labels = torch.randn(batch, channels, height, width), torch.randint(0, classes, (batch,))
 
-    def step() -> None:
-        loss = F.cross_entropy(model(images), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    with FlopCounterMode(display=False) as counter:
-        loss = F.cross_entropy(model(images), labels)
-        loss.backward()
-    flops = counter.get_total_flops()
-    for _ in range(5):
-        step()
-    start = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    seconds = (time.perf_counter() - start) / args.steps
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for _ in range(10):
-            step()
-    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
-    total = sum(e.self_cpu_time_total for e in events)
-    top = [
-        {"op": e.key, "calls": e.count // 10, "share": e.self_cpu_time_total / total}
-        for e in events[: args.top]
-    ]
+    flops, seconds, top, ops = measure(model, optimizer, images, labels, args.steps, args.top)
     peak = matmul_peak()
     achieved = flops / seconds / 1e9
     result = {
@@ -108,11 +84,42 @@ def main(argv: list[str] | None = None) -> dict:
         "gflops": achieved,
         "peak_gflops_512_matmul": peak,
         "share_of_peak": achieved / peak,
-        "ops_per_step": sum(e.count for e in events) // 10,
+        "ops_per_step": ops,
         "top_ops": top,
     }
     show(result)
     return emit(result, args.json)
+
+
+def measure(model, optimizer, images, labels, steps: int, count: int):
+    """(FLOPs of a step, seconds per step, the `count` operators that take the most self CPU time, the
+    operators a step runs)."""
+
+    def step() -> None:
+        loss = F.cross_entropy(model(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    with FlopCounterMode(display=False) as counter:
+        loss = F.cross_entropy(model(images), labels)
+        loss.backward()
+    flops = counter.get_total_flops()
+    for _ in range(5):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    seconds = (time.perf_counter() - start) / steps
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(10):
+            step()
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    top = [
+        {"op": e.key, "calls": e.count // 10, "share": e.self_cpu_time_total / total} for e in events[:count]
+    ]
+    return flops, seconds, top, sum(e.count for e in events) // 10
 
 
 def show(r: dict) -> None:

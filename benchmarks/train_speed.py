@@ -297,81 +297,42 @@ def print_table(args: argparse.Namespace, device: torch.device, summary: dict[st
 def process_runs(args: argparse.Namespace) -> dict[str, list[dict]]:
     """`vitcli train` (and with --compile) and the tensor loop's own process, each timed from its start to
     its exit, in turn; accuracy from the run's checkpoint and the loop's JSON."""
-    model = [
-        "--embed-dim",
-        args.embed_dim,
-        "--patch-size",
-        args.patch_size,
-        "--depth",
-        args.depth,
-        "--heads",
-        args.heads,
-    ]
-    common = [*model, "--epochs", args.epochs, "--batch-size", args.batch_size, "--lr", args.lr]
+    model = ["--embed-dim", args.embed_dim, "--patch-size", args.patch_size, "--depth", args.depth]
+    common = [*model, "--heads", args.heads, "--epochs", args.epochs, "--batch-size", args.batch_size]
+    common += ["--lr", args.lr]
     folder = Path(tempfile.mkdtemp(prefix="vitcli-train-speed-"))
-    vitcli = [
-        sys.executable,
-        "-m",
-        "vitcli",
-        "train",
-        "--dataset",
-        "mnist",
-        "--data-dir",
-        args.data_dir,
-        "--val-size",
-        0,
-        "--device",
-        args.device,
-        "--out",
-        folder,
-        "--overwrite",
-        *common,
-    ]
-    if not args.augment:
-        vitcli.append("--no-augment")
-    loop = [
-        sys.executable,
-        __file__,
-        "--loops",
-        "tensor",
-        "--repeats",
-        1,
-        "--data-dir",
-        args.data_dir,
-        "--device",
-        args.device,
-        *common,
-    ]
-
-    def timed(command: list, name: str | None) -> dict:
-        command = [str(c) for c in command] + (
-            ["--name", name] if name else ["--json", str(folder / "loop.json")]
-        )
-        start = time.perf_counter()
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        seconds = time.perf_counter() - start
-        if name:
-            metrics = json.loads(read_metadata(folder / name / "model.safetensors")["metrics"])
-            accuracy = metrics["test_accuracy"]
-        else:
-            accuracy = json.loads((folder / "loop.json").read_text())["tensor"]["test_accuracy_mean"]
-        images = args.epochs * (60000 // args.batch_size) * args.batch_size
-        return {
-            "seconds": seconds,
-            "images": images,
-            "images_per_s": images / seconds,
-            "test_accuracy": accuracy,
-        }
-
+    vitcli = [sys.executable, "-m", "vitcli", "train", "--dataset", "mnist", "--data-dir", args.data_dir]
+    vitcli += ["--val-size", 0, "--device", args.device, "--out", folder, "--overwrite", *common]
+    vitcli += [] if args.augment else ["--no-augment"]
+    loop = [sys.executable, __file__, "--loops", "tensor", "--repeats", 1, "--data-dir", args.data_dir]
+    loop += ["--device", args.device, *common]
+    images = args.epochs * (60000 // args.batch_size) * args.batch_size
     return alternate(
         args.repeats,
         {
-            "tensor": lambda: timed(loop, None),
-            "vitcli": lambda: timed(vitcli, "plain"),
-            "compiled": lambda: timed([*vitcli, "--compile"], "compiled"),
+            "tensor": lambda: timed([*loop, "--json", folder / "loop.json"], folder / "loop.json", images),
+            "vitcli": lambda: timed([*vitcli, "--name", "plain"], folder / "plain", images),
+            "compiled": lambda: timed(
+                [*vitcli, "--compile", "--name", "compiled"], folder / "compiled", images
+            ),
         },
         lambda out: f"{out['seconds']:.1f} s, test {100 * out['test_accuracy']:.2f}%",
     )
+
+
+def timed(command: list, result: Path, images: int) -> dict:
+    """Run `command` to its exit; its test accuracy from `result`: the tensor loop's JSON, or a run
+    directory's checkpoint."""
+    start = time.perf_counter()
+    subprocess.run(
+        [str(c) for c in command], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    seconds = time.perf_counter() - start
+    if result.suffix == ".json":
+        accuracy = json.loads(result.read_text())["tensor"]["test_accuracy_mean"]
+    else:
+        accuracy = json.loads(read_metadata(result / "model.safetensors")["metrics"])["test_accuracy"]
+    return {"seconds": seconds, "images": images, "images_per_s": images / seconds, "test_accuracy": accuracy}
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -1,6 +1,7 @@
 """Settings: everything a run is told, as plain dataclasses, validated once at the boundary.
 
     config.py    Config and its [data], [train], [run] sections; TOML in and out; load_config
+    toml_files.py  reading a TOML file (one line per failure) and writing our flat sections
     specs.py     the model kinds' [model] sections (ViTSpec, CNNSpec, TimmSpec): fields, checks, and what
                  each kind's model can do (attention, positions, a timm equivalent)
     fields.py    building a section from TOML values, the checks every section uses, and `option`: each

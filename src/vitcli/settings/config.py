@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,11 +32,7 @@ from vitcli.settings.fields import DATA_PANEL, LEVERS_PANEL, OUTPUT_PANEL, TRAIN
 from vitcli.settings.presets import load_preset
 from vitcli.settings.specs import SPECS, ModelSpec, TimmSpec, ViTSpec
 from vitcli.settings.suggest import did_you_mean
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
+from vitcli.settings.toml_files import load_toml, write_toml
 
 MAX_MAGNITUDE = 30  # RandAugment's strongest, on torchvision's scale of 31 bins
 
@@ -345,22 +340,6 @@ def merge_model(base: ModelSpec, given: dict[str, Any], source: str, notes: list
     return fields.build(spec_cls, values, f"{source}: [model]")
 
 
-def load_toml(path: str | Path) -> dict[str, Any]:
-    """Read a TOML file into a dict; a missing or malformed file is a ConfigError."""
-    path = Path(path)
-    try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except IsADirectoryError:
-        raise ConfigError(f"config file {path} is a directory; pass a .toml file") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"config file {path} cannot be read: {e}") from None
-
-
 def finetune_defaults() -> Config:
     """The defaults of `vitcli finetune`: a timm ViT-S, and a learning rate for pretrained weights.
 
@@ -388,31 +367,11 @@ def load_config(
 
 
 def dump_toml(values: dict[str, dict[str, Any]]) -> str:
-    """TOML for our flat sections of str/int/float/bool values; unset (None) values become comments so
-    the file still shows every setting."""
+    """TOML of settings; an unset (None) value becomes a comment that says what unset means."""
     unset_means = {
         f.name: f.metadata["unset"]
         for cls in (*SECTIONS.values(), *SPECS.values())
         for f in dataclasses.fields(cls)
         if f.metadata.get("unset")
     }
-    lines = []
-    for section, items in values.items():
-        lines.append(f"[{section}]")
-        for key, value in items.items():
-            if value is None:
-                lines.append(f"# {key} = ...  (unset: {unset_means.get(key, 'the default')})")
-            else:
-                lines.append(f"{key} = {_toml_value(value)}")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a valid TOML basic string
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+    return write_toml(values, unset_means)

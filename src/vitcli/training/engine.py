@@ -347,8 +347,7 @@ def fit(
     """
     emit, stop = on_event or (lambda event: None), stop or (lambda: False)
     classes, ranks = len(splits.info.classes), current()
-    # train_run resolves an unset batch size before the run's config is written; this is for callers of
-    # fit itself, which get the same choice (training/small_sets.py).
+    # train_run chooses an unset batch before config.toml is written; this is for callers of fit itself.
     cfg, _ = for_training_set(cfg, len(splits.train), ranks.world)
     batches = Batches(
         splits.train,

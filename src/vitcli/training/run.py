@@ -210,6 +210,35 @@ def _following(threads: Threads, emit: Listener) -> Listener:
     return listen
 
 
+def _result(config: Config, splits, built: Built, device, run_dir: Path, fitted, test, start) -> RunResult:
+    """The finished run's record (total_seconds is filled in at the very end)."""
+    result = RunResult(
+        run_dir=run_dir,
+        config=config,
+        spec=built.spec,
+        info=splits.info,
+        preprocessing=built.preprocessing,
+        device=str(device),
+        parameters=count_parameters(built.module),
+        tokens=num_tokens(built.module),
+        history=fitted.history,
+        best_epoch=fitted.best_epoch,
+        test=test,
+        train_seconds=fitted.seconds,
+        total_seconds=0.0,
+        images_per_s=fitted.images_per_s,
+        peak_memory=fitted.peak_memory,
+        adaptation=built.adaptation,
+        transfer=built.transfer,
+        weights=fitted.weights,
+        capped=splits.capped,
+    )
+    if built.teacher is not None:
+        before = sum(m.seconds for m in start.history) if start else 0.0  # trained by another process
+        result.teacher = built.teacher.cost(max(fitted.seconds - before, 1e-9))
+    return result
+
+
 def _main_only(on_event: Listener | None) -> Listener:
     """The listener of rank 0; the other ranks of a data-parallel run say nothing (rank 0 speaks for all)."""
     if on_event is None or not launched().main:
@@ -336,35 +365,17 @@ def _train(
         if fitted.stopped or any_rank(stop(), device):
             raise stop.stopped(f"the state of {run_dir} is saved; go on with: {resume}")
         emit(Status("evaluating the best epoch on the test set"))
-        classes = len(splits.info.classes)
-        result = RunResult(
-            run_dir=run_dir,
-            config=config,
-            spec=built.spec,
-            info=splits.info,
-            preprocessing=built.preprocessing,
-            device=str(device),
-            parameters=count_parameters(model),
-            tokens=num_tokens(model),
-            history=fitted.history,
-            best_epoch=fitted.best_epoch,
-            test=evaluate(
-                model, splits.test, preprocess, device, classes, autocast_dtype=dtype, shard=ranks.shard
-            ),
-            train_seconds=fitted.seconds,
-            total_seconds=0.0,
-            images_per_s=fitted.images_per_s,
-            peak_memory=fitted.peak_memory,
-            adaptation=built.adaptation,
-            transfer=built.transfer,
-            weights=fitted.weights,
-            capped=splits.capped,
-            threads=threads,
-            precision=precision,
+        test = evaluate(
+            model,
+            splits.test,
+            preprocess,
+            device,
+            len(splits.info.classes),
+            autocast_dtype=dtype,
+            shard=ranks.shard,
         )
-        if built.teacher is not None:
-            before = sum(m.seconds for m in start.history) if start else 0.0  # trained by another process
-            result.teacher = built.teacher.cost(max(fitted.seconds - before, 1e-9))
+        result = _result(config, splits, built, device, run_dir, fitted, test, start)
+        result.threads, result.precision = threads, precision
         on_main(lambda: save_checkpoint(run_dir / MODEL, built, config, splits.info, result.metrics()))
     result.total_seconds = time.perf_counter() - started
     return result
