@@ -4,18 +4,20 @@ messages."""
 from typer.testing import CliRunner
 
 from vitcli.cli import app
+from vitcli.runtime.interrupt import RunInterrupted, StoppedAtOnce
 
 runner = CliRunner()
 
 
 def run(*args):
-    """`vitcli ARGS...` in this process; arguments may be paths and numbers. A Ctrl-C that stopped it
+    """`vitcli ARGS...` in this process; arguments may be paths and numbers. A real Ctrl-C that stopped it
     (the command line says so and exits 130) is raised again as a KeyboardInterrupt, so that the user's
     Ctrl-C stops pytest at the first press instead of failing one test and going on to the next."""
     result = runner.invoke(app, [str(a) for a in args])
     error = result.exc_info[1] if result.exc_info else None
     while error is not None:
-        if isinstance(error, KeyboardInterrupt):
+        # A real SIGINT's kinds only: a test that raises KeyboardInterrupt itself wants the command's 130.
+        if isinstance(error, (RunInterrupted, StoppedAtOnce)):
             said = result.output.strip().splitlines() or ["stopped by Ctrl-C"]
             raise KeyboardInterrupt(said[-1]) from error  # its line: "interrupted: ... go on with: ..."
         error = error.__cause__ or error.__context__

@@ -61,7 +61,7 @@ def test_a_chosen_count_follows_the_load_after_two_looks_that_agree(monkeypatch)
     assert threads.check() is None
     assert "freer" in threads.check() and threads.count == 2 and torch.get_num_threads() == 2
     assert threads.counts == [2, 1, 2]
-    assert threads.describe() == "2 then 1 then 2 (chosen from 2 cores and the load)"
+    assert threads.describe() == "2 then 1 then 2 (auto)"
 
 
 def test_a_given_count_never_follows_the_load(monkeypatch):
@@ -69,7 +69,7 @@ def test_a_given_count_never_follows_the_load(monkeypatch):
     assert not threads.following and threads.check() is None
     assert torch.get_num_threads() == 1 and threads.describe() == "1 (--threads)"
     old = Threads.start(OLD)
-    assert old.count == threads_module._TORCH_DEFAULT and "PyTorch's default" in old.describe()
+    assert old.count == threads_module._TORCH_DEFAULT and old.describe().endswith("(--threads 0)")
 
 
 @TWO_CORES

@@ -173,14 +173,13 @@ class Threads:
         return [self.first, *(n for n, _ in self.changes)]
 
     def describe(self) -> str:
-        """The run table's words: the counts, and how they were chosen."""
+        """The run table's words, short enough for its narrow column: the counts and who chose them."""
         if self.requested == OLD:
-            how = "PyTorch's default, --threads 0"
+            how = "--threads 0"
         elif self.requested is not None:
             how = "--threads"
         else:
-            how = f"chosen from {cores()} cores" + (f", at most {self.top}" if self.top < cores() else "")
-            how += " and the load" if self.changes or self.note else ""
+            how = "auto"
         return " then ".join(str(n) for n in self.counts) + f" ({how})"
 
     def __post_init__(self) -> None:
