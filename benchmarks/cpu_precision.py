@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument(
+        "--subset", type=int, help="train every model on N images instead (5,120 or more: batch 128)"
+    )
     args = parser.parse_args(argv)
     out = Path(tempfile.mkdtemp(prefix="vitcli-cpu-precision-"))
     rows = [model_row(args, model, out) for model in args.models]
@@ -46,6 +49,7 @@ def main(argv: list[str] | None = None) -> dict:
         "native_bf16": native_bf16(),
         "epochs": args.epochs,
         "threads": args.threads,
+        "subset": args.subset,
         "rows": rows,
     }
     show(result)
@@ -60,6 +64,7 @@ def model_row(args, model: str, out: Path) -> dict:
         data = ["--dataset", f"folder:{cifar}"] if (cifar / "train").is_dir() else ["--data-dir", cifar]
     else:
         data = ["--data-dir", args.data_dir]
+    subset = args.subset or subset
     data += ["--subset", subset] if subset else []
     found = {}
     for precision in PRECISIONS:
