@@ -173,3 +173,40 @@ def test_a_ctrl_c_that_a_c_extension_turns_into_another_error_still_ends_as_a_ct
         [sys.executable, "-c", MANGLED], capture_output=True, text=True, env=env, timeout=60
     )
     assert done.returncode == 130 and done.stderr.strip() == STOPPED, done
+
+
+LEFT_OVER = textwrap.dedent(
+    """
+    import os, signal, sys
+    from typer.testing import CliRunner
+    from vitcli.cli import app
+    from vitcli.runtime.interrupt import GracefulStop, StoppedAtOnce
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a pytest-xdist worker starts
+    try:
+        with GracefulStop():
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)  # the second: stop at once
+    except StoppedAtOnce:
+        pass
+    open(sys.argv[1], "w").close()
+    done = CliRunner().invoke(app, ["info", "--data-dir", sys.argv[1]])  # a file: one error line
+    print(done.exit_code, done.output.strip().splitlines()[-1])
+    """
+)
+
+
+def test_a_ctrl_c_met_by_an_earlier_command_is_forgotten_where_sigint_was_ignored_from_the_start(tmp_path):
+    """A test runner's worker that ignores SIGINT from its start (pytest-xdist's) and ran a test that
+    stopped at once: a later command's own error is its own line and exit 1, not "stopped at once"."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    done = subprocess.run(
+        [sys.executable, "-c", LEFT_OVER, str(tmp_path / "file")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    code, line = done.stdout.split(" ", 1)
+    assert code == "1" and "is a file" in line and "stopped" not in line, done.stdout

@@ -47,6 +47,9 @@ class StoppedAtOnce(KeyboardInterrupt):  # noqa: N818 - a Ctrl-C, as the rest of
 # What a Ctrl-C that stops a command at once says: every file is written to a temporary name and renamed.
 STOPPED = "stopped at once; no file was half-written (each is written whole or not at all)"
 _stopping = False  # a StoppedAtOnce is on its way up
+# Ctrl-C is ignored because vitcli ignored it (a StoppedAtOnce on its way up, a command ending), not because
+# the process was started so (a pytest-xdist worker ignores SIGINT: its controller takes the Ctrl-C).
+_ignoring = False
 IMPORT_RETRY_S = 0.05  # a Ctrl-C that lands in an import is delivered again this much later
 
 
@@ -81,17 +84,18 @@ def stopped_at_once() -> bool:
 
 def command_starting() -> None:
     """A command's work starts: a StoppedAtOnce that an earlier command in this process met (a test
-    runner's process) is forgotten; one on its way up in this command (Ctrl-C then ignored) is not."""
+    runner's process) is forgotten; one on its way up in this command (Ctrl-C then ignored by vitcli) is
+    not."""
     global _stopping
-    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+    if not (_ignoring and signal.getsignal(signal.SIGINT) is signal.SIG_IGN):
         _stopping = False
 
 
 def ctrl_c_stops_at_once() -> None:
     """Python's own SIGINT handler raises a bare KeyboardInterrupt; the command line uses this one, which
     GracefulStop also puts back when a run ends."""
-    global _stopping
-    _stopping = False
+    global _stopping, _ignoring
+    _stopping = _ignoring = False
     signal.signal(signal.SIGINT, stop_at_once)
     sys.unraisablehook = _redeliver
 
@@ -105,8 +109,10 @@ def command_ending() -> None:
 
 
 def _ignore_ctrl_c() -> None:
+    global _ignoring
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _ignoring = True
 
 
 def _redeliver(unraisable) -> None:
@@ -161,7 +167,10 @@ class GracefulStop:
         return self
 
     def __exit__(self, *exc) -> None:
+        global _ignoring
         for sig, handler in self.previous.items():
             if _stopping and handler is stop_at_once:  # the command line's, and the run stopped at once:
                 continue  # Ctrl-C stays ignored while the command ends (stop_at_once)
             signal.signal(sig, handler)
+            if sig == signal.SIGINT:  # the handler from before the run is back, ignoring or not: not vitcli's
+                _ignoring = False
