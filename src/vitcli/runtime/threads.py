@@ -106,7 +106,7 @@ class Threads:
     requested: int | None
     top: int = 1
     note: str | None = None  # the start's one line when the machine was busy
-    changes: list[tuple[int, str]] = field(default_factory=list)  # (threads, why) after the start
+    changes: list[int] = field(default_factory=list)  # the counts it changed to after the start, in order
     meter: LoadMeter | None = None
     _pending: int | None = None  # a count one look asked for, which the next look must confirm
     _next: float = 0.0
@@ -162,7 +162,7 @@ class Threads:
         self.count = wanted
         _set(wanted)
         why = f"other programs use {others:.1f} of {cores()} cores"
-        self.changes.append((wanted, why))
+        self.changes.append(wanted)
         if wanted < before:
             return f"the CPU got busy ({why}): training on {_count(wanted)} now"
         return f"the CPU is freer ({why}): training on {_count(wanted)} now"
@@ -170,7 +170,7 @@ class Threads:
     @property
     def counts(self) -> list[int]:
         """The thread counts the run trained on, in order (one when it never changed)."""
-        return [self.first, *(n for n, _ in self.changes)]
+        return [self.first, *self.changes]
 
     def describe(self) -> str:
         """The run table's words, short enough for its narrow column: the counts and who chose them."""
