@@ -27,6 +27,7 @@ Prints a rich table and one JSON object (also written to --json).
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -38,6 +39,8 @@ from pathlib import Path
 
 from common import DATA_DIR, argument_parser, console, emit  # benchmarks/common.py
 from rich.table import Table
+
+from vitcli.runtime.threads import cores
 
 # model: (preset, data set, training images). The slower models train on fewer images, so that a
 # progress event (every ~2% of an epoch) comes often enough to measure at their slowest; above 5,120
@@ -65,52 +68,37 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--settle", type=float, default=SETTLE_S, help="seconds left out at a trial's start")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=CONDITIONS)
-    parser.add_argument("--worker", nargs=2, metavar=("SETTINGS", "EVENTS"), help=argparse_hidden())
+    parser.add_argument("--worker", nargs=2, metavar=("SETTINGS", "EVENTS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         return worker(Path(args.worker[0]), Path(args.worker[1]))
     started = time.strftime("%Y-%m-%d %H:%M %Z")
     rows, work = [], Path(tempfile.mkdtemp(prefix="vitcli-cpu-load-"))
+    new_vs_old = {}  # a model's speed alone, new over old
     for model in args.models:
         alone = {name: [] for name in BEHAVIOURS}
         for _ in range(args.repeats):  # old, new, old, new: a noisy machine affects both alike
             for name in BEHAVIOURS:
                 alone[name].append(trial(args, model, name, "alone", work))
+        base = {name: statistics.median(r["images_per_s"] for r in alone[name]) for name in BEHAVIOURS}
+        new_vs_old[model] = base["new"] / base["old"]
         for name in BEHAVIOURS:
-            base = statistics.median(r["images_per_s"] for r in alone[name])
-            rows.append(row(model, name, "alone", alone[name], base))
+            rows.append(row(model, name, "alone", alone[name], base[name]))
             for condition in args.conditions:
                 if condition != "alone":
-                    rows.append(
-                        row(model, name, condition, [trial(args, model, name, condition, work)], base)
-                    )
+                    trials = [trial(args, model, name, condition, work)]
+                    rows.append(row(model, name, condition, trials, base[name]))
     result = {
         "benchmark": "cpu_load",
         "seconds": args.seconds,
         "repeats": args.repeats,
-        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cores": cores(),
         "started": started,
         "rows": rows,
-        "old_vs_new_alone": {
-            model: ratio(rows, model, "alone", "new", "images_per_s")
-            / ratio(rows, model, "alone", "old", "images_per_s")
-            for model in args.models
-        },
+        "old_vs_new_alone": new_vs_old,
     }
     show(result)
     return emit(result, args.json)
-
-
-def argparse_hidden():
-    import argparse
-
-    return argparse.SUPPRESS
-
-
-def ratio(rows, model, condition, behaviour, key):
-    return next(
-        r[key] for r in rows if (r["model"], r["condition"], r["behaviour"]) == (model, condition, behaviour)
-    )
 
 
 def row(model: str, behaviour: str, condition: str, trials: list[dict], alone: float) -> dict:

@@ -10,7 +10,7 @@ import torch
 
 from vitcli.errors import ConfigError
 
-AUTO = "auto"  # autocast_dtype: bfloat16 on CUDA, none (float32) on the CPU
+AUTO = "auto"  # --precision and autocast_dtype: `resolve_precision`'s rule
 
 
 def resolve_device(name: str) -> torch.device:
@@ -28,9 +28,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def auto_dtype(device: torch.device) -> torch.dtype | None:
-    """AUTO's mixed precision: bfloat16 on CUDA (as fast as float16 on current GPUs, and no loss
-    scaling), none (float32) on the CPU, where bfloat16 is slower on most processors."""
-    return torch.bfloat16 if device.type == "cuda" else None
+    """AUTO's autocast dtype where the model kind is not known (callers of fit and evaluate): bfloat16 on
+    CUDA, none (float32) on the CPU. A run knows its kind and resolves --precision itself."""
+    return precision_dtype(resolve_precision(AUTO, device, kind=""))
 
 
 def autocast(device: torch.device, dtype: torch.dtype | str | None = AUTO):
@@ -39,11 +39,6 @@ def autocast(device: torch.device, dtype: torch.dtype | str | None = AUTO):
         dtype = auto_dtype(device)
     enabled = dtype not in (None, torch.float32)  # float32 is no autocast at all (and the CPU's warns)
     return torch.autocast(device.type, dtype=dtype if enabled else None, enabled=enabled)
-
-
-def precision(device: torch.device) -> str:
-    """The precision `autocast(device)` trains at, as a run records it."""
-    return "fp32" if auto_dtype(device) is None else "bf16-mixed"
 
 
 # Model kinds whose CPU training step bfloat16 autocast makes faster on a CPU with native bf16: the CNN's
@@ -67,7 +62,8 @@ def native_bf16() -> bool:
 
 def resolve_precision(name: str, device: torch.device, kind: str) -> str:
     """--precision auto|fp32|bf16 for a model of `kind` on `device`: "fp32" or "bf16". auto is bf16 on
-    CUDA, and on a CPU with native bf16 for the kinds in BF16_ON_CPU."""
+    CUDA (as fast as float16 on current GPUs, and no loss scaling), and on a CPU with native bf16 for the
+    kinds in BF16_ON_CPU; fp32 elsewhere, where bfloat16 is emulated and slower."""
     if name != AUTO:
         return name
     if device.type == "cuda" or (device.type == "cpu" and native_bf16() and kind in BF16_ON_CPU):

@@ -110,6 +110,7 @@ class Threads:
     meter: LoadMeter | None = None
     _pending: int | None = None  # a count one look asked for, which the next look must confirm
     _next: float = 0.0
+    first: int = field(init=False)  # the count at the start
 
     @classmethod
     def start(

@@ -28,7 +28,6 @@ import torch
 
 from vitcli.data.cache import checksum
 from vitcli.data.datasets import Splits
-from vitcli.runtime.devices import precision
 from vitcli.runtime.distributed import current
 from vitcli.runtime.files import atomic_write_text, writing
 from vitcli.runtime.version import __version__
@@ -37,7 +36,7 @@ PROVENANCE = "provenance.json"
 GIT_SECONDS = 2.0  # a git that hangs (a network file system, a lock) must not hold up a run
 
 
-def gather(device: torch.device, precision_used: str | None = None) -> dict[str, Any]:
+def gather(device: torch.device, precision: str) -> dict[str, Any]:
     """What this process is: command line, time, versions, device, threads, precision, commit."""
     return {
         "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -50,7 +49,7 @@ def gather(device: torch.device, precision_used: str | None = None) -> dict[str,
         "threads": torch.get_num_threads(),
         "processes": current().world,
         # --precision as resolved ("fp32" or "bf16"); bf16 is recorded as the mixed precision it is
-        "precision": {"bf16": "bf16-mixed", "fp32": "fp32"}.get(precision_used, precision(device)),
+        "precision": "bf16-mixed" if precision == "bf16" else "fp32",
         "git": git_commit(Path.cwd()),
     }
 
@@ -133,12 +132,10 @@ def data_facts(splits: Splits) -> dict[str, Any]:
     }
 
 
-def record(
-    run_dir: Path, splits: Splits, device: torch.device, resumed: bool, precision_used: str | None = None
-) -> None:
+def record(run_dir: Path, splits: Splits, device: torch.device, resumed: bool, precision: str) -> None:
     """Write a new run's provenance.json, or add a resume's entry to it."""
     path = run_dir / PROVENANCE
-    here = gather(device, precision_used)
+    here = gather(device, precision)
     if resumed:
         known = read(run_dir)
         if known is None or "damaged" in known:  # a run from before this file: keep what the resume knows

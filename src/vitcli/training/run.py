@@ -297,7 +297,7 @@ def _open(
         remove_temporaries(run_dir)
     with writing(run_dir / CONFIG) as path:
         atomic_write_text(path, config.to_toml())
-    provenance.record(run_dir, splits, device, resumed=start is not None, precision_used=precision)
+    provenance.record(run_dir, splits, device, resumed=start is not None, precision=precision)
     attention = _attention_snapshots(config, built, splits, run_dir, emit)
     writer = SnapshotWriter(run_dir, built, config, splits.info, attention)
     log = held.enter_context(MetricsLog(run_dir / METRICS, emit, start.history if start else None))
